@@ -1,0 +1,28 @@
+# Set-up and test on a fresh machine. `make test` and `make demo` create .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build of torch lies on this machine's disk; an unpinned torch would pull CUDA wheels.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: test demo lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check src tests benchmarks
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(BIN)/.installed
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/recognize.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

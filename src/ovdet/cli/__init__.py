@@ -1,0 +1,1 @@
+"""The `ovdet` command line: thin subcommands that parse, call the library and print."""

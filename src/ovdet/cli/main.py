@@ -1,0 +1,40 @@
+"""`ovdet` entry point: subcommands, one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ovdet.cli import classify, recognize
+from ovdet.errors import OvdetError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ovdet", description="open-vocabulary detection and recognition"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+    classify.register(sub)
+    recognize.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
+    try:
+        return int(args.run(args) or 0)
+    except OvdetError as e:
+        print(f"ovdet: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ovdet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""`ovdet recognize IMAGE --boxes boxes.json --vocab ...`: name given regions (crop or dense)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ovdet.cli.common import add_model_args, add_vocab_args, load_clip_and_text
+from ovdet.io.atomic import write_json
+from ovdet.io.coco import read_boxes, regions_to_coco
+from ovdet.io.images import load_image
+from ovdet.recognize.core import class_probabilities, recognize
+from ovdet.recognize.crop import CropRecognizer
+from ovdet.recognize.dense import DenseRecognizer
+from ovdet.types import Regions
+from ovdet.viz import draw_regions, save_png
+from ovdet.vocab.embed import expand_attributes
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recognize", help="name the regions given by boxes")
+    p.add_argument("image", help="image file")
+    p.add_argument(
+        "--boxes",
+        required=True,
+        help='JSON: COCO results list, COCO dataset, or {"xyxy": [[x1, y1, x2, y2], ...]}',
+    )
+    add_vocab_args(p)
+    add_model_args(p)
+    p.add_argument(
+        "--method",
+        choices=("crop", "dense"),
+        default="crop",
+        help="crop: CLIP on 1x+1.5x crops (accurate); dense: one pass + RoIAlign (fast)",
+    )
+    p.add_argument("--dense-size", type=int, default=None, help="input side for --method dense")
+    p.add_argument(
+        "--query",
+        default=None,
+        help='free-text re-query of the regions, comma separated: "red umbrella, blue umbrella"',
+    )
+    p.add_argument(
+        "--out", default="out", help="folder for <image>.json and <image>.png (default out/)"
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    image = load_image(args.image)
+    boxes = read_boxes(args.boxes, image_name=args.image)
+    clip, vocab, embedder = load_clip_and_text(args)
+    region_embedder = (
+        CropRecognizer(clip) if args.method == "crop" else DenseRecognizer(clip, args.dense_size)
+    )
+    regions = recognize(image, boxes, embedder.embed(vocab), region_embedder, clip.logit_scale)
+    names = list(vocab.names)
+    if vocab.attributes:
+        regions, names = _with_attributes(regions, vocab, embedder, clip.logit_scale)
+    stem = Path(args.image).stem
+    out = Path(args.out)
+    entries = regions_to_coco(regions, image_id=stem)
+    for e in entries:
+        e["category_name"] = names[e["category_id"] - 1]
+    write_json(out / f"{stem}.json", entries, indent=1)
+    save_png(draw_regions(image, regions, names), out / f"{stem}.png")
+    _print(regions, names, args, embedder, clip.logit_scale)
+    Console().print(f"wrote {out / f'{stem}.json'} and {out / f'{stem}.png'}")
+    return 0
+
+
+def _with_attributes(
+    regions: Regions, vocab, embedder, logit_scale: float
+) -> tuple[Regions, list[str]]:
+    p_attr = class_probabilities(regions.embeddings, embedder.embed_attributes(vocab), logit_scale)
+    joint, names = expand_attributes(regions.data["class_scores"], p_attr, vocab)
+    scores, labels = joint.max(dim=1)
+    data = {**regions.data, "class_scores": joint}
+    return Regions(
+        regions.xyxy, regions.image_size, scores, labels, regions.masks, regions.embeddings, data
+    ), names
+
+
+def _print(
+    regions: Regions, names: list[str], args: argparse.Namespace, embedder, logit_scale
+) -> None:
+    table = Table(title=f"{args.image}: {len(regions)} regions ({args.method})")
+    for col in ("#", "box (xyxy)", "label", "score"):
+        table.add_column(col)
+    queries = [q.strip() for q in args.query.split(",") if q.strip()] if args.query else []
+    if queries:
+        q_emb = embedder.embed_groups([(q,) for q in queries])
+        cos = regions.embeddings @ q_emb.t()
+        q_prob = class_probabilities(regions.embeddings, q_emb, logit_scale)
+        for q in queries:
+            table.add_column(f"{q!r} p (cos)")
+    for i in range(len(regions)):
+        row = [
+            str(i),
+            " ".join(f"{v:.0f}" for v in regions.xyxy[i].tolist()),
+            names[int(regions.labels[i])],
+            f"{float(regions.scores[i]):.3f}",
+        ]
+        if queries:
+            row += [
+                f"{float(q_prob[i, j]):.2f} ({float(cos[i, j]):.3f})" for j in range(len(queries))
+            ]
+        table.add_row(*row)
+    Console().print(table)

@@ -1,0 +1,1 @@
+"""Edges of the library: files in and out (images, JSON, atomic writes)."""

@@ -1,0 +1,146 @@
+"""COCO JSON at the edges: `Regions` <-> results lists (XYWH boxes, category ids, RLE masks).
+
+A COCO results file is a JSON list of {"image_id", "category_id", "bbox": [x, y, w, h], "score"}
+with an optional "segmentation" RLE. Each malformed entry is reported by its index.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ovdet.errors import FormatError
+from ovdet.ops.boxes import xywh_to_xyxy, xyxy_to_xywh
+from ovdet.ops.masks import rle_encode
+from ovdet.types import Regions
+
+
+def regions_to_coco(
+    regions: Regions, image_id: int | str, category_ids: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
+    """Regions of one image -> COCO result entries.
+
+    Args:
+        regions: labelled regions; `scores` default to 1 when absent.
+        image_id: the COCO image id.
+        category_ids: maps label index -> COCO category id; default: label + 1.
+    """
+    if regions.labels is None:
+        raise ValueError("regions_to_coco needs labelled regions (labels is None)")
+    xywh = xyxy_to_xywh(regions.xyxy).tolist()
+    scores = regions.scores.tolist() if regions.scores is not None else [1.0] * len(regions)
+    entries = []
+    for i, label in enumerate(regions.labels.tolist()):
+        if category_ids is not None and not 0 <= label < len(category_ids):
+            raise ValueError(
+                f"label {label} of region {i} has no category id ({len(category_ids)})"
+            )
+        entry = {
+            "image_id": image_id,
+            "category_id": int(category_ids[label]) if category_ids is not None else label + 1,
+            "bbox": [round(v, 2) for v in xywh[i]],
+            "score": round(float(scores[i]), 5),
+        }
+        if regions.masks is not None:
+            entry["segmentation"] = rle_encode(regions.masks[i])
+        entries.append(entry)
+    return entries
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read JSON with one-line errors for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"JSON file not found: {path}")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise FormatError(f"{path} is not valid JSON: {e}") from None
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{path} is not a text file: {e}") from None
+
+
+def check_results(entries: Any, source: str = "results") -> list[dict[str, Any]]:
+    """Validate a COCO results list; raise `FormatError` naming the first bad entry."""
+    if not isinstance(entries, list):
+        raise FormatError(
+            f"{source}: a COCO results file must be a JSON list, got {type(entries).__name__}"
+        )
+    for i, e in enumerate(entries):
+        where = f"{source}: entry {i}"
+        if not isinstance(e, dict):
+            raise FormatError(f"{where} must be an object, got {type(e).__name__}")
+        for key in ("image_id", "bbox"):
+            if key not in e:
+                raise FormatError(f"{where} lacks {key!r}: {json.dumps(e)[:120]}")
+        box = e["bbox"]
+        if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
+            raise FormatError(f"{where} has bbox {box!r}; expected [x, y, width, height] numbers")
+        if not all(math.isfinite(v) for v in box):
+            raise FormatError(f"{where} has a non-finite bbox {box}")
+        if box[2] < 0 or box[3] < 0:
+            raise FormatError(f"{where} has negative width or height in bbox {box}")
+        if "score" in e and not (_is_number(e["score"]) and math.isfinite(e["score"])):
+            raise FormatError(f"{where} has score {e['score']!r}; expected a finite number")
+    return entries
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def read_boxes(path: str | os.PathLike, image_name: str | None = None) -> torch.Tensor:
+    """Read the boxes of one image from JSON -> (N, 4) xyxy pixels.
+
+    Accepted forms:
+      - a COCO results list (all entries must name one image, or one matching `image_name`);
+      - a COCO dataset {"images", "annotations"}: the annotations of the image whose file_name
+        ends with `image_name` (or of the only image);
+      - {"xyxy": [[x1, y1, x2, y2], ...]}.
+    """
+    data = read_json(path)
+    if isinstance(data, dict) and "xyxy" in data:
+        boxes = data["xyxy"]
+        if not isinstance(boxes, list) or not all(
+            isinstance(b, list) and len(b) == 4 and all(_is_number(v) for v in b) for b in boxes
+        ):
+            raise FormatError(f"{path}: 'xyxy' must be a list of [x1, y1, x2, y2] numbers")
+        return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    if isinstance(data, dict) and "annotations" in data and "images" in data:
+        image_id = _pick_image(data["images"], image_name, str(path))
+        entries = [a for a in data["annotations"] if a.get("image_id") == image_id]
+    elif isinstance(data, list):
+        entries = check_results(data, str(path))
+        ids = sorted({str(e["image_id"]) for e in entries})
+        if len(ids) > 1:
+            raise FormatError(
+                f"{path} holds boxes of {len(ids)} images {ids[:5]}; split it per image"
+            )
+    else:
+        raise FormatError(
+            f"{path}: expected a COCO results list, a COCO dataset or {{'xyxy': [...]}}, "
+            f"got {type(data).__name__} {list(data)[:5] if isinstance(data, dict) else ''}"
+        )
+    check_results(entries, str(path))
+    xywh = torch.tensor([e["bbox"] for e in entries], dtype=torch.float32).reshape(-1, 4)
+    return xywh_to_xyxy(xywh)
+
+
+def _pick_image(images: list[dict[str, Any]], image_name: str | None, source: str) -> Any:
+    if image_name is not None:
+        matches = [
+            im for im in images if str(im.get("file_name", "")).endswith(Path(image_name).name)
+        ]
+        if len(matches) == 1:
+            return matches[0]["id"]
+        raise FormatError(f"{source}: {len(matches)} images match {Path(image_name).name!r}")
+    if len(images) != 1:
+        raise FormatError(f"{source} has {len(images)} images; say which one")
+    return images[0]["id"]

@@ -1,0 +1,57 @@
+"""Model name aliases and the one place that turns a failed weight lookup into a one-line error."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from ovdet.errors import WeightsNotFoundError
+
+T = TypeVar("T")
+
+CLIP_ALIASES: dict[str, str] = {
+    "clip-b32": "openai/clip-vit-base-patch32",
+    "clip-b16": "openai/clip-vit-base-patch16",
+    "clip-l14": "openai/clip-vit-large-patch14",
+    "clip-l14-336": "openai/clip-vit-large-patch14-336",
+}
+
+
+def resolve(name: str, aliases: dict[str, str]) -> str:
+    """Alias -> hub id; hub ids and folders pass through unchanged."""
+    return aliases.get(name, name)
+
+
+def looks_like_path(name: str) -> bool:
+    """True for names that are clearly local paths (absolute, ./, ../, ~ or an existing folder)."""
+    return name.startswith((os.sep, ".", "~")) or Path(name).exists()
+
+
+def load_weights(load: Callable[[str], T], name: str, aliases: dict[str, str], what: str) -> T:
+    """Call `load(resolved_name)`; a missing folder or unreachable hub id becomes one line.
+
+    Args:
+        load: calls transformers' `from_pretrained` (or similar) on a hub id or folder.
+        name: alias, hub id or local folder.
+        aliases: the alias table of this kind of model.
+        what: "CLIP", "SAM", ... for the message.
+    """
+    target = resolve(name, aliases)
+    if looks_like_path(target):
+        folder = Path(target).expanduser()
+        if not folder.is_dir():
+            raise WeightsNotFoundError(f"{what} model folder not found: {folder}")
+        target = str(folder)
+    try:
+        return load(target)
+    except OSError as e:
+        hint = (
+            f"the folder {target} lacks model files ({str(e).splitlines()[0][:160]})"
+            if Path(target).is_dir()
+            else f"{what} weights {target!r} are not cached and the hub is unreachable; "
+            f"download them once with `hf download {target}` (cache: $HF_HOME), "
+            f"or pass a local folder. Known aliases: {', '.join(sorted(aliases))}"
+        )
+        raise WeightsNotFoundError(hint) from None

@@ -1,0 +1,102 @@
+"""Binary masks <-> COCO run-length encoding (RLE), compatible with pycocotools.
+
+COCO RLE flattens an (H, W) mask in column-major order and stores alternating run lengths,
+starting with a run of zeros. The compressed string form writes each count (after the first two,
+as a difference to the count two places back) in 5-bit groups offset by 48.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ovdet.errors import FormatError
+
+
+def rle_encode(mask: torch.Tensor | np.ndarray) -> dict[str, Any]:
+    """(H, W) bool mask -> {"size": [H, W], "counts": str} (compressed COCO RLE)."""
+    m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask must have shape (H, W), got {m.shape}")
+    flat = m.astype(bool).flatten(order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]
+    return {"size": [int(m.shape[0]), int(m.shape[1])], "counts": rle_to_string(counts)}
+
+
+def rle_decode(rle: dict[str, Any]) -> torch.Tensor:
+    """COCO RLE (compressed string or uncompressed list counts) -> (H, W) bool mask."""
+    h, w = _rle_size(rle)
+    counts = rle["counts"]
+    if isinstance(counts, (str, bytes)):
+        counts = rle_from_string(counts)
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.sum() != h * w or (counts < 0).any():
+        raise FormatError(f"RLE counts sum to {int(counts.sum())}, expected {h}*{w}={h * w}")
+    values = np.arange(len(counts)) % 2 == 1
+    flat = np.repeat(values, counts)
+    return torch.from_numpy(flat.reshape(w, h).T.copy())
+
+
+def rle_area(rle: dict[str, Any]) -> int:
+    """Number of foreground pixels of a COCO RLE."""
+    counts = rle["counts"]
+    if isinstance(counts, (str, bytes)):
+        counts = rle_from_string(counts)
+    return int(sum(counts[1::2]))
+
+
+def rle_to_string(counts: list[int]) -> str:
+    """Uncompressed run lengths -> COCO's compressed counts string."""
+    out = []
+    for i, value in enumerate(counts):
+        x = int(value) - (int(counts[i - 2]) if i > 2 else 0)
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = (x != -1) if (c & 0x10) else (x != 0)
+            if more:
+                c |= 0x20
+            out.append(chr(c + 48))
+    return "".join(out)
+
+
+def rle_from_string(s: str | bytes) -> list[int]:
+    """COCO's compressed counts string -> uncompressed run lengths."""
+    if isinstance(s, bytes):
+        s = s.decode("ascii")
+    counts: list[int] = []
+    p = 0
+    while p < len(s):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(s):
+                raise FormatError(f"truncated RLE string at character {p}")
+            c = ord(s[p]) - 48
+            if c < 0 or c > 63:
+                raise FormatError(f"invalid RLE character {s[p]!r} at position {p}")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+def _rle_size(rle: Any) -> tuple[int, int]:
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise FormatError(f"an RLE must be a dict with 'size' and 'counts', got {str(rle)[:80]}")
+    size = rle["size"]
+    if len(size) != 2 or min(size) < 0:
+        raise FormatError(f"RLE size must be [H, W], got {size}")
+    return int(size[0]), int(size[1])

@@ -1,0 +1,86 @@
+"""Greedy non-maximum suppression in plain torch, exact and vectorised.
+
+The IoU > threshold relation between score-sorted boxes is computed in row blocks and packed into
+bits (as the CUDA kernels of detection libraries do); the greedy pass then walks the boxes once,
+OR-ing packed rows, so 10,000 boxes take well under a second on a CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ovdet.ops.boxes import box_iou, check_boxes
+
+_BLOCK = 2048  # rows of the IoU matrix computed at once: 2048 x N floats
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy NMS with torchvision's semantics.
+
+    Args:
+        boxes: (N, 4) xyxy.
+        scores: (N,) higher is better.
+        iou_threshold: a box is dropped when its IoU with a kept, higher-scored box is > this.
+
+    Returns:
+        (K,) int64 indices of the kept boxes, in decreasing score order.
+    """
+    boxes = check_boxes(boxes)
+    scores = torch.as_tensor(scores)
+    if scores.shape != (boxes.shape[0],):
+        raise ValueError(f"scores must have shape ({boxes.shape[0]},), got {tuple(scores.shape)}")
+    if torch.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    n = boxes.shape[0]
+    if n == 0:
+        return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    order = torch.argsort(scores, descending=True, stable=True)
+    sorted_boxes = boxes[order]
+    suppress = _packed_overlaps(sorted_boxes, iou_threshold)  # (N, ceil(N / 8)) uint8
+    removed = np.zeros(suppress.shape[1], dtype=np.uint8)
+    keep = []
+    for i in range(n):
+        if removed[i >> 3] & (0x80 >> (i & 7)):
+            continue
+        keep.append(i)
+        removed |= suppress[i]
+    return order[torch.as_tensor(keep, dtype=torch.int64, device=boxes.device)]
+
+
+def _packed_overlaps(boxes: torch.Tensor, iou_threshold: float) -> np.ndarray:
+    """(N, 4) sorted boxes -> (N, ceil(N/8)) uint8: bit j of row i set iff j > i and IoU > thr."""
+    n = boxes.shape[0]
+    rows = []
+    cols = torch.arange(n, device=boxes.device)
+    for start in range(0, n, _BLOCK):
+        block = box_iou(boxes[start : start + _BLOCK], boxes) > iou_threshold
+        block &= cols[None, :] > cols[start : start + _BLOCK, None]
+        rows.append(np.packbits(block.cpu().numpy(), axis=1))
+    return np.concatenate(rows)
+
+
+def batched_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """NMS within each category: boxes of different `idxs` never suppress each other.
+
+    Args:
+        boxes: (N, 4) xyxy.
+        scores: (N,).
+        idxs: (N,) int64 category (or image) of each box.
+        iou_threshold: as in `nms`.
+
+    Returns:
+        (K,) int64 indices of the kept boxes, in decreasing score order.
+    """
+    boxes = check_boxes(boxes)
+    idxs = torch.as_tensor(idxs, device=boxes.device)
+    if idxs.shape != (boxes.shape[0],):
+        raise ValueError(f"idxs must have shape ({boxes.shape[0]},), got {tuple(idxs.shape)}")
+    if boxes.shape[0] == 0:
+        return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    # Shift each category to its own region of the plane so that categories never overlap.
+    span = boxes.max() - boxes.min() + 1
+    shifted = boxes - boxes.min() + (idxs.to(boxes.dtype) * span)[:, None]
+    return nms(shifted, scores, iou_threshold)

@@ -1,0 +1,59 @@
+"""Region embeddings from one dense CLIP pass per image, pooled with RoIAlign (ViLD's fast path).
+
+The whole image is letterboxed to a square (padding at the bottom and right with the mean colour,
+so padded pixels are zero after normalisation), resized to the input side, and embedded once with
+`encode_dense`. Each box averages the per-location embeddings it covers (RoIAlign, 1x1 output with
+adaptive sampling), and the mean is L2-normalised.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ovdet.models.clip import ClipModel
+from ovdet.ops.boxes import check_boxes
+from ovdet.ops.roi_align import roi_align
+
+
+class DenseRecognizer:
+    """Region embeddings from `ClipModel.encode_dense`.
+
+    Args:
+        clip: the CLIP model.
+        input_size: side of the square input, a multiple of the patch size; default the model's
+            own resolution (larger sides interpolate position embeddings: finer maps, more compute).
+    """
+
+    def __init__(self, clip: ClipModel, input_size: int | None = None):
+        size = input_size or clip.image_size
+        if size % clip.patch_size:
+            raise ValueError(f"input_size must be a multiple of {clip.patch_size}, got {size}")
+        self.clip, self.input_size = clip, size
+
+    def letterbox(self, image: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """(3, H, W) image -> (1, 3, S, S) pixel values and the scale from image to input pixels."""
+        h, w = image.shape[-2:]
+        scale = self.input_size / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        x = image.to(self.clip.device, torch.float32)[None]
+        x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
+        pixels = self.clip.normalize(x.clamp(0, 255))
+        return F.pad(pixels, (0, self.input_size - nw, 0, self.input_size - nh)), scale
+
+    @torch.inference_mode()
+    def dense_map(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(3, H, W) image -> (1, D, h, w) dense and (1, D) global embeddings, image scale."""
+        pixels, scale = self.letterbox(image)
+        dense, global_ = self.clip.encode_dense(pixels, with_global=True)
+        return dense, global_, scale
+
+    @torch.inference_mode()
+    def embed(self, image: torch.Tensor, xyxy: torch.Tensor) -> torch.Tensor:
+        """(3, H, W) uint8 image, (N, 4) xyxy boxes -> (N, D) L2-normalised region embeddings."""
+        boxes = check_boxes(xyxy).to(self.clip.device)
+        dense, _, scale = self.dense_map(image)
+        pooled = roi_align(
+            dense, [boxes], (1, 1), spatial_scale=scale / self.clip.patch_size, aligned=True
+        )
+        return F.normalize(pooled.flatten(1), dim=-1)

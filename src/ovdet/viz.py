@@ -1,0 +1,59 @@
+"""Pictures of results: boxes, masks, names and scores drawn on the image."""
+
+from __future__ import annotations
+
+import colorsys
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from ovdet.io.atomic import atomic_path
+from ovdet.types import Regions
+
+
+def _colour(i: int) -> tuple[int, int, int]:
+    r, g, b = colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.85, 0.95)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def draw_regions(
+    image: torch.Tensor, regions: Regions, names: Sequence[str] | None = None, min_side: int = 480
+) -> Image.Image:
+    """Draw labelled regions on a (3, H, W) uint8 image; small images are upscaled to `min_side`."""
+    arr = image.permute(1, 2, 0).cpu().numpy().astype(np.uint8)
+    scale = max(1.0, min_side / min(arr.shape[:2]))
+    canvas = Image.fromarray(arr).convert("RGB")
+    if regions.masks is not None and len(regions):
+        overlay = np.array(canvas, dtype=np.float32)
+        for i, mask in enumerate(regions.masks.cpu().numpy()):
+            colour = np.array(_colour(int(regions.labels[i]) if regions.labels is not None else i))
+            overlay[mask] = 0.55 * overlay[mask] + 0.45 * colour
+        canvas = Image.fromarray(overlay.astype(np.uint8))
+    if scale > 1:
+        canvas = canvas.resize(
+            (round(canvas.width * scale), round(canvas.height * scale)), Image.NEAREST
+        )
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=max(12, canvas.height // 40))
+    for i in range(len(regions)):
+        label = int(regions.labels[i]) if regions.labels is not None else -1
+        colour = _colour(label if label >= 0 else i)
+        x1, y1, x2, y2 = (regions.xyxy[i] * scale).tolist()
+        draw.rectangle([x1, y1, x2, y2], outline=colour, width=max(2, canvas.height // 240))
+        text = names[label] if names is not None and label >= 0 else f"#{i}"
+        if regions.scores is not None:
+            text = f"{text} {float(regions.scores[i]):.2f}"
+        left, top, right, bottom = draw.textbbox((x1, y1), text, font=font)
+        ty = y1 - (bottom - top) - 4 if y1 - (bottom - top) - 4 >= 0 else y1
+        draw.rectangle([x1, ty, x1 + right - left + 4, ty + bottom - top + 4], fill=colour)
+        draw.text((x1 + 2, ty + 2 - (top - y1)), text, fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def save_png(picture: Image.Image, path: str | os.PathLike) -> None:
+    """Save a PIL image as PNG atomically."""
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format="PNG")

@@ -1,0 +1,220 @@
+"""Vocabularies from the forms people have them in: a comma list, a text file, JSON, or built-in."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ovdet.errors import VocabularyError
+from ovdet.types import Vocabulary
+
+# The 80 COCO detection categories with their official ids.
+COCO80: tuple[tuple[int, str], ...] = tuple(
+    enumerate(
+        (
+            "person",
+            "bicycle",
+            "car",
+            "motorcycle",
+            "airplane",
+            "bus",
+            "train",
+            "truck",
+            "boat",
+            "traffic light",
+            "fire hydrant",
+            None,
+            "stop sign",
+            "parking meter",
+            "bench",
+            "bird",
+            "cat",
+            "dog",
+            "horse",
+            "sheep",
+            "cow",
+            "elephant",
+            "bear",
+            "zebra",
+            "giraffe",
+            None,
+            "backpack",
+            "umbrella",
+            None,
+            None,
+            "handbag",
+            "tie",
+            "suitcase",
+            "frisbee",
+            "skis",
+            "snowboard",
+            "sports ball",
+            "kite",
+            "baseball bat",
+            "baseball glove",
+            "skateboard",
+            "surfboard",
+            "tennis racket",
+            "bottle",
+            None,
+            "wine glass",
+            "cup",
+            "fork",
+            "knife",
+            "spoon",
+            "bowl",
+            "banana",
+            "apple",
+            "sandwich",
+            "orange",
+            "broccoli",
+            "carrot",
+            "hot dog",
+            "pizza",
+            "donut",
+            "cake",
+            "chair",
+            "couch",
+            "potted plant",
+            "bed",
+            None,
+            "dining table",
+            None,
+            None,
+            "toilet",
+            None,
+            "tv",
+            "laptop",
+            "mouse",
+            "remote",
+            "keyboard",
+            "cell phone",
+            "microwave",
+            "oven",
+            "toaster",
+            "sink",
+            "refrigerator",
+            None,
+            "book",
+            "clock",
+            "vase",
+            "scissors",
+            "teddy bear",
+            "hair drier",
+            "toothbrush",
+        ),
+        start=1,
+    )
+)
+COCO80 = tuple((i, n) for i, n in COCO80 if n is not None)
+
+BUILTIN: dict[str, Vocabulary] = {"coco": Vocabulary(tuple(n for _, n in COCO80))}
+
+
+def parse_vocabulary(spec: str | os.PathLike, attributes: str | None = None) -> Vocabulary:
+    """Build a Vocabulary from a spec.
+
+    Args:
+        spec: a built-in name ("coco"); a path to a .json file or a text file (one class per line,
+            `|` between synonyms, `#` comments); or an inline comma list ("cat|kitty, dog").
+        attributes: optional inline comma list of attribute words ("red, green").
+
+    Raises:
+        VocabularyError: empty, malformed or duplicated entries, or a missing file.
+    """
+    attrs = tuple(_split_list(attributes)) if attributes else ()
+    text = str(spec)
+    path = Path(text).expanduser()
+    if text in BUILTIN:
+        base = BUILTIN[text]
+    elif path.is_file():
+        base = _from_json(path) if path.suffix.lower() == ".json" else _from_lines(path)
+    elif path.suffix.lower() in (".json", ".txt") or os.sep in text:
+        raise VocabularyError(f"vocabulary file not found: {path}")
+    else:
+        base = _from_entries(_split_list(text), f"vocabulary {text!r}")
+    return Vocabulary(base.names, base.synonyms, attrs or base.attributes)
+
+
+def _split_list(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise VocabularyError(f"vocabulary is empty: {text!r}")
+    empty = [i for i, item in enumerate(items) if not item]
+    if empty:
+        raise VocabularyError(f"vocabulary {text!r} has an empty entry at position {empty[0]}")
+    return items
+
+
+def _from_entries(entries: list[str], source: str) -> Vocabulary:
+    names, synonyms = [], []
+    for i, entry in enumerate(entries):
+        parts = [p.strip() for p in entry.split("|")]
+        if not all(parts):
+            raise VocabularyError(f"{source}: entry {i} {entry!r} has an empty name or synonym")
+        names.append(parts[0])
+        synonyms.append(tuple(parts[1:]))
+    return Vocabulary(tuple(names), tuple(synonyms))
+
+
+def _from_lines(path: Path) -> Vocabulary:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise VocabularyError(f"vocabulary file {path} is not UTF-8 text: {e}") from None
+    entries = [ln.split("#", 1)[0].strip() for ln in lines]
+    entries = [e for e in entries if e]
+    if not entries:
+        raise VocabularyError(f"vocabulary file {path} has no names")
+    return _from_entries(entries, str(path))
+
+
+def _from_json(path: Path) -> Vocabulary:
+    from ovdet.io.coco import read_json
+
+    try:
+        data = read_json(path)
+    except ValueError as e:
+        raise VocabularyError(str(e)) from None
+    source = str(path)
+    if isinstance(data, dict) and "categories" in data:
+        data = sorted(
+            data["categories"], key=lambda c: c.get("id", 0) if isinstance(c, dict) else 0
+        )
+    if isinstance(data, dict) and "names" in data:
+        attrs = data.get("attributes", [])
+        syn = data.get("synonyms") or [[] for _ in data["names"]]
+        if not isinstance(data["names"], list) or not isinstance(syn, list):
+            raise VocabularyError(f"{source}: 'names' and 'synonyms' must be lists")
+        return Vocabulary(tuple(data["names"]), tuple(tuple(s) for s in syn), tuple(attrs))
+    if isinstance(data, list):
+        return _from_json_list(data, source)
+    raise VocabularyError(
+        f"{source}: expected a list of names, a list of {{'name', 'synonyms'}}, "
+        f"{{'names': [...]}} or a COCO file with 'categories', got {type(data).__name__}"
+    )
+
+
+def _from_json_list(items: list[Any], source: str) -> Vocabulary:
+    names, synonyms = [], []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            names.append(item)
+            synonyms.append(())
+        elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            syn = item.get("synonyms") or []
+            if not isinstance(syn, list):
+                raise VocabularyError(f"{source}: entry {i} has synonyms {syn!r}; expected a list")
+            # LVIS synonyms are snake_case and repeat the name; normalise both.
+            name = item["name"].replace("_", " ")
+            extra = [
+                s.replace("_", " ") for s in syn if s.replace("_", " ").lower() != name.lower()
+            ]
+            names.append(name)
+            synonyms.append(tuple(dict.fromkeys(extra)))
+        else:
+            raise VocabularyError(
+                f"{source}: entry {i} must be a name or {{'name': ...}}, got {item!r}"
+            )
+    return Vocabulary(tuple(names), tuple(synonyms))
