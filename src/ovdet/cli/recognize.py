@@ -12,6 +12,7 @@ from ovdet.cli.common import add_model_args, add_vocab_args, load_clip_and_text
 from ovdet.io.atomic import write_json
 from ovdet.io.coco import read_boxes, regions_to_coco
 from ovdet.io.images import load_image
+from ovdet.ops.boxes import validate_input_boxes
 from ovdet.recognize.core import class_probabilities, recognize
 from ovdet.recognize.crop import CropRecognizer
 from ovdet.recognize.dense import DenseRecognizer
@@ -50,7 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     image = load_image(args.image)
-    boxes = read_boxes(args.boxes, image_name=args.image)
+    boxes = validate_input_boxes(
+        read_boxes(args.boxes, image_name=args.image), tuple(image.shape[-2:])
+    )
     clip, vocab, embedder = load_clip_and_text(args)
     region_embedder = (
         CropRecognizer(clip) if args.method == "crop" else DenseRecognizer(clip, args.dense_size)

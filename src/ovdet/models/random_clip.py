@@ -11,6 +11,7 @@ import json
 import os
 import string
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -66,39 +67,36 @@ def char_vocab() -> dict[str, int]:
     return vocab
 
 
-def save_random_clip(out_dir: str | os.PathLike, preset: str = "tiny", seed: int = 0) -> Path:
-    """Build a random-weight `CLIPModel` of `preset` size and save model, tokenizer and
-    pre-processor config to `out_dir`, loadable by `ClipModel.from_pretrained(out_dir)`."""
+def build_random_clip(preset: str = "tiny", seed: int = 0) -> tuple[Any, Any]:
+    """A random-weight transformers `CLIPModel` of `preset` size and its character tokenizer."""
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
     p = PRESETS[preset]
     vocab = char_vocab()
-    text = dict(
-        p["text"],
-        vocab_size=max(len(vocab), 49408 if preset != "tiny" else len(vocab)),
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-    )
+    vocab_size = len(vocab) if preset == "tiny" else 49408
+    text = dict(p["text"], vocab_size=vocab_size, bos_token_id=0, eos_token_id=1, pad_token_id=1)
     config = CLIPConfig(text_config=text, vision_config=p["vision"], **p["clip"])
     torch.manual_seed(seed)
-    model = CLIPModel(config).eval()
+    return CLIPModel(config).eval(), CLIPTokenizer(vocab=vocab, merges=[])
+
+
+def save_random_clip(out_dir: str | os.PathLike, preset: str = "tiny", seed: int = 0) -> Path:
+    """Save a random-weight CLIP (model, tokenizer, pre-processor config) to `out_dir`,
+    loadable by `ClipModel.from_pretrained(out_dir)` like a downloaded checkpoint."""
+    model, tokenizer = build_random_clip(preset, seed)
     out = Path(out_dir)
     model.save_pretrained(out)
-    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(out)
-    size = p["vision"]["image_size"]
-    (out / "preprocessor_config.json").write_text(
-        json.dumps(
-            {
-                "image_processor_type": "CLIPImageProcessor",
-                "image_mean": list(OPENAI_MEAN),
-                "image_std": list(OPENAI_STD),
-                "size": {"shortest_edge": size},
-                "crop_size": {"height": size, "width": size},
-                "do_center_crop": True,
-            }
-        )
-    )
+    tokenizer.save_pretrained(out)
+    size = PRESETS[preset]["vision"]["image_size"]
+    config = {
+        "image_processor_type": "CLIPImageProcessor",
+        "image_mean": list(OPENAI_MEAN),
+        "image_std": list(OPENAI_STD),
+        "size": {"shortest_edge": size},
+        "crop_size": {"height": size, "width": size},
+        "do_center_crop": True,
+    }
+    (out / "preprocessor_config.json").write_text(json.dumps(config))
     return out

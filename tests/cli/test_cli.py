@@ -1,0 +1,127 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ovdet.cli.main import main
+
+
+@pytest.fixture
+def photo(tmp_path):
+    g = np.random.default_rng(0)
+    arr = np.kron(g.integers(0, 256, (6, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+    path = tmp_path / "photo.png"
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def common(tiny_clip_dir, tmp_path):
+    return ["--clip", str(tiny_clip_dir), "--cache-dir", str(tmp_path / "cache")]
+
+
+def test_classify(photo, tiny_clip_dir, tmp_path, capsys):
+    out = tmp_path / "c.json"
+    code = main(
+        [
+            "classify",
+            str(photo),
+            str(photo),
+            "--vocab",
+            "cat, dog, traffic cone",
+            "--top-k",
+            "2",
+            "--json",
+            str(out),
+            *common(tiny_clip_dir, tmp_path),
+        ]
+    )
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert len(results) == 2 and len(results[0]["top"]) == 2
+    assert results[0]["top"][0]["probability"] >= results[0]["top"][1]["probability"]
+    assert "photo.png" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["crop", "dense"])
+def test_recognize_writes_json_and_png(photo, tiny_clip_dir, tmp_path, method, capsys):
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"xyxy": [[0, 0, 30, 30], [20, 10, 60, 45]]}))
+    code = main(
+        [
+            "recognize",
+            str(photo),
+            "--boxes",
+            str(boxes),
+            "--vocab",
+            "apple, pear",
+            "--attributes",
+            "red, green",
+            "--method",
+            method,
+            "--query",
+            "red apple, green pear",
+            "--out",
+            str(tmp_path / "out"),
+            *common(tiny_clip_dir, tmp_path),
+        ]
+    )
+    assert code == 0
+    entries = json.loads((tmp_path / "out" / "photo.json").read_text())
+    assert [e["bbox"] for e in entries] == [[0, 0, 30, 30], [20, 10, 40, 35]]
+    assert all(
+        e["category_name"] in {"red apple", "green apple", "red pear", "green pear"}
+        for e in entries
+    )
+    picture = Image.open(tmp_path / "out" / "photo.png")
+    assert picture.size[0] >= 64 and picture.mode == "RGB"
+    assert "'red apple'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--vocab", ""], "vocabulary is empty"),
+        (["--vocab", "cat,,dog"], "empty entry"),
+        (["--vocab", "cat", "--boxes", "BOXES_BAD"], "outside"),
+        (["--vocab", "cat", "--image", "missing.png"], "image file not found"),
+    ],
+)
+def test_errors_are_one_line(photo, tiny_clip_dir, tmp_path, capsys, args, message):
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"xyxy": [[0, 0, 10, 10]]}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"xyxy": [[500, 500, 600, 600]]}))
+    image = str(photo)
+    if "--image" in args:
+        image = str(tmp_path / args[args.index("--image") + 1])
+        args = args[: args.index("--image")]
+    if "--boxes" in args:
+        args = [a if a != "BOXES_BAD" else str(bad) for a in args]
+    else:
+        args = [*args, "--boxes", str(boxes)]
+    code = main(["recognize", image, *args, *common(tiny_clip_dir, tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_console_script_without_weights_prints_one_line(photo, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    exe = os.path.join(os.path.dirname(sys.executable), "ovdet")
+    proc = subprocess.run(
+        [exe, "classify", str(photo), "--vocab", "cat, dog"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert (
+        lines == [lines[0]]
+        and "openai/clip-vit-base-patch16" in lines[0]
+        and "Traceback" not in proc.stderr
+    )

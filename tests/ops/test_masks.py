@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as mask_utils
+
+from ovdet.errors import FormatError
+from ovdet.ops.masks import rle_area, rle_decode, rle_encode, rle_from_string, rle_to_string
+
+
+def masks():
+    g = np.random.default_rng(0)
+    out = [g.random((23, 17)) > 0.6 for _ in range(5)]
+    out += [np.zeros((8, 9), bool), np.ones((8, 9), bool), np.eye(6, 7, dtype=bool)]
+    big = np.zeros((300, 400), bool)
+    big[40:250, 30:390] = True  # long runs exercise multi-group encodings
+    return out + [big]
+
+
+@pytest.mark.parametrize("m", masks())
+def test_rle_matches_pycocotools(m):
+    ours = rle_encode(torch.from_numpy(m))
+    theirs = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+    assert ours["counts"] == theirs["counts"].decode()
+    assert ours["size"] == list(theirs["size"])
+    assert rle_decode(ours).numpy().tolist() == m.tolist()
+    assert rle_area(ours) == int(mask_utils.area(theirs)) == int(m.sum())
+
+
+def test_rle_uncompressed_counts_and_strings():
+    counts = [0, 5, 3, 200, 1, 40000, 2]
+    assert rle_from_string(rle_to_string(counts)) == counts
+    m = rle_decode({"size": [2, 3], "counts": [1, 2, 3]})  # column-major: 0, 1, 1, 0, 0, 0
+    assert m.tolist() == [[False, True, False], [True, False, False]]
+
+
+@pytest.mark.parametrize(
+    "rle, message",
+    [
+        ({"size": [2, 2], "counts": [1, 2]}, "sum to 3"),
+        ({"counts": "abc"}, "'size' and 'counts'"),
+        ({"size": [4, 4], "counts": "0P"}, "truncated"),
+        ("not an rle", "must be a dict"),
+    ],
+)
+def test_rle_errors(rle, message):
+    with pytest.raises(FormatError, match=message):
+        rle_decode(rle)

@@ -1,0 +1,77 @@
+import pytest
+import torch
+from reference import nms_reference
+
+from ovdet.errors import BoxError
+from ovdet.ops.nms import batched_nms, nms
+
+
+def cluster_boxes(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(n // 5 + 1, 2, generator=g) * 200
+    xy = (
+        centres[torch.randint(len(centres), (n,), generator=g)] + torch.randn(n, 2, generator=g) * 6
+    )
+    wh = 10 + torch.rand(n, 2, generator=g) * 30
+    return torch.cat([xy, xy + wh], 1), torch.rand(n, generator=g)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("thr", [0.3, 0.5, 0.7])
+def test_nms_matches_reference(seed, thr):
+    boxes, scores = cluster_boxes(120, seed)
+    assert nms(boxes, scores, thr).tolist() == nms_reference(boxes, scores, thr)
+
+
+def test_nms_edge_cases():
+    assert nms(torch.zeros(0, 4), torch.zeros(0), 0.5).tolist() == []
+    # identical boxes: only the best survives; zero-area and inverted boxes never suppress
+    boxes = torch.tensor(
+        [[0.0, 0, 10, 10], [0, 0, 10, 10], [5, 5, 5, 5], [5, 5, 5, 5], [9, 9, 1, 1]]
+    )
+    scores = torch.tensor([0.5, 0.9, 0.3, 0.2, 0.1])
+    assert nms(boxes, scores, 0.5).tolist() == [1, 2, 3, 4]
+    assert nms(boxes, scores, 0.5).tolist() == nms_reference(boxes, scores, 0.5)
+    # ties keep the lower index first (stable sort)
+    assert nms(
+        torch.tensor([[0.0, 0, 1, 1], [5, 5, 6, 6]]), torch.tensor([1.0, 1.0]), 0.5
+    ).tolist() == [0, 1]
+
+
+def test_nms_rejects_nan():
+    with pytest.raises(BoxError):
+        nms(torch.tensor([[0.0, 0, float("nan"), 1]]), torch.tensor([1.0]), 0.5)
+    with pytest.raises(ValueError, match="NaN"):
+        nms(torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([float("nan")]), 0.5)
+    with pytest.raises(ValueError, match="shape"):
+        nms(torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([1.0, 2.0]), 0.5)
+
+
+def test_batched_nms_keeps_classes_apart():
+    boxes, scores = cluster_boxes(150, 7)
+    idxs = torch.randint(3, (150,), generator=torch.Generator().manual_seed(0))
+    got = set(batched_nms(boxes, scores, idxs, 0.5).tolist())
+    want = set()
+    for c in range(3):
+        members = (idxs == c).nonzero()[:, 0]
+        want |= {int(members[i]) for i in nms_reference(boxes[members], scores[members], 0.5)}
+    assert got == want
+    order = batched_nms(boxes, scores, idxs, 0.5)
+    assert (scores[order][1:] <= scores[order][:-1]).all()
+
+
+def test_nms_many_boxes_agrees_with_blockwise_split():
+    # 5,000 boxes span several IoU row blocks; the result must equal NMS run on one block at a time
+    # when no two clusters overlap (each cluster is far from the others).
+    boxes, scores = cluster_boxes(5_000, 3)
+    keep = nms(boxes, scores, 0.5)
+    assert 0 < len(keep) < 5_000
+    # every kept pair overlaps at most the threshold; every dropped box overlaps a kept one
+    from ovdet.ops.boxes import box_iou
+
+    kept = boxes[keep]
+    iou = box_iou(kept, kept).fill_diagonal_(0)
+    assert iou.max() <= 0.5
+    dropped = torch.ones(5_000, dtype=torch.bool)
+    dropped[keep] = False
+    assert (box_iou(boxes[dropped], kept) > 0.5).any(1).all()
