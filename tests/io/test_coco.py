@@ -5,7 +5,7 @@ import torch
 
 from ovdet.errors import FormatError
 from ovdet.io.atomic import atomic_open, write_json
-from ovdet.io.coco import check_results, read_boxes, read_json, regions_to_coco
+from ovdet.io.coco import check_results, coco_to_regions, read_boxes, read_json, regions_to_coco
 from ovdet.ops.masks import rle_decode
 from ovdet.types import Regions
 
@@ -24,6 +24,12 @@ def test_regions_to_coco_round_trip(tmp_path):
     assert entries[0]["bbox"] == [3, 2, 6, 3] and entries[0]["category_id"] == 11
     assert entries[1]["category_id"] == 5 and entries[1]["score"] == 0.4
     assert torch.equal(rle_decode(entries[0]["segmentation"]), masks[0])
+    back = coco_to_regions(entries, (20, 30), category_ids=[5, 11])
+    assert back.labels.tolist() == [1, 0] and torch.equal(back.masks, masks)
+    torch.testing.assert_close(back.xyxy, r.xyxy)
+    torch.testing.assert_close(back.scores, r.scores)
+    with pytest.raises(FormatError, match="unknown category_id 11"):
+        coco_to_regions(entries, (20, 30), category_ids=[5])
     write_json(tmp_path / "r.json", entries)
     assert torch.allclose(read_boxes(tmp_path / "r.json"), r.xyxy)
 

@@ -46,12 +46,19 @@ def add_vocab_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def load_clip_and_text(args: argparse.Namespace) -> tuple[ClipModel, Vocabulary, TextEmbedder]:
-    vocab = parse_vocabulary(args.vocab, args.attributes)
-    clip = ClipModel.from_pretrained(args.clip, device=args.device)
-    cache = (
-        None
-        if args.no_cache
-        else TextEmbeddingCache(None if args.cache_dir is None else f"{args.cache_dir}/text")
+def load_clip(args: argparse.Namespace) -> ClipModel:
+    return ClipModel.from_pretrained(args.clip, device=args.device)
+
+
+def text_embedder(args: argparse.Namespace, clip: ClipModel) -> TextEmbedder:
+    cache_dir = None if args.cache_dir is None else f"{args.cache_dir}/text"
+    return TextEmbedder(
+        clip, args.templates, None if args.no_cache else TextEmbeddingCache(cache_dir)
     )
-    return clip, vocab, TextEmbedder(clip, args.templates, cache)
+
+
+def load_clip_and_text(args: argparse.Namespace) -> tuple[ClipModel, Vocabulary, TextEmbedder]:
+    """Parse --vocab first (bad input fails before any model loads), then load CLIP."""
+    vocab = parse_vocabulary(args.vocab, args.attributes)
+    clip = load_clip(args)
+    return clip, vocab, text_embedder(args, clip)

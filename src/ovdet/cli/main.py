@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from ovdet.cli import classify, recognize
+from ovdet.cli import classify, evaluate, recognize
 from ovdet.errors import OvdetError
 
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     classify.register(sub)
     recognize.register(sub)
+    evaluate.register(sub)
     return parser
 
 

@@ -17,7 +17,7 @@ import torch
 
 from ovdet.errors import FormatError
 from ovdet.ops.boxes import xywh_to_xyxy, xyxy_to_xywh
-from ovdet.ops.masks import rle_encode
+from ovdet.ops.masks import rle_decode, rle_encode
 from ovdet.types import Regions
 
 
@@ -51,6 +51,42 @@ def regions_to_coco(
             entry["segmentation"] = rle_encode(regions.masks[i])
         entries.append(entry)
     return entries
+
+
+def coco_to_regions(
+    entries: list[dict[str, Any]],
+    image_size: tuple[int, int],
+    category_ids: Sequence[int] | None = None,
+) -> Regions:
+    """COCO result entries of one image -> Regions (labels index `category_ids`; masks if RLE).
+
+    Args:
+        entries: validated by `check_results`; all for the same image.
+        image_size: (H, W) of that image.
+        category_ids: label index -> category id; default: label = category_id - 1.
+    """
+    check_results(entries)
+    lookup = {int(c): i for i, c in enumerate(category_ids)} if category_ids is not None else None
+    labels = []
+    for i, e in enumerate(entries):
+        cid = e.get("category_id")
+        if not isinstance(cid, int) or (lookup is not None and cid not in lookup):
+            raise FormatError(f"entry {i} has unknown category_id {cid!r}")
+        labels.append(lookup[cid] if lookup is not None else cid - 1)
+    xyxy = xywh_to_xyxy(
+        torch.tensor([e["bbox"] for e in entries], dtype=torch.float32).reshape(-1, 4)
+    )
+    scores = torch.tensor([float(e.get("score", 1.0)) for e in entries], dtype=torch.float32)
+    masks = None
+    if entries and all("segmentation" in e for e in entries):
+        masks = torch.stack([rle_decode(e["segmentation"]) for e in entries])
+        if tuple(masks.shape[1:]) != tuple(image_size):
+            raise FormatError(
+                f"masks are {tuple(masks.shape[1:])}, the image is {tuple(image_size)}"
+            )
+    return Regions(
+        xyxy, image_size, scores=scores, labels=torch.tensor(labels, dtype=torch.int64), masks=masks
+    )
 
 
 def read_json(path: str | os.PathLike) -> Any:

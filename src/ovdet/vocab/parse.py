@@ -196,6 +196,14 @@ def _from_json(path: Path) -> Vocabulary:
     )
 
 
+def vocabulary_from_categories(categories: list[Any], source: str = "categories") -> Vocabulary:
+    """COCO/LVIS `categories` -> Vocabulary in category-id order (LVIS synonyms included)."""
+    if not isinstance(categories, list):
+        raise VocabularyError(f"{source}: 'categories' must be a list")
+    ordered = sorted(categories, key=lambda c: c.get("id", 0) if isinstance(c, dict) else 0)
+    return _from_json_list(ordered, source)
+
+
 def _from_json_list(items: list[Any], source: str) -> Vocabulary:
     names, synonyms = [], []
     for i, item in enumerate(items):

@@ -1,0 +1,100 @@
+"""`ovdet eval` (score a results file) and `ovdet eval-regions` (recognise GT boxes, then score)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from ovdet.cli.common import add_model_args, load_clip, text_embedder
+from ovdet.eval.data import load_gt, make_split
+from ovdet.eval.detection import EvalResult, evaluate_detections
+from ovdet.eval.recall import proposal_recall
+from ovdet.eval.recognition import recognize_dataset
+from ovdet.eval.report import metrics_table, save_plots
+from ovdet.io.atomic import write_json
+from ovdet.recognize.core import class_probabilities
+from ovdet.recognize.crop import CropRecognizer
+from ovdet.recognize.dense import DenseRecognizer
+from ovdet.vocab.parse import vocabulary_from_categories
+
+
+def _add_protocol_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gt", required=True, help="COCO or LVIS ground-truth JSON")
+    p.add_argument("--iou-type", choices=("bbox", "segm"), default="bbox")
+    p.add_argument(
+        "--protocol",
+        choices=("coco", "lvis"),
+        default="coco",
+        help="lvis: 300 detections per image, federated matching, AP r/c/f",
+    )
+    p.add_argument(
+        "--split",
+        default=None,
+        help='base/novel split: "coco-ovd", "lvis" (novel = rare), or novel names/ids',
+    )
+    p.add_argument("--out", default=None, help="folder for metrics.json and eval.png")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="score a COCO results file (COCO / LVIS protocols, base/novel)")
+    _add_protocol_args(p)
+    p.add_argument("--dt", required=True, help="COCO results JSON (detections or proposals)")
+    p.add_argument("--recall", action="store_true", help="also class-agnostic AR@100/300/1000")
+    p.set_defaults(run=run_eval)
+
+    p = sub.add_parser("eval-regions", help="recognise ground-truth boxes with CLIP and score them")
+    _add_protocol_args(p)
+    p.add_argument("--images", required=True, help="folder the ground truth's file_names are in")
+    p.add_argument("--method", choices=("crop", "dense"), default="dense")
+    p.add_argument(
+        "--labels-per-box",
+        type=int,
+        default=None,
+        help="labels kept per box (default: all; the protocol's budget keeps the best)",
+    )
+    add_model_args(p)
+    p.set_defaults(run=run_eval_regions)
+
+
+def _report(result: EvalResult, args: argparse.Namespace, extra: dict | None = None) -> None:
+    console = Console()
+    console.print(metrics_table(result))
+    if extra:
+        console.print("  ".join(f"{k} {v:.1f}" for k, v in extra.items()))
+    if args.out:
+        out = Path(args.out)
+        write_json(
+            out / "metrics.json",
+            {**result.to_json(), **({"recall": extra} if extra else {})},
+            indent=1,
+        )
+        save_plots(result, out / "eval.png")
+        console.print(f"wrote {out / 'metrics.json'} and {out / 'eval.png'}")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    gt = load_gt(args.gt)
+    split = make_split(args.split, gt)
+    result = evaluate_detections(gt, args.dt, args.iou_type, args.protocol, split)
+    recall = proposal_recall(gt, args.dt, split=split) if args.recall else None
+    _report(result, args, recall)
+    return 0
+
+
+def run_eval_regions(args: argparse.Namespace) -> int:
+    gt = load_gt(args.gt)
+    split = make_split(args.split, gt)
+    vocab = vocabulary_from_categories(gt["categories"], args.gt)
+    clip = load_clip(args)
+    text = text_embedder(args, clip).embed(vocab)
+    rec = CropRecognizer(clip) if args.method == "crop" else DenseRecognizer(clip)
+
+    def score(image: torch.Tensor, xyxy: torch.Tensor) -> torch.Tensor:
+        return class_probabilities(rec.embed(image, xyxy).cpu(), text, clip.logit_scale)
+
+    dets = recognize_dataset(gt, args.images, score, args.labels_per_box)
+    _report(evaluate_detections(gt, dets, "bbox", args.protocol, split), args)
+    return 0

@@ -1,0 +1,163 @@
+import contextlib
+import copy
+import io
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from synthetic import synthetic
+
+from ovdet.errors import FormatError
+from ovdet.eval.data import cap_per_image, coco_ovd_split, make_split
+from ovdet.eval.detection import evaluate_detections
+
+
+def pycocotools_eval(gt, dets, iou_type):
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = copy.deepcopy(gt)
+        coco_gt.createIndex()
+        ev = COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(dets)), iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_coco_ap_equals_pycocotools(seed, iou_type):
+    gt, dets = synthetic(seed, masks=iou_type == "segm")
+    ours = evaluate_detections(gt, dets, iou_type, "coco")
+    ref = pycocotools_eval(gt, dets, iou_type)
+    want = [v * 100 if v > -1 else -1 for v in ref.stats[:6]]
+    got = [ours.metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")]
+    np.testing.assert_allclose(got, want, atol=1e-3)
+    # per-category AP equals pycocotools' precision table averaged per category
+    for k, row in enumerate(ours.per_category):
+        p = ref.eval["precision"][:, :, k, 0, -1]
+        want_k = p[p > -1].mean() * 100 if (p > -1).any() else -1
+        assert row["AP"] == pytest.approx(want_k, abs=1e-3)
+
+
+def test_base_novel_means_of_per_category_ap():
+    gt, dets = synthetic(4)
+    split = make_split("thing1, thing4", gt)
+    result = evaluate_detections(gt, dets, split=split)
+    rows = {r["name"]: r for r in result.per_category}
+    novel = [rows["thing1"]["AP50"], rows["thing4"]["AP50"]]
+    base = [r["AP50"] for n, r in rows.items() if n not in ("thing1", "thing4") and r["AP50"] > -1]
+    assert result.metrics["AP50_novel"] == pytest.approx(np.mean(novel), abs=1e-3)
+    assert result.metrics["AP50_base"] == pytest.approx(np.mean(base), abs=1e-3)
+    assert make_split([2, 5], gt).novel == frozenset({2, 5})
+    with pytest.raises(FormatError, match="not in the ground truth"):
+        make_split("unicorn", gt)
+
+
+def test_coco_ovd_split_is_48_17():
+    split = coco_ovd_split()
+    assert len(split.base) == 48 and len(split.novel) == 17 and not split.base & split.novel
+    assert 5 in split.novel and 1 in split.base  # airplane novel, person base
+
+
+def lvis_toy():
+    box = [10.0, 10.0, 20.0, 20.0]
+    other = [60.0, 60.0, 20.0, 20.0]
+    images = [
+        {
+            "id": 1,
+            "width": 100,
+            "height": 100,
+            "neg_category_ids": [1],
+            "not_exhaustive_category_ids": [],
+        },
+        {
+            "id": 2,
+            "width": 100,
+            "height": 100,
+            "neg_category_ids": [],
+            "not_exhaustive_category_ids": [3],
+        },
+    ]
+    cats = [
+        {"id": 1, "name": "rare", "frequency": "r"},
+        {"id": 2, "name": "common", "frequency": "c"},
+        {"id": 3, "name": "frequent", "frequency": "f"},
+    ]
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 3, "bbox": box, "area": 400},
+        {"id": 2, "image_id": 2, "category_id": 1, "bbox": other, "area": 400},
+        {"id": 3, "image_id": 2, "category_id": 2, "bbox": box, "area": 400},
+    ]
+    dets = [
+        {"image_id": 1, "category_id": 3, "bbox": box, "score": 0.9},  # TP
+        {"image_id": 2, "category_id": 3, "bbox": other, "score": 0.95},  # not exhaustive: ignored
+        {"image_id": 1, "category_id": 1, "bbox": other, "score": 0.8},  # verified negative: FP
+        {"image_id": 2, "category_id": 1, "bbox": other, "score": 0.7},  # TP
+        {"image_id": 2, "category_id": 2, "bbox": box, "score": 0.6},  # TP
+        {"image_id": 1, "category_id": 2, "bbox": box, "score": 0.99},  # unverified: ignored
+    ]
+    return {"images": images, "categories": cats, "annotations": anns}, dets
+
+
+def test_lvis_federated_groups_by_hand():
+    gt, dets = lvis_toy()
+    m = evaluate_detections(gt, dets, protocol="lvis").metrics
+    assert m["APr"] == pytest.approx(50.0)  # FP ranked first, then TP: precision 0.5 at all recalls
+    assert m["APc"] == pytest.approx(100.0)
+    assert m["APf"] == pytest.approx(100.0)
+    assert m["AP"] == pytest.approx(250 / 3, abs=1e-3)
+    # the COCO protocol counts the ignored detections as false positives
+    coco = evaluate_detections(gt, dets, protocol="coco").metrics
+    assert coco["AP"] < m["AP"]
+    split = make_split("lvis", gt)
+    assert split.novel == frozenset({1})
+
+
+def test_lvis_caps_300_per_image_across_categories():
+    gt, dets = lvis_toy()
+    good = [d for d in dets if d["image_id"] == 2 and d["category_id"] == 2]
+    flood = [
+        {"image_id": 2, "category_id": 1, "bbox": [0.0, 0, 5, 5], "score": 0.9} for _ in range(300)
+    ]
+    m = evaluate_detections(gt, flood + good, protocol="lvis").metrics
+    assert m["APc"] == 0.0  # the correct "common" detection ranks 301st in its image and is cut
+    assert evaluate_detections(gt, flood[:299] + good, protocol="lvis").metrics["APc"] == 100.0
+    kept = cap_per_image(
+        [{"image_id": i % 2, "score": s} for i, s in enumerate([0.1, 0.5, 0.3, 0.9, 0.7])], 2
+    )
+    assert [d["score"] for d in kept] == [0.5, 0.3, 0.9, 0.7]
+
+
+def test_lvis_needs_frequencies():
+    gt, dets = synthetic(0)
+    with pytest.raises(FormatError, match="frequency"):
+        evaluate_detections(gt, dets, protocol="lvis")
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.update(image_id=999), "detection 3 names image_id 999"),
+        (lambda d: d.update(category_id=7), "category_id 7"),
+        (lambda d: d.update(score=float("nan")), "score nan"),
+        (lambda d: d.update(bbox=[1, 2, -3, 4]), "negative-size"),
+        (lambda d: d.pop("bbox"), "bbox None"),
+    ],
+)
+def test_bad_detections_name_the_entry(mutate, message):
+    gt, dets = synthetic(0)
+    mutate(dets[3])
+    with pytest.raises(FormatError, match=message):
+        evaluate_detections(gt, dets)
+
+
+def test_empty_results_score_zero_and_inputs_untouched():
+    gt, dets = synthetic(0)
+    assert evaluate_detections(gt, []).metrics["AP"] == 0.0
+    before = copy.deepcopy(dets)
+    evaluate_detections(gt, dets)
+    assert dets == before
+    with pytest.raises(FormatError, match="segmentation"):
+        evaluate_detections(gt, dets, "segm")
