@@ -41,7 +41,9 @@ def timed(fn, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--boxes", type=int, nargs="+", default=[10, 100, 300])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -52,8 +54,10 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (3, 480, 640), dtype=torch.uint8, generator=g)
     crop, dense = CropRecognizer(clip, batch_size=32), DenseRecognizer(clip)
-    print(f"ViT-B/16 (random weights), image 640x480, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"ViT-B/16 (random weights), image 640x480, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     print(f"{'boxes':>6} {'crop s/img':>11} {'dense s/img':>12} {'crop/dense':>11}")
     for n in args.boxes:
         boxes = random_boxes(n, 480, 640, g)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ovdet.ops.boxes import box_iou, check_boxes
+from ovdet.ops.boxes import box_area, check_boxes
 
-_BLOCK = 2048  # rows of the IoU matrix computed at once: 2048 x N floats
+_BLOCK = 256  # rows of the IoU matrix per step (a multiple of 8); small blocks stay in cache
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -49,15 +49,26 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
 
 
 def _packed_overlaps(boxes: torch.Tensor, iou_threshold: float) -> np.ndarray:
-    """(N, 4) sorted boxes -> (N, ceil(N/8)) uint8: bit j of row i set iff j > i and IoU > thr."""
+    """(N, 4) sorted boxes -> (N, ceil(N/8)) uint8: bit j of row i set iff j > i and IoU > thr.
+
+    Only the upper triangle is computed, and IoU > t is tested as inter > t * union (no division;
+    an empty union has no intersection, so it never passes).
+    """
     n = boxes.shape[0]
-    rows = []
-    cols = torch.arange(n, device=boxes.device)
-    for start in range(0, n, _BLOCK):
-        block = box_iou(boxes[start : start + _BLOCK], boxes) > iou_threshold
-        block &= cols[None, :] > cols[start : start + _BLOCK, None]
-        rows.append(np.packbits(block.cpu().numpy(), axis=1))
-    return np.concatenate(rows)
+    x1, y1, x2, y2 = boxes.float().unbind(1)
+    area = box_area(boxes.float())
+    packed = np.zeros((n, (n + 7) // 8), dtype=np.uint8)
+    for start in range(0, n, _BLOCK):  # _BLOCK is a multiple of 8: column blocks stay byte-aligned
+        end = min(n, start + _BLOCK)
+        rows, cols = slice(start, end), slice(start, n)
+        iw = torch.minimum(x2[rows, None], x2[None, cols]) - torch.maximum(x1[rows, None], x1[None, cols])
+        ih = torch.minimum(y2[rows, None], y2[None, cols]) - torch.maximum(y1[rows, None], y1[None, cols])
+        inter = iw.clamp_(min=0).mul_(ih.clamp_(min=0))
+        union = (area[rows, None] + area[None, cols]).sub_(inter)
+        over = inter > union.mul_(iou_threshold)
+        over.triu_(diagonal=1)  # column offset equals row offset: keep j > i
+        packed[start:end, start // 8 :] = np.packbits(over.cpu().numpy(), axis=1)
+    return packed
 
 
 def batched_nms(
