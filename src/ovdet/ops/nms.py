@@ -60,11 +60,11 @@ def _packed_overlaps(boxes: torch.Tensor, iou_threshold: float) -> np.ndarray:
     packed = np.zeros((n, (n + 7) // 8), dtype=np.uint8)
     for start in range(0, n, _BLOCK):  # _BLOCK is a multiple of 8: column blocks stay byte-aligned
         end = min(n, start + _BLOCK)
-        rows, cols = slice(start, end), slice(start, n)
-        iw = torch.minimum(x2[rows, None], x2[None, cols]) - torch.maximum(x1[rows, None], x1[None, cols])
-        ih = torch.minimum(y2[rows, None], y2[None, cols]) - torch.maximum(y1[rows, None], y1[None, cols])
+        r, c = slice(start, end), slice(start, n)
+        iw = torch.minimum(x2[r, None], x2[None, c]) - torch.maximum(x1[r, None], x1[None, c])
+        ih = torch.minimum(y2[r, None], y2[None, c]) - torch.maximum(y1[r, None], y1[None, c])
         inter = iw.clamp_(min=0).mul_(ih.clamp_(min=0))
-        union = (area[rows, None] + area[None, cols]).sub_(inter)
+        union = (area[r, None] + area[None, c]).sub_(inter)
         over = inter > union.mul_(iou_threshold)
         over.triu_(diagonal=1)  # column offset equals row offset: keep j > i
         packed[start:end, start // 8 :] = np.packbits(over.cpu().numpy(), axis=1)
