@@ -1,0 +1,1 @@
+"""Datasets: COCO-format loading and the synthetic shapes world."""

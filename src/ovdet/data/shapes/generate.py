@@ -1,0 +1,177 @@
+"""Write a shapes-world benchmark to disk: the caption split, det-train and det-val.
+
+Layout of `out/`:
+  captions/images/*.png, captions/captions.json   image-caption pairs, every category (CLIP's data)
+  det-train/images/*.png, det-train/annotations.json   COCO + LVIS fields; novel annotations removed
+  det-val/images/*.png, det-val/annotations.json       everything annotated
+  categories.json                                      names, synonyms, frequency, base/novel
+
+Image i of a split is drawn from `np.random.default_rng([seed, split, i])`, so any image can be
+regenerated alone and the output does not depend on the order of work. Files are written
+atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ovdet.data.shapes.captions import caption
+from ovdet.data.shapes.world import CATEGORIES, Scene, render_scene
+from ovdet.io.atomic import atomic_path, write_json
+from ovdet.ops.masks import rle_encode
+
+SPLIT_CODES = {"captions": 0, "det-train": 1, "det-val": 2}
+
+
+@dataclass
+class WorldConfig:
+    """What to generate. Sizes in pixels."""
+
+    seed: int = 0
+    captions: int = 20_000  # image-caption pairs
+    det_train: int = 4_000  # detection training images (novel annotations removed)
+    det_val: int = 500  # detection validation images (everything annotated)
+    size: int = 128  # side of detection images
+    caption_size: int = 64  # side of caption images
+    max_objects: int = 4  # per detection image
+
+
+def category_records(image_counts: dict[int, int] | None = None) -> list[dict[str, Any]]:
+    """COCO/LVIS `categories`: id (1-based), name, synonyms, frequency, image_count."""
+    return [
+        {
+            "id": i + 1,
+            "name": name,
+            "synonyms": [name, *syn],
+            "frequency": freq,
+            "image_count": (image_counts or {}).get(i + 1, 0),
+        }
+        for i, (name, freq, syn) in enumerate(CATEGORIES)
+    ]
+
+
+def split_ids() -> tuple[list[int], list[int]]:
+    """(base ids, novel ids): base = frequent + common, novel = rare."""
+    base = [i + 1 for i, (_, f, _) in enumerate(CATEGORIES) if f != "r"]
+    novel = [i + 1 for i, (_, f, _) in enumerate(CATEGORIES) if f == "r"]
+    return base, novel
+
+
+def scene_for(seed: int, split: str, index: int, cfg: WorldConfig) -> Scene:
+    """The deterministic scene `index` of `split`."""
+    rng = np.random.default_rng([seed, SPLIT_CODES[split], index])
+    if split == "captions":
+        s = cfg.caption_size
+        return render_scene(
+            rng,
+            (s, s),
+            max_objects=1 if rng.random() < 0.75 else 2,
+            uniform=True,
+            radius_range=(0.2 * s, 0.36 * s),
+        )
+    return render_scene(rng, (cfg.size, cfg.size), max_objects=cfg.max_objects)
+
+
+def _save_png(image: np.ndarray, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+def annotations_of(scene: Scene, image_id: int, first_id: int) -> list[dict[str, Any]]:
+    """COCO annotations of a scene's objects (visible masks, their boxes and areas)."""
+    anns = []
+    for k, (obj, mask) in enumerate(zip(scene.objects, scene.masks, strict=True)):
+        ys, xs = np.nonzero(mask)
+        if len(xs) == 0:
+            continue
+        x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+        anns.append(
+            {
+                "id": first_id + k,
+                "image_id": image_id,
+                "category_id": obj.category + 1,
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": int(mask.sum()),
+                "iscrowd": 0,
+                "segmentation": rle_encode(mask),
+                "attributes": {"colour": obj.colour},
+            }
+        )
+    return anns
+
+
+def generate_detection_split(out: Path, split: str, count: int, cfg: WorldConfig) -> dict[str, Any]:
+    """Render a detection split and return its COCO dataset (written by the caller)."""
+    images, anns = [], []
+    for i in tqdm(range(count), desc=split, unit="img"):
+        scene = scene_for(cfg.seed, split, i, cfg)
+        name = f"images/{i:06d}.png"
+        _save_png(scene.image, out / split / name)
+        new = annotations_of(scene, i + 1, len(anns) + 1)
+        present = {a["category_id"] for a in new}
+        images.append(
+            {
+                "id": i + 1,
+                "file_name": name,
+                "height": cfg.size,
+                "width": cfg.size,
+                # every object is annotated: all absent categories are verified negatives
+                "neg_category_ids": [c for c in range(1, len(CATEGORIES) + 1) if c not in present],
+                "not_exhaustive_category_ids": [],
+            }
+        )
+        anns += new
+    return {"images": images, "annotations": anns}
+
+
+def generate_captions(out: Path, count: int, cfg: WorldConfig) -> list[dict[str, Any]]:
+    records = []
+    for i in tqdm(range(count), desc="captions", unit="img"):
+        scene = scene_for(cfg.seed, "captions", i, cfg)
+        name = f"images/{i:06d}.png"
+        _save_png(scene.image, out / "captions" / name)
+        rng = np.random.default_rng([cfg.seed, 10 + SPLIT_CODES["captions"], i])
+        text, mentions = caption(scene.objects, rng)
+        records.append(
+            {
+                "image_id": i + 1,
+                "file_name": name,
+                "caption": text,
+                "mentions": mentions,
+                "objects": [{"category": o.name, "colour": o.colour} for o in scene.objects],
+            }
+        )
+    return records
+
+
+def generate_world(out: str | os.PathLike, cfg: WorldConfig) -> Path:
+    """Generate every split of the shapes world into `out`; returns `out`."""
+    out = Path(out)
+    base, novel = split_ids()
+    write_json(out / "captions" / "captions.json", generate_captions(out, cfg.captions, cfg))
+    train = generate_detection_split(out, "det-train", cfg.det_train, cfg)
+    counts: dict[int, set[int]] = {}
+    for a in train["annotations"]:
+        counts.setdefault(a["category_id"], set()).add(a["image_id"])
+    categories = category_records({c: len(ids) for c, ids in counts.items()})
+    ovd = {"base": base, "novel": novel}
+    # the open-vocabulary protocol: novel objects stay in the images, their labels are removed
+    train["annotations"] = [a for a in train["annotations"] if a["category_id"] in base]
+    write_json(
+        out / "det-train" / "annotations.json", {**train, "categories": categories, "ovd": ovd}
+    )
+    val = generate_detection_split(out, "det-val", cfg.det_val, cfg)
+    write_json(out / "det-val" / "annotations.json", {**val, "categories": categories, "ovd": ovd})
+    write_json(
+        out / "categories.json",
+        {"categories": categories, "ovd": ovd, "config": vars(cfg)},
+        indent=1,
+    )
+    return out
