@@ -14,6 +14,9 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
+demo: $(BIN)/.installed
+	HF_HUB_OFFLINE=1 $(BIN)/ovdet demo
+
 test: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -2,7 +2,9 @@
 
 from ovdet.errors import OvdetError
 from ovdet.io.images import load_image
-from ovdet.models.clip import ClipModel, load_clip
+from ovdet.models.clip import ClipModel
+from ovdet.models.loader import load_model
+from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize import CropRecognizer, DenseRecognizer, classify_images, recognize, requery
 from ovdet.types import Regions, Vocabulary
 from ovdet.vocab import TextEmbedder, TextEmbeddingCache, parse_vocabulary
@@ -15,10 +17,11 @@ __all__ = [
     "Regions",
     "TextEmbedder",
     "TextEmbeddingCache",
+    "VisionLanguageModel",
     "Vocabulary",
     "classify_images",
-    "load_clip",
     "load_image",
+    "load_model",
     "parse_vocabulary",
     "recognize",
     "requery",

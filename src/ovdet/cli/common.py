@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ovdet.models.clip import ClipModel
+from ovdet.models.loader import load_model
+from ovdet.models.vlm import VisionLanguageModel
 from ovdet.types import Vocabulary
 from ovdet.vocab.cache import TextEmbeddingCache
 from ovdet.vocab.embed import TextEmbedder
@@ -46,18 +47,20 @@ def add_vocab_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def load_clip(args: argparse.Namespace) -> ClipModel:
-    return ClipModel.from_pretrained(args.clip, device=args.device)
+def load_clip(args: argparse.Namespace) -> VisionLanguageModel:
+    return load_model(args.clip, device=args.device)
 
 
-def text_embedder(args: argparse.Namespace, clip: ClipModel) -> TextEmbedder:
+def text_embedder(args: argparse.Namespace, clip: VisionLanguageModel) -> TextEmbedder:
     cache_dir = None if args.cache_dir is None else f"{args.cache_dir}/text"
     return TextEmbedder(
         clip, args.templates, None if args.no_cache else TextEmbeddingCache(cache_dir)
     )
 
 
-def load_clip_and_text(args: argparse.Namespace) -> tuple[ClipModel, Vocabulary, TextEmbedder]:
+def load_clip_and_text(
+    args: argparse.Namespace,
+) -> tuple[VisionLanguageModel, Vocabulary, TextEmbedder]:
     """Parse --vocab first (bad input fails before any model loads), then load CLIP."""
     vocab = parse_vocabulary(args.vocab, args.attributes)
     clip = load_clip(args)

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from ovdet.cli import classify, evaluate, recognize
+from ovdet.cli import classify, demo, evaluate, recognize, shapes
 from ovdet.errors import OvdetError
 
 
@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     classify.register(sub)
     recognize.register(sub)
     evaluate.register(sub)
+    shapes.register(sub)
+    demo.register(sub)
     return parser
 
 

@@ -59,15 +59,22 @@ class ClipModel(VisionLanguageModel):
         cls, name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
     ) -> ClipModel:
         """Load a CLIP checkpoint by alias, hub id or local folder (see `CLIP_ALIASES`)."""
+        return load_weights(
+            lambda target: cls.from_target(target, name_or_path, dtype),
+            name_or_path,
+            CLIP_ALIASES,
+            "CLIP",
+        ).to(device)
+
+    @classmethod
+    def from_target(cls, target: str, name: str, dtype: torch.dtype | None = None) -> ClipModel:
+        """Load from a resolved hub id or folder (errors are the caller's to explain)."""
         from transformers import AutoTokenizer, CLIPModel
 
-        def load(target: str) -> ClipModel:
-            model = CLIPModel.from_pretrained(target, dtype=dtype or torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(target)
-            mean, std = read_mean_std(target)
-            return cls(model, tokenizer, mean, std, name=name_or_path)
-
-        return load_weights(load, name_or_path, CLIP_ALIASES, "CLIP").to(device)
+        model = CLIPModel.from_pretrained(target, dtype=dtype or torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(target)
+        mean, std = read_mean_std(target)
+        return cls(model, tokenizer, mean, std, name=name)
 
     def _text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.model.text_model(input_ids=input_ids, attention_mask=attention_mask)
@@ -113,8 +120,3 @@ def read_mean_std(target: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     with open(path) as f:
         cfg = json.load(f)
     return tuple(cfg.get("image_mean", OPENAI_MEAN)), tuple(cfg.get("image_std", OPENAI_STD))
-
-
-def load_clip(name_or_path: str, device: str | torch.device = "cpu") -> ClipModel:
-    """Load a CLIP by alias, hub id or local folder; see `ClipModel.from_pretrained`."""
-    return ClipModel.from_pretrained(name_or_path, device=device)

@@ -195,6 +195,14 @@ class ShapesClip(VisionLanguageModel):
             name=name,
         )
 
+    @classmethod
+    def from_target(cls, target: str, name: str, dtype: torch.dtype | None = None) -> ShapesClip:
+        """Load from a resolved folder or hub id."""
+        from transformers import AutoTokenizer
+
+        model = ShapesClipModel.from_pretrained(target, dtype=dtype or torch.float32)
+        return cls(model, AutoTokenizer.from_pretrained(target), name=name)
+
     @property
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.clamp(max=math.log(100)).exp())

@@ -8,7 +8,7 @@ from typing import Protocol
 import torch
 
 from ovdet.errors import BoxError
-from ovdet.models.clip import ClipModel
+from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import validate_input_boxes
 from ovdet.types import Regions
 
@@ -27,7 +27,10 @@ def class_probabilities(
 
 @torch.inference_mode()
 def classify_images(
-    clip: ClipModel, images: Sequence[torch.Tensor], text: torch.Tensor, batch_size: int = 32
+    clip: VisionLanguageModel,
+    images: Sequence[torch.Tensor],
+    text: torch.Tensor,
+    batch_size: int = 32,
 ) -> torch.Tensor:
     """CLIP zero-shot: B (3, H, W) uint8 images, (C, D) class embeddings -> (B, C) probabilities."""
     probs = []

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ovdet.models.clip import ClipModel
+from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import check_boxes, clip_boxes, expand_boxes
 from ovdet.ops.roi_align import roi_align
 
@@ -43,7 +43,9 @@ class CropRecognizer:
         batch_size: crops per image-tower forward.
     """
 
-    def __init__(self, clip: ClipModel, scales: Sequence[float] = (1.0, 1.5), batch_size: int = 64):
+    def __init__(
+        self, clip: VisionLanguageModel, scales: Sequence[float] = (1.0, 1.5), batch_size: int = 64
+    ):
         if not scales:
             raise ValueError("scales must name at least one crop scale")
         self.clip, self.scales, self.batch_size = clip, tuple(scales), batch_size

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ovdet.models.clip import ClipModel
+from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import check_boxes
 from ovdet.ops.roi_align import roi_align
 
@@ -25,7 +25,7 @@ class DenseRecognizer:
             own resolution (larger sides interpolate position embeddings: finer maps, more compute).
     """
 
-    def __init__(self, clip: ClipModel, input_size: int | None = None):
+    def __init__(self, clip: VisionLanguageModel, input_size: int | None = None):
         size = input_size or clip.image_size
         if size % clip.patch_size:
             raise ValueError(f"input_size must be a multiple of {clip.patch_size}, got {size}")

@@ -1,0 +1,123 @@
+"""`ovdet shapes ...`: generate the synthetic benchmark, train its tiny CLIP, measure it."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ovdet.data.shapes.generate import WorldConfig, generate_world
+from ovdet.io.atomic import write_json
+
+DEFAULT_DATA = "data/shapes"
+
+
+def _add_dataclass_args(p: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    for f in fields(cls):
+        if f.name not in skip:
+            p.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                type=type(f.default),
+                default=f.default,
+                help=f"(default {f.default})",
+            )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    shapes = sub.add_parser("shapes", help="the synthetic shapes world").add_subparsers(
+        dest="shapes_command", required=True
+    )
+    p = shapes.add_parser("generate", help="render the caption, det-train and det-val splits")
+    p.add_argument("--out", default=DEFAULT_DATA)
+    _add_dataclass_args(p, WorldConfig)
+    p.set_defaults(run=run_generate)
+
+    from ovdet.train.shapes_clip import ClipTrainConfig
+
+    p = shapes.add_parser("train-clip", help="train the tiny CLIP on the caption split")
+    p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--out", default=None, help="model folder (default: the bundled shapes-clip)")
+    _add_dataclass_args(p, ClipTrainConfig)
+    p.set_defaults(run=run_train_clip)
+
+    p = shapes.add_parser(
+        "eval-clip", help="zero-shot accuracy and region-recognition AP of a CLIP"
+    )
+    p.add_argument("--clip", default="shapes-clip")
+    p.add_argument("--data", default=DEFAULT_DATA, help="a generated world (its det-val is used)")
+    p.add_argument("--seed", type=int, default=1234, help="seed of the fresh single-object images")
+    p.add_argument("--count", type=int, default=1600)
+    p.add_argument("--out", default=None, help="write the report as JSON here")
+    p.set_defaults(run=run_eval_clip)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    cfg = WorldConfig(**{f.name: getattr(args, f.name) for f in fields(WorldConfig)})
+    out = generate_world(args.out, cfg)
+    Console().print(f"wrote the shapes world to {out}")
+    return 0
+
+
+def run_train_clip(args: argparse.Namespace) -> int:
+    from ovdet.models.loader import BUNDLED
+    from ovdet.train.shapes_clip import ClipTrainConfig, train_shapes_clip
+
+    cfg = ClipTrainConfig(**{f.name: getattr(args, f.name) for f in fields(ClipTrainConfig)})
+    out = args.out
+    if out is None:
+        from importlib import resources
+
+        out = str(resources.files("ovdet.resources").joinpath(BUNDLED["shapes-clip"][0]))
+    Console().print(f"saved to {train_shapes_clip(args.data, out, cfg)}")
+    return 0
+
+
+def run_eval_clip(args: argparse.Namespace) -> int:
+    from ovdet.eval.data import load_gt
+    from ovdet.eval.shapes_clip import region_recognition_report, zero_shot_report
+    from ovdet.models.loader import load_model
+
+    model = load_model(args.clip)
+    zero_shot = zero_shot_report(model, args.seed, args.count)
+    console = Console()
+    table = Table(
+        title=f"zero-shot on {zero_shot.images} fresh single-object images (seed {args.seed})"
+    )
+    for col in ("shape top-1", "novel shapes", "base shapes", "colour top-1"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        *(
+            f"{v:.1f}%"
+            for v in (
+                zero_shot.shape_top1,
+                zero_shot.novel_shape_top1,
+                zero_shot.base_shape_top1,
+                zero_shot.colour_top1,
+            )
+        )
+    )
+    console.print(table)
+    report = {"zero_shot": asdict(zero_shot), "region_recognition": {}}
+    val = Path(args.data) / "det-val"
+    if (val / "annotations.json").is_file():
+        gt = load_gt(val / "annotations.json")
+        table = Table(
+            title=f"GT-box region recognition, {len(gt['images'])} det-val images, LVIS protocol"
+        )
+        for col in ("method", "AP", "AP50", "APr (novel)", "APc", "APf", "s/image"):
+            table.add_column(col, justify="right")
+        for method in ("crop", "dense"):
+            r = region_recognition_report(model, gt, str(val), method)
+            report["region_recognition"][method] = r
+            table.add_row(
+                method,
+                *(f"{r[k]:.1f}" for k in ("AP", "AP50", "APr", "APc", "APf")),
+                f"{r['s_per_image']:.3f}",
+            )
+        console.print(table)
+    if args.out:
+        write_json(args.out, report, indent=1)
+    return 0

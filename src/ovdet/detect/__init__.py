@@ -1,0 +1,1 @@
+"""Detection: anchors, box coding, matching, region proposals, and the ViLD detector."""

@@ -1,0 +1,206 @@
+"""ViLD: an open-vocabulary two-stage detector distilled from CLIP (Gu et al., ICLR 2022).
+
+A backbone, a class-agnostic RPN and RoI head(s) that output region embeddings in the text space
+plus class-agnostic box deltas. Training sees base categories only:
+- ViLD-text: logits z(r) = [sim(e_r, e_bg), sim(e_r, t_1..C_base)] / tau, cross-entropy (eq. 2);
+- ViLD-image: L1 between the embeddings of cached proposals and their CLIP crop embeddings (eq. 3);
+- ViLD: L_text + w L_image on one head; ViLD-ensemble: one head per objective, combined at
+  inference by a geometric mean weighted towards text for base and towards image for novel
+  categories (lambda = 2/3).
+At inference the vocabulary is any (C, D) text embedding matrix. A detection's score is the
+geometric mean of its class probability and the RPN objectness (ViLD section 3.4: the best-named
+box is not always the best-localised one; objectness corrects for that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ovdet.detect.box_coder import BoxCoder
+from ovdet.detect.matcher import match, sample
+from ovdet.detect.rpn import RPN, RPNConfig
+from ovdet.heads.roi_head import RoIHead
+from ovdet.heads.text_classifier import TextClassifier
+from ovdet.losses.vild import vild_image_loss, vild_text_loss
+from ovdet.ops.boxes import clip_boxes
+from ovdet.ops.nms import batched_nms
+from ovdet.types import Regions
+
+
+@dataclass
+class ViLDConfig:
+    embed_dim: int  # D of the text space
+    image_weight: float = 0.5  # w in L_text + w L_image (0: ViLD-text)
+    ensemble: bool = False  # separate text and image heads (ViLD-ensemble)
+    temperature: float = 0.01  # tau
+    roi_batch: int = 128  # sampled RoIs per image
+    roi_positive_fraction: float = 0.25
+    roi_fg_iou: float = 0.5
+    ensemble_lambda: float = 2 / 3
+    objectness_weight: float = 0.5  # score = p_class^(1 - a) * objectness^a
+    nms_iou: float = 0.5
+    max_detections: int = 100  # per image
+    min_score: float = 1e-4
+    hidden: int = 512
+
+
+class ViLD(nn.Module):
+    """The detector. `backbone` maps (B, 3, H, W) pixels to (B, C, H/s, W/s) with attributes
+    `out_channels` and `stride`; `base_text` is the (C_base, D) training vocabulary."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        base_text: torch.Tensor,
+        config: ViLDConfig,
+        rpn_config: RPNConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.rpn = RPN(backbone.out_channels, backbone.stride, rpn_config)
+        self.text_head = RoIHead(
+            backbone.out_channels, backbone.stride, config.embed_dim, hidden=config.hidden
+        )
+        self.image_head = (
+            RoIHead(backbone.out_channels, backbone.stride, config.embed_dim, hidden=config.hidden)
+            if config.ensemble
+            else None
+        )
+        self.classifier = TextClassifier(base_text, config.temperature, background=True)
+        self.coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
+
+    # ---- training ---------------------------------------------------------------------------
+
+    def sample_rois(
+        self,
+        proposals: list[torch.Tensor],
+        gt_boxes: Sequence[torch.Tensor],
+        gt_labels: Sequence[torch.Tensor],
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per image: proposals + ground truth, matched at IoU 0.5, `roi_batch` sampled.
+
+        Returns RoIs per image, (N,) labels (0 background, c + 1 base class c), (N, 4) regression
+        targets and an (N,) bool mask of foreground rows.
+        """
+        c = self.config
+        rois, labels, targets, fg = [], [], [], []
+        for props, boxes, cls in zip(proposals, gt_boxes, gt_labels, strict=True):
+            cand = torch.cat([props, boxes.to(props)])
+            m = match(cand, boxes.to(props), c.roi_fg_iou, c.roi_fg_iou)
+            pos, neg = sample(m, c.roi_batch, c.roi_positive_fraction)
+            idx = torch.cat([pos, neg])
+            rois.append(cand[idx])
+            lab = torch.zeros(len(idx), dtype=torch.int64, device=props.device)
+            lab[: len(pos)] = cls.to(props.device)[m[pos]] + 1
+            labels.append(lab)
+            tgt = torch.zeros(len(idx), 4, device=props.device)
+            if len(pos):
+                tgt[: len(pos)] = self.coder.encode(boxes.to(props)[m[pos]], cand[pos])
+            targets.append(tgt)
+            fg.append(torch.arange(len(idx), device=props.device) < len(pos))
+        return rois, torch.cat(labels), torch.cat(targets), torch.cat(fg)
+
+    def losses(
+        self,
+        pixels: torch.Tensor,
+        image_sizes: Sequence[tuple[int, int]],
+        gt_boxes: Sequence[torch.Tensor],
+        gt_labels: Sequence[torch.Tensor],
+        distill_boxes: Sequence[torch.Tensor] | None = None,
+        distill_embeddings: Sequence[torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """All training losses of a batch; `distill_*` are the cached proposals of each image and
+        their (M, D) CLIP crop embeddings (needed when image_weight > 0 or ensemble)."""
+        features = self.backbone(pixels)
+        proposals, _, losses = self.rpn(features, image_sizes, gt_boxes)
+        rois, labels, targets, fg = self.sample_rois(proposals, gt_boxes, gt_labels)
+        emb, deltas = self.text_head(features, rois)
+        losses["text"] = vild_text_loss(self.classifier(emb), labels)
+        losses["box"] = F.smooth_l1_loss(deltas[fg], targets[fg], beta=1.0, reduction="sum") / max(
+            1, len(labels)
+        )
+        if distill_boxes is not None and (
+            self.config.image_weight > 0 or self.image_head is not None
+        ):
+            head = self.image_head or self.text_head
+            img_emb, _ = head(features, [b.to(pixels.device) for b in distill_boxes])
+            clip_emb = torch.cat([e.to(pixels.device) for e in distill_embeddings])
+            weight = 1.0 if self.image_head is not None else self.config.image_weight
+            losses["image"] = weight * vild_image_loss(img_emb, clip_emb)
+        return losses
+
+    # ---- inference --------------------------------------------------------------------------
+
+    def score_regions(
+        self,
+        features: torch.Tensor,
+        boxes: list[torch.Tensor],
+        text: torch.Tensor,
+        novel: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, C) class probabilities (background removed), (N, D) region embeddings and (N, 4)
+        box deltas of the boxes of every image."""
+        bg = F.normalize(self.classifier.background, dim=0)[None]
+        weights = torch.cat([bg, F.normalize(text.to(features), dim=-1)])
+        emb, deltas = self.text_head(features, boxes)
+        p_text = (F.normalize(emb, dim=-1) @ weights.t() / self.config.temperature).softmax(-1)[
+            :, 1:
+        ]
+        if self.image_head is None:
+            return p_text, F.normalize(emb, dim=-1), deltas
+        img, _ = self.image_head(features, boxes)
+        p_image = (F.normalize(img, dim=-1) @ weights.t() / self.config.temperature).softmax(-1)[
+            :, 1:
+        ]
+        lam = self.config.ensemble_lambda
+        is_novel = (
+            novel if novel is not None else torch.zeros(text.shape[0], dtype=torch.bool)
+        ).to(p_text.device)
+        w_text = torch.where(is_novel, 1 - lam, lam)  # (C,): base trusts text, novel trusts image
+        p = p_text.clamp(min=1e-12) ** w_text * p_image.clamp(min=1e-12) ** (1 - w_text)
+        return p, F.normalize(F.normalize(emb, dim=-1) + F.normalize(img, dim=-1), dim=-1), deltas
+
+    @torch.no_grad()
+    def detect(
+        self,
+        pixels: torch.Tensor,
+        image_sizes: Sequence[tuple[int, int]],
+        text: torch.Tensor,
+        novel: torch.Tensor | None = None,
+    ) -> list[Regions]:
+        """Detect the classes of `text` ((C, D) embeddings; `novel` (C,) bool marks those the
+        ensemble should trust the image head for). Boxes are in the input pixels' frame."""
+        c = self.config
+        features = self.backbone(pixels)
+        proposals, objectness, _ = self.rpn(features, image_sizes)
+        probs, emb, deltas = self.score_regions(features, proposals, text, novel)
+        out = []
+        for i, (props, obj, size) in enumerate(
+            zip(proposals, objectness, image_sizes, strict=True)
+        ):
+            start = sum(len(p) for p in proposals[:i])
+            rows_of = slice(start, start + len(props))
+            p, e = probs[rows_of], emb[rows_of]
+            boxes = clip_boxes(self.coder.decode(deltas[rows_of], props), size)
+            scores = p ** (1 - c.objectness_weight) * obj[:, None] ** c.objectness_weight  # (n, C)
+            rows, cls = (scores > c.min_score).nonzero(as_tuple=True)
+            s = scores[rows, cls]
+            keep = batched_nms(boxes[rows], s, cls, c.nms_iou)[: c.max_detections]
+            rows, cls, s = rows[keep], cls[keep], s[keep]
+            out.append(
+                Regions(
+                    boxes[rows].cpu(),
+                    tuple(size),
+                    scores=s.cpu(),
+                    labels=cls.cpu(),
+                    embeddings=e[rows].cpu(),
+                    data={"class_scores": p[rows].cpu()},
+                )
+            )
+        return out

@@ -1,0 +1,118 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ovdet.data.shapes.draw import SHAPES, shape_mask
+from ovdet.data.shapes.generate import WorldConfig, generate_world, scene_for, split_ids
+from ovdet.data.shapes.world import CATEGORIES, COLOURS, render_scene
+from ovdet.io.images import load_image
+from ovdet.ops.masks import rle_decode
+
+CFG = WorldConfig(seed=3, captions=300, det_train=80, det_val=30)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return generate_world(tmp_path_factory.mktemp("world"), CFG)
+
+
+def load(world, split):
+    return json.loads((world / split / "annotations.json").read_text())
+
+
+def test_at_least_16_shapes_and_8_colours_all_distinct():
+    assert len(CATEGORIES) >= 16 and len(COLOURS) >= 8
+    masks = [shape_mask(s, (48, 48), (24, 24), 20, 0.0) for s in SHAPES]
+    for i in range(len(masks)):
+        for j in range(i + 1, len(masks)):
+            iou = (masks[i] & masks[j]).sum() / (masks[i] | masks[j]).sum()
+            assert iou < 0.95, (list(SHAPES)[i], list(SHAPES)[j], iou)  # circle vs pentagon: 0.90
+
+
+def test_generation_is_deterministic(world, tmp_path):
+    again = generate_world(
+        tmp_path / "again", WorldConfig(seed=3, captions=300, det_train=80, det_val=30)
+    )
+    for rel in (
+        "det-train/annotations.json",
+        "det-val/annotations.json",
+        "captions/captions.json",
+        "det-val/images/000007.png",
+    ):
+        assert (world / rel).read_bytes() == (again / rel).read_bytes(), rel
+    # any image can be regenerated alone
+    alone = scene_for(3, "det-val", 7, CFG)
+    assert torch.equal(
+        load_image(world / "det-val/images/000007.png"),
+        torch.from_numpy(alone.image).permute(2, 0, 1),
+    )
+    other = scene_for(4, "det-val", 7, CFG)
+    assert not np.array_equal(other.image, alone.image)
+
+
+def test_masks_agree_with_boxes_and_pixels(world):
+    val = load(world, "det-val")
+    assert val["annotations"]
+    for ann in val["annotations"]:
+        mask = rle_decode(ann["segmentation"]).numpy()
+        ys, xs = np.nonzero(mask)
+        assert ann["bbox"] == [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]
+        assert ann["area"] == mask.sum()
+    # painted pixels are the object's colour (within shading and noise)
+    ann = val["annotations"][0]
+    image = (
+        load_image(world / "det-val" / val["images"][ann["image_id"] - 1]["file_name"])
+        .permute(1, 2, 0)
+        .numpy()
+    )
+    pixels = image[rle_decode(ann["segmentation"]).numpy()].astype(float)
+    assert np.abs(pixels.mean(0) - COLOURS[ann["attributes"]["colour"]]).max() < 40
+
+
+def test_novel_removed_from_train_kept_in_images_and_in_val(world):
+    base, novel = split_ids()
+    assert len(novel) == sum(f == "r" for _, f, _ in CATEGORIES) and set(base) | set(novel) == set(
+        range(1, 17)
+    )
+    train, val = load(world, "det-train"), load(world, "det-val")
+    assert train["ovd"] == {"base": base, "novel": novel}
+    assert not [a for a in train["annotations"] if a["category_id"] in novel]
+    assert [a for a in val["annotations"] if a["category_id"] in novel]
+    # the novel objects are still drawn in det-train's images
+    drawn = [
+        o.category + 1
+        for i in range(CFG.det_train)
+        for o in scene_for(3, "det-train", i, CFG).objects
+    ]
+    assert set(drawn) & set(novel)
+    # every absent category is a verified negative in det-val
+    for im in val["images"]:
+        present = {a["category_id"] for a in val["annotations"] if a["image_id"] == im["id"]}
+        assert set(im["neg_category_ids"]) == set(range(1, 17)) - present
+
+
+def test_long_tail_frequencies(world):
+    cats = load(world, "det-train")["categories"]
+    mean = {g: np.mean([c["image_count"] for c in cats if c["frequency"] == g]) for g in "fcr"}
+    assert mean["f"] > mean["c"] > mean["r"]
+    assert all(c["synonyms"][0] == c["name"] for c in cats)
+
+
+def test_captions_mention_every_category_including_novel(world):
+    records = json.loads((world / "captions" / "captions.json").read_text())
+    assert len(records) == 300
+    assert {m["category"] for r in records for m in r["mentions"]} == {c[0] for c in CATEGORIES}
+    assert any(m["colour"] is None for r in records for m in r["mentions"])  # plain prompts too
+    assert len({r["caption"].split()[0] for r in records}) > 5  # varied wording
+    for r in records:
+        assert [m["category"] for m in r["mentions"]] == [o["category"] for o in r["objects"]]
+
+
+def test_occlusion_leaves_objects_visible():
+    for i in range(30):
+        scene = render_scene(np.random.default_rng([9, i]), max_objects=4)
+        for obj, mask in zip(scene.objects, scene.masks, strict=True):
+            full = shape_mask(obj.name, (128, 128), obj.centre, obj.radius, obj.angle)
+            assert mask.sum() >= 0.6 * full.sum() - 1
