@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from ovdet.cli import classify, demo, evaluate, recognize, shapes
+from ovdet.cli import classify, demo, detect, evaluate, recognize, shapes, train
 from ovdet.errors import OvdetError
 
 
@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.register(sub)
     shapes.register(sub)
     demo.register(sub)
+    detect.register(sub)
+    train.register(sub)
     return parser
 
 

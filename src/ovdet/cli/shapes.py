@@ -53,6 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="write the report as JSON here")
     p.set_defaults(run=run_eval_clip)
 
+    from ovdet.train.vild import ViLDTrainConfig
+
+    p = shapes.add_parser(
+        "reproduce-vild", help="ViLD's table in the shapes world (trains 4 detectors)"
+    )
+    p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument("--out", default="runs/shapes-vild")
+    p.add_argument("--clip", default="shapes-clip")
+    p.add_argument("--image-weight", type=float, default=0.5, help="w of the ViLD row")
+    _add_dataclass_args(p, ViLDTrainConfig, skip=("backbone_channels", "templates"))
+    p.set_defaults(run=run_reproduce_vild)
+
 
 def run_generate(args: argparse.Namespace) -> int:
     cfg = WorldConfig(**{f.name: getattr(args, f.name) for f in fields(WorldConfig)})
@@ -120,4 +132,31 @@ def run_eval_clip(args: argparse.Namespace) -> int:
         console.print(table)
     if args.out:
         write_json(args.out, report, indent=1)
+    return 0
+
+
+def run_reproduce_vild(args: argparse.Namespace) -> int:
+    from ovdet.models.loader import load_model
+    from ovdet.train.reproduce_vild import reproduce_vild
+    from ovdet.train.vild import ViLDTrainConfig
+
+    skip = ("backbone_channels", "templates")
+    cfg = ViLDTrainConfig(
+        **{f.name: getattr(args, f.name) for f in fields(ViLDTrainConfig) if f.name not in skip}
+    )
+    results = reproduce_vild(
+        args.data, args.out, load_model(args.clip), args.clip, cfg, args.image_weight
+    )
+    table = Table(
+        title=f"ViLD in the shapes world (det-val, LVIS protocol; AP_r = novel), {args.out}"
+    )
+    for col in ("method", "AP", "AP50", "APr (novel)", "APc", "APf", "s/image"):
+        table.add_column(col, justify="right")
+    for name, r in results.items():
+        table.add_row(
+            name,
+            *(f"{r[k]:.1f}" for k in ("AP", "AP50", "APr", "APc", "APf")),
+            f"{r['s_per_image']:.3f}",
+        )
+    Console().print(table)
     return 0

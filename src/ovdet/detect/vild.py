@@ -36,6 +36,7 @@ from ovdet.types import Regions
 class ViLDConfig:
     embed_dim: int  # D of the text space
     image_weight: float = 0.5  # w in L_text + w L_image (0: ViLD-text)
+    text_weight: float = 1.0  # 0: ViLD-image (no text loss, no background slot at inference)
     ensemble: bool = False  # separate text and image heads (ViLD-ensemble)
     temperature: float = 0.01  # tau
     roi_batch: int = 128  # sampled RoIs per image
@@ -121,7 +122,8 @@ class ViLD(nn.Module):
         proposals, _, losses = self.rpn(features, image_sizes, gt_boxes)
         rois, labels, targets, fg = self.sample_rois(proposals, gt_boxes, gt_labels)
         emb, deltas = self.text_head(features, rois)
-        losses["text"] = vild_text_loss(self.classifier(emb), labels)
+        if self.config.text_weight > 0:
+            losses["text"] = self.config.text_weight * vild_text_loss(self.classifier(emb), labels)
         losses["box"] = F.smooth_l1_loss(deltas[fg], targets[fg], beta=1.0, reduction="sum") / max(
             1, len(labels)
         )
@@ -146,18 +148,21 @@ class ViLD(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(N, C) class probabilities (background removed), (N, D) region embeddings and (N, 4)
         box deltas of the boxes of every image."""
-        bg = F.normalize(self.classifier.background, dim=0)[None]
-        weights = torch.cat([bg, F.normalize(text.to(features), dim=-1)])
+        weights = F.normalize(text.to(features), dim=-1)
+        if self.config.text_weight > 0:  # a trained background slot competes with the classes
+            weights = torch.cat([F.normalize(self.classifier.background, dim=0)[None], weights])
+        skip = weights.shape[0] - text.shape[0]
+
+        def probabilities(embeddings: torch.Tensor) -> torch.Tensor:
+            logits = F.normalize(embeddings, dim=-1) @ weights.t() / self.config.temperature
+            return logits.softmax(-1)[:, skip:]
+
         emb, deltas = self.text_head(features, boxes)
-        p_text = (F.normalize(emb, dim=-1) @ weights.t() / self.config.temperature).softmax(-1)[
-            :, 1:
-        ]
+        p_text = probabilities(emb)
         if self.image_head is None:
             return p_text, F.normalize(emb, dim=-1), deltas
         img, _ = self.image_head(features, boxes)
-        p_image = (F.normalize(img, dim=-1) @ weights.t() / self.config.temperature).softmax(-1)[
-            :, 1:
-        ]
+        p_image = probabilities(img)
         lam = self.config.ensemble_lambda
         is_novel = (
             novel if novel is not None else torch.zeros(text.shape[0], dtype=torch.bool)

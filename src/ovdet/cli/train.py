@@ -1,0 +1,114 @@
+"""`ovdet train vild ...`: train ViLD on a COCO-format dataset's base categories."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+
+from rich.console import Console
+
+from ovdet.eval.data import load_gt, make_split
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ovdet.train.vild import ViLDTrainConfig
+
+    train = sub.add_parser("train", help="train a detector head").add_subparsers(
+        dest="train_command", required=True
+    )
+    p = train.add_parser("vild", help="ViLD: text embeddings as classifier, CLIP crops distilled")
+    p.add_argument("--gt", required=True, help="COCO-format training annotations")
+    p.add_argument("--images", required=True, help="folder of the training images")
+    p.add_argument("--out", required=True, help="checkpoint folder (resumed if it holds a run)")
+    p.add_argument(
+        "--base",
+        default=None,
+        help='novel categories to hold out: names/ids, "lvis" (rare) or "coco-ovd"; '
+        "default: the file's 'ovd' field, else every category is base",
+    )
+    p.add_argument(
+        "--clip", default="clip-b16", help="CLIP for text embeddings and crop distillation"
+    )
+    p.add_argument("--image-weight", type=float, default=0.0, help="w of L_image (0: ViLD-text)")
+    p.add_argument("--ensemble", action="store_true", help="separate text and image heads")
+    p.add_argument(
+        "--proposals",
+        default=None,
+        help="checkpoint whose RPN supplies the cached proposals for L_image",
+    )
+    p.add_argument(
+        "--val-gt",
+        default=None,
+        help="evaluate on this set at the end (LVIS protocol if it has frequencies)",
+    )
+    p.add_argument("--val-images", default=None)
+    for f in fields(ViLDTrainConfig):
+        if f.name not in ("backbone_channels",):
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ovdet.data.coco import CocoDetection
+    from ovdet.detect.vild import ViLDConfig
+    from ovdet.models.loader import load_model
+    from ovdet.train.reproduce_vild import evaluate_on
+    from ovdet.train.vild import (
+        ViLDTrainConfig,
+        build_distill_cache,
+        detect_image,
+        load_detector,
+        train_vild,
+    )
+
+    gt = load_gt(args.gt)
+    ids = [c["id"] for c in gt["categories"]]
+    if args.base is not None:
+        base = sorted(make_split(args.base, gt).base)
+    else:
+        base = gt.get("ovd", {}).get("base", ids)
+    cfg = ViLDTrainConfig(
+        **{
+            f.name: getattr(args, f.name)
+            for f in fields(ViLDTrainConfig)
+            if f.name != "backbone_channels"
+        }
+    )
+    clip = load_model(args.clip)
+    vild = ViLDConfig(
+        embed_dim=clip.embed_dim, image_weight=args.image_weight, ensemble=args.ensemble
+    )
+    cache = None
+    if args.image_weight > 0 or args.ensemble:
+        if args.proposals is None:
+            raise SystemExit(
+                "ovdet: error: --image-weight/--ensemble need --proposals CHECKPOINT (a base-trained RPN, "
+                "e.g. a ViLD-text run)"
+            )
+        proposer, spec = load_detector(args.proposals)
+        dataset = CocoDetection(gt, args.images, spec["base_ids"], cfg.side)
+        cache = build_distill_cache(
+            proposer, clip, dataset, Path(args.out) / "distill-cache", cfg.distill_proposals
+        )
+    folder = train_vild(gt, args.images, args.out, clip, args.clip, base, vild, cfg, distill=cache)
+    Console().print(f"checkpoint: {folder}")
+    if args.val_gt:
+        import torch
+
+        from ovdet.train.vild import text_embeddings
+        from ovdet.vocab.parse import vocabulary_from_categories
+
+        val = load_gt(args.val_gt)
+        cats = sorted(val["categories"], key=lambda c: c["id"])
+        text = text_embeddings(clip, vocabulary_from_categories(cats), cfg.templates)
+        novel = torch.tensor([c["id"] not in base for c in cats])
+        model, spec = load_detector(folder)
+        metrics = evaluate_on(
+            val,
+            Path(args.val_images),
+            lambda im: detect_image(model, spec, im, text, novel),
+            [c["id"] for c in cats],
+        )
+        Console().print(metrics)
+    return 0

@@ -1,0 +1,147 @@
+"""ViLD's table in the shapes world, by one call: CLIP on cropped regions, ViLD-text, ViLD-image,
+ViLD (w > 0) and ViLD-ensemble, trained on det-train's base categories and evaluated on det-val
+(LVIS protocol: AP_r is the novel AP), with each method's seconds per image.
+
+Order: ViLD-text first (its base-trained RPN also supplies the proposals of the CLIP-on-crops
+baseline and of the ViLD-image cache), then the distillation cache, then the other three.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ovdet.data.coco import CocoDetection, letterbox, normalize_imagenet
+from ovdet.detect.vild import ViLD, ViLDConfig
+from ovdet.eval.detection import evaluate_detections
+from ovdet.io.atomic import write_json
+from ovdet.io.coco import regions_to_coco
+from ovdet.io.images import load_image
+from ovdet.models.vlm import VisionLanguageModel
+from ovdet.ops.boxes import clip_boxes
+from ovdet.ops.nms import batched_nms
+from ovdet.recognize.core import class_probabilities
+from ovdet.recognize.crop import CropRecognizer
+from ovdet.train.vild import (
+    ViLDTrainConfig,
+    build_distill_cache,
+    detect_image,
+    load_detector,
+    text_embeddings,
+    train_vild,
+)
+from ovdet.types import Regions
+from ovdet.vocab.parse import vocabulary_from_categories
+
+METHODS = ("ViLD-text", "ViLD-image", "ViLD", "ViLD-ensemble")
+
+
+def evaluate_on(
+    gt: dict[str, Any], images_dir: Path, detect: Any, category_ids: list[int]
+) -> dict[str, float]:
+    """Run `detect(image) -> Regions` on every image, score with the LVIS protocol."""
+    dets, start = [], time.perf_counter()
+    for im in tqdm(gt["images"], desc="evaluate", unit="img"):
+        regions = detect(load_image(images_dir / im["file_name"]))
+        dets += regions_to_coco(regions, im["id"], category_ids)
+    seconds = (time.perf_counter() - start) / max(1, len(gt["images"]))
+    m = evaluate_detections(gt, dets, protocol="lvis").metrics
+    return {k: m[k] for k in ("AP", "AP50", "APr", "APc", "APf")} | {
+        "s_per_image": round(seconds, 4)
+    }
+
+
+def clip_on_crops(
+    proposer: ViLD,
+    spec: dict[str, Any],
+    clip: VisionLanguageModel,
+    text: torch.Tensor,
+    top: int = 100,
+):
+    """R-CNN-style baseline: the RPN's top proposals, each named by CLIP on its 1x + 1.5x crops."""
+    crops = CropRecognizer(clip)
+    c = proposer.config
+
+    @torch.no_grad()
+    def detect(image: torch.Tensor) -> Regions:
+        pixels, scale, size = letterbox(image, spec["side"])
+        feats = proposer.backbone(normalize_imagenet(pixels)[None])
+        boxes, objectness, _ = proposer.rpn(feats, [size])
+        boxes, objectness = boxes[0][:top], objectness[0][:top]
+        xyxy = clip_boxes(boxes / scale, tuple(image.shape[-2:]))
+        p = class_probabilities(crops.embed(image, xyxy).cpu(), text, clip.logit_scale)
+        scores = p ** (1 - c.objectness_weight) * objectness[:, None] ** c.objectness_weight
+        rows, cls = (scores > c.min_score).nonzero(as_tuple=True)
+        s = scores[rows, cls]
+        keep = batched_nms(xyxy[rows], s, cls, c.nms_iou)[: c.max_detections]
+        return Regions(xyxy[rows[keep]], tuple(image.shape[-2:]), scores=s[keep], labels=cls[keep])
+
+    return detect
+
+
+def reproduce_vild(
+    data: str | Path,
+    out: str | Path,
+    clip: VisionLanguageModel,
+    clip_name: str,
+    cfg: ViLDTrainConfig,
+    image_weight: float = 0.5,
+) -> dict[str, dict[str, float]]:
+    """Train and evaluate every method; write `out/results.json` and return the table."""
+    data, out = Path(data), Path(out)
+    from ovdet.eval.data import load_gt
+
+    train_gt = load_gt(data / "det-train" / "annotations.json")
+    val_gt = load_gt(data / "det-val" / "annotations.json")
+    base = train_gt["ovd"]["base"]
+    categories = sorted(val_gt["categories"], key=lambda c: c["id"])
+    ids = [c["id"] for c in categories]
+    text = text_embeddings(clip, vocabulary_from_categories(categories), cfg.templates)
+    novel = torch.tensor([c["id"] not in base for c in categories])
+    vild = ViLDConfig(embed_dim=clip.embed_dim)
+    configs = {
+        "ViLD-text": replace(vild, image_weight=0.0),
+        "ViLD-image": replace(vild, image_weight=1.0, text_weight=0.0),
+        "ViLD": replace(vild, image_weight=image_weight),
+        "ViLD-ensemble": replace(vild, image_weight=image_weight, ensemble=True),
+    }
+    results: dict[str, dict[str, float]] = {}
+    images = data / "det-train"
+    folder = train_vild(
+        train_gt, images, out / "ViLD-text", clip, clip_name, base, configs["ViLD-text"], cfg
+    )
+    proposer, spec = load_detector(folder)
+    results["CLIP on cropped regions"] = evaluate_on(
+        val_gt, data / "det-val", clip_on_crops(proposer, spec, clip, text), ids
+    )
+    dataset = CocoDetection(train_gt, images, spec["base_ids"], cfg.side)
+    cache = build_distill_cache(
+        proposer, clip, dataset, out / "distill-cache", cfg.distill_proposals
+    )
+    for name in METHODS:
+        if name != "ViLD-text":
+            train_vild(
+                train_gt,
+                images,
+                out / name,
+                clip,
+                clip_name,
+                base,
+                configs[name],
+                cfg,
+                distill=cache,
+            )
+        model, spec = load_detector(out / name)
+        results[name] = evaluate_on(
+            val_gt,
+            data / "det-val",
+            lambda image, m=model, s=spec: detect_image(m, s, image, text, novel),
+            ids,
+        )
+        write_json(out / "results.json", results, indent=1)
+    return results

@@ -1,0 +1,239 @@
+"""Train ViLD on a COCO-format dataset's base categories; checkpoints, resume, evaluation.
+
+A checkpoint folder holds `spec.json` (everything needed to rebuild the model and its text
+embeddings: backbone, configs, CLIP name, templates, input side, base vocabulary),
+`model.safetensors`, and `train_state.pt` (optimizer, schedule, step; loaded with
+`weights_only=True`). All three are written atomically. Every random choice of step k depends only
+on (seed, k), so a run killed after a checkpoint and resumed ends with the same weights as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from ovdet.data.coco import CocoDetection, letterbox, normalize_imagenet
+from ovdet.detect.backbone import ConvBackbone
+from ovdet.detect.rpn import RPNConfig
+from ovdet.detect.vild import ViLD, ViLDConfig
+from ovdet.io.atomic import atomic_path, write_json
+from ovdet.models.vlm import VisionLanguageModel
+from ovdet.recognize.crop import CropRecognizer
+from ovdet.train.feature_cache import ShardedCache
+from ovdet.types import Regions, Vocabulary
+from ovdet.vocab.embed import TextEmbedder
+from ovdet.vocab.parse import vocabulary_from_categories
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ViLDTrainConfig:
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 1e-3  # AdamW
+    weight_decay: float = 1e-4
+    warmup: int = 100
+    seed: int = 0
+    side: int = 128  # input side (letterboxed)
+    checkpoint_every: int = 250
+    distill_proposals: int = 32  # M cached proposals per image for ViLD-image
+    templates: str = "ensemble"
+    backbone_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+
+
+def build_model(spec: dict[str, Any], base_text: torch.Tensor) -> ViLD:
+    backbone = ConvBackbone(spec["backbone_channels"])
+    return ViLD(backbone, base_text, ViLDConfig(**spec["vild"]), RPNConfig(**spec["rpn"]))
+
+
+def text_embeddings(clip: VisionLanguageModel, vocab: Vocabulary, templates: str) -> torch.Tensor:
+    from ovdet.vocab.cache import TextEmbeddingCache
+
+    return TextEmbedder(clip, templates, TextEmbeddingCache()).embed(vocab)
+
+
+def save_checkpoint(
+    folder: Path, model: ViLD, spec: dict[str, Any], state: dict[str, Any] | None
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    write_json(folder / "spec.json", spec, indent=1)
+    if state is not None:
+        with atomic_path(folder / "train_state.pt") as tmp:
+            torch.save(state, tmp)
+
+
+def load_detector(folder: str | os.PathLike, device: str = "cpu") -> tuple[ViLD, dict[str, Any]]:
+    """A trained ViLD and its spec from a checkpoint folder."""
+    folder = Path(folder)
+    from ovdet.errors import WeightsNotFoundError
+
+    if not (folder / "spec.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise WeightsNotFoundError(
+            f"{folder} is not a ViLD checkpoint (needs spec.json and model.safetensors)"
+        )
+    spec = json.loads((folder / "spec.json").read_text())
+    state = load_file(folder / "model.safetensors")
+    model = build_model(spec, torch.zeros(len(spec["base_names"]), spec["vild"]["embed_dim"]))
+    model.load_state_dict(state, strict=False)  # the base text buffer is not persistent
+    return model.to(device).eval(), spec
+
+
+def build_distill_cache(
+    proposer: ViLD, clip: VisionLanguageModel, dataset: CocoDetection, folder: Path, m: int
+) -> ShardedCache:
+    """Top-`m` proposals of `proposer`'s (base-trained) RPN for every image, and CLIP's 1x + 1.5x
+    crop embeddings of them (computed once, offline; ViLD section 3.3)."""
+    cache = ShardedCache(folder)
+    crops = CropRecognizer(clip)
+    proposer.eval()
+
+    def compute(i: int) -> dict[str, torch.Tensor]:
+        sample = dataset[i]
+        with torch.no_grad():
+            feats = proposer.backbone(sample.pixels[None])
+            boxes, _, _ = proposer.rpn(feats, [sample.size])
+        boxes = boxes[0][:m]
+        emb = crops.embed(dataset.image(i), boxes / sample.scale)
+        return {"boxes": boxes, "embeddings": emb}
+
+    cache.build(list(range(len(dataset))), compute, metadata={"m": str(m), "clip": clip.name})
+    return cache
+
+
+def train_vild(
+    gt: dict[str, Any],
+    images_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    clip: VisionLanguageModel,
+    clip_name: str,
+    base_ids: list[int],
+    vild: ViLDConfig,
+    cfg: ViLDTrainConfig,
+    distill: ShardedCache | None = None,
+    stop_after: int | None = None,
+) -> Path:
+    """Train (or resume) into `out`; returns the checkpoint folder. `stop_after` ends the run
+    early after that step's checkpoint (to test resuming)."""
+    out = Path(out)
+    names = [
+        c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"]) if c["id"] in base_ids
+    ]
+    order = [
+        c["id"] for c in sorted(gt["categories"], key=lambda c: c["id"]) if c["id"] in base_ids
+    ]
+    base_vocab = vocabulary_from_categories([c for c in gt["categories"] if c["id"] in base_ids])
+    base_text = text_embeddings(clip, base_vocab, cfg.templates)
+    spec = {
+        "vild": asdict(vild),
+        "rpn": asdict(RPNConfig()),
+        "backbone_channels": cfg.backbone_channels,
+        "clip": clip_name,
+        "templates": cfg.templates,
+        "side": cfg.side,
+        "base_names": names,
+        "base_ids": order,
+        "train": asdict(cfg),
+    }
+    torch.manual_seed(cfg.seed)  # the initial weights depend on the seed alone
+    model = build_model(spec, base_text)
+    dataset = CocoDetection(gt, images_dir, order, cfg.side)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: (
+            min(1.0, (s + 1) / cfg.warmup)
+            * 0.5
+            * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
+        ),
+    )
+    start = 0
+    if (out / "train_state.pt").is_file():
+        state = torch.load(out / "train_state.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(load_file(out / "model.safetensors"), strict=False)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = int(state["step"])
+        log.info("resuming %s at step %d", out, start)
+    cached = distill.load() if distill is not None else None
+    model.train()
+    bar = tqdm(
+        range(start, cfg.steps),
+        desc=f"train ViLD (w={vild.image_weight}, ensemble={vild.ensemble})",
+        unit="step",
+        initial=start,
+        total=cfg.steps,
+    )
+    for step in bar:
+        torch.manual_seed(
+            cfg.seed * 1_000_003 + step
+        )  # the step's randomness is a function of step
+        batch = [dataset[i] for i in torch.randint(len(dataset), (cfg.batch_size,)).tolist()]
+        kwargs = {}
+        if cached is not None:
+            kwargs = {
+                "distill_boxes": [cached[str(i)]["boxes"] for i in _indices(batch, dataset)],
+                "distill_embeddings": [
+                    cached[str(i)]["embeddings"] for i in _indices(batch, dataset)
+                ],
+            }
+        losses = model.losses(
+            torch.stack([s.pixels for s in batch]),
+            [s.size for s in batch],
+            [s.boxes for s in batch],
+            [s.labels for s in batch],
+            **kwargs,
+        )
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            parts = {k: round(v.item(), 4) for k, v in losses.items()}
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}: {parts}")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 10 == 0:
+            bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
+        done = step + 1
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps or done == stop_after:
+            state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": done}
+            save_checkpoint(out, model, spec, state)
+            if done == stop_after:
+                break
+    return out
+
+
+def _indices(batch: list, dataset: CocoDetection) -> list[int]:
+    position = {im["id"]: i for i, im in enumerate(dataset.images)}
+    return [position[s.image_id] for s in batch]
+
+
+@torch.no_grad()
+def detect_image(
+    model: ViLD,
+    spec: dict[str, Any],
+    image: torch.Tensor,
+    text: torch.Tensor,
+    novel: torch.Tensor | None = None,
+) -> Regions:
+    """Detect in one (3, H, W) uint8 image; boxes come back in the image's own pixels."""
+    pixels, scale, size = letterbox(image, spec["side"])
+    (regions,) = model.detect(normalize_imagenet(pixels)[None], [size], text, novel)
+    h, w = image.shape[-2:]
+    xyxy = (regions.xyxy / scale).clamp(min=0)
+    xyxy = torch.minimum(xyxy, torch.tensor([w, h, w, h], dtype=xyxy.dtype))
+    return Regions(
+        xyxy, (h, w), regions.scores, regions.labels, None, regions.embeddings, regions.data
+    )
