@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ovdet.errors import OvdetError
 from ovdet.eval.data import load_gt, make_split
 
 
@@ -82,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
     cache = None
     if args.image_weight > 0 or args.ensemble:
         if args.proposals is None:
-            raise SystemExit(
-                "ovdet: error: --image-weight/--ensemble need --proposals CHECKPOINT (a base-trained RPN, "
+            raise OvdetError(
+                "--image-weight and --ensemble need --proposals CHECKPOINT (a base-trained RPN, "
                 "e.g. a ViLD-text run)"
             )
         proposer, spec = load_detector(args.proposals)
