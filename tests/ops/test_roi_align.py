@@ -15,14 +15,15 @@ def random_rois(n, b, h, w, seed):
     return torch.stack([idx, x1, y1, x2, y2], 1)
 
 
+@pytest.mark.parametrize("method", ["gather", "matrix"])
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [-1, 0, 1, 2])
 @pytest.mark.parametrize("output_size, scale", [((2, 2), 1.0), ((3, 4), 0.5), ((1, 1), 0.25)])
-def test_roi_align_matches_reference(aligned, sampling_ratio, output_size, scale):
+def test_roi_align_matches_reference(method, aligned, sampling_ratio, output_size, scale):
     g = torch.Generator().manual_seed(1)
     feat = torch.randn(2, 3, 9, 11, generator=g, dtype=torch.float64)
     rois = random_rois(12, 2, 9 / scale, 11 / scale, seed=sampling_ratio + 5).double()
-    got = roi_align(feat, rois, output_size, scale, sampling_ratio, aligned)
+    got = roi_align(feat, rois, output_size, scale, sampling_ratio, aligned, method)
     want = roi_align_reference(feat, rois, output_size, scale, sampling_ratio, aligned)
     torch.testing.assert_close(got, want)
 
@@ -39,8 +40,13 @@ def test_roi_align_edge_boxes():
         ],
         dtype=torch.float64,
     )
-    for aligned in (False, True):
-        got = roi_align(feat, rois, (2, 3), 1.0, -1, aligned)
+    for aligned, method in (
+        (False, "gather"),
+        (True, "gather"),
+        (False, "matrix"),
+        (True, "matrix"),
+    ):
+        got = roi_align(feat, rois, (2, 3), 1.0, -1, aligned, method)
         torch.testing.assert_close(got, roi_align_reference(feat, rois, (2, 3), 1.0, -1, aligned))
     assert roi_align(feat, rois[2:3], (2, 2), aligned=True).abs().sum() == 0
 
@@ -64,14 +70,19 @@ def test_roi_align_rejects_bad_input():
         roi_align(feat, torch.tensor([[0.0, 0, float("nan"), 2, 2]]), 2)
     with pytest.raises(ValueError, match="shape"):
         roi_align(feat, torch.tensor([[0.0, 0, 2, 2]]), 2)
+    with pytest.raises(ValueError, match="method"):
+        roi_align(feat, torch.zeros(0, 5), 2, method="fast")
     with pytest.raises(ValueError, match="box lists"):
         roi_align(feat, [torch.zeros(1, 4), torch.zeros(1, 4)], 2)
 
 
-def test_roi_align_gradient_matches_reference():
-    feat = torch.randn(1, 2, 6, 7, dtype=torch.float64, requires_grad=True)
-    rois = torch.tensor([[0, 0.5, 1.0, 5.0, 4.5], [0, 2.0, 0.0, 6.5, 5.5]], dtype=torch.float64)
-    roi_align(feat, rois, (2, 2), 0.9, 2, True).square().sum().backward()
+@pytest.mark.parametrize("method", ["gather", "matrix"])
+def test_roi_align_gradient_matches_reference(method):
+    feat = torch.randn(2, 2, 6, 7, dtype=torch.float64, requires_grad=True)
+    rois = torch.tensor(
+        [[0, 0.5, 1.0, 5.0, 4.5], [1, 2.0, 0.0, 6.5, 5.5], [0, 1, 1, 3, 3]], dtype=torch.float64
+    )
+    roi_align(feat, rois, (2, 2), 0.9, 2, True, method).square().sum().backward()
     ref_feat = feat.detach().clone().requires_grad_(True)
     roi_align_reference(ref_feat, rois, (2, 2), 0.9, 2, True).square().sum().backward()
     torch.testing.assert_close(feat.grad, ref_feat.grad)

@@ -14,6 +14,7 @@ import torch
 from ovdet.ops.boxes import check_boxes
 
 _CHUNK_ELEMENTS = 1 << 25  # ~128 MB of float32 intermediates per chunk
+_MATRIX_MAX_AREA = 128 * 128  # feature maps up to this size pool by interpolation matrices
 
 
 def roi_align(
@@ -23,6 +24,7 @@ def roi_align(
     spatial_scale: float = 1.0,
     sampling_ratio: int = -1,
     aligned: bool = False,
+    method: str = "auto",
 ) -> torch.Tensor:
     """Pool a fixed-size feature for each box.
 
@@ -34,11 +36,17 @@ def roi_align(
         spatial_scale: feature pixels per input pixel, e.g. 1/16.
         sampling_ratio: samples per bin along each axis; <= 0 means ceil(box size / output size).
         aligned: shift boxes by -0.5 feature pixel so that pixel centres line up (use True).
+        method: "gather" (index the two neighbouring rows/columns of each sample: cheap for big
+            maps such as whole images), "matrix" (per-box (PH, H) and (PW, W) interpolation
+            matrices and two matrix products: fast forward and backward on small feature maps),
+            or "auto" (matrix for maps up to 128 x 128). Both compute the same values.
 
     Returns:
         (K, C, PH, PW) pooled features.
     """
     ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
+    if method not in ("auto", "gather", "matrix"):
+        raise ValueError(f"method must be 'auto', 'gather' or 'matrix', got {method!r}")
     rois = _as_rois(boxes, input)
     b, c, h, w = input.shape
     k = rois.shape[0]
@@ -73,7 +81,9 @@ def roi_align(
             rows = _axis_weights(start[chunk_dev, 1], bin_h[chunk_dev], ph, gh, h)
             cols = _axis_weights(start[chunk_dev, 0], bin_w[chunk_dev], pw, gw, w)
             batch = rois[chunk_dev, 0].long()
-            pieces.append((chunk_dev, _pool(input, batch, rows, cols, ph, pw, gh, gw)))
+            use_matrix = method == "matrix" or (method == "auto" and h * w <= _MATRIX_MAX_AREA)
+            pool = _pool_matrix if use_matrix else _pool
+            pieces.append((chunk_dev, pool(input, batch, rows, cols, ph, pw, gh, gw)))
     for chunk_dev, value in pieces:
         out = out.index_copy(0, chunk_dev, value)
     return out
@@ -154,3 +164,45 @@ def _pool(
     x = x + torch.gather(y, 3, c_high[:, None, None, :].expand(shape)) * c_wh[:, None, None, :]
     x = x.reshape(n, ph, c, pw, gw).sum(-1) / float(gh * gw)
     return x.permute(0, 2, 1, 3).contiguous()
+
+
+def _interpolation_matrix(
+    low: torch.Tensor,
+    high: torch.Tensor,
+    w_low: torch.Tensor,
+    w_high: torch.Tensor,
+    bins: int,
+    length: int,
+) -> torch.Tensor:
+    """Neighbour indices and weights (n, bins * grid) -> (n, bins, length) summed over the grid."""
+    n = low.shape[0]
+    m = w_low.new_zeros(n, low.shape[1], length)
+    m.scatter_add_(2, low[..., None], w_low[..., None])
+    m.scatter_add_(2, high[..., None], w_high[..., None])
+    return m.reshape(n, bins, -1, length).sum(2)
+
+
+def _pool_matrix(
+    input: torch.Tensor,
+    batch: torch.Tensor,
+    rows: tuple[torch.Tensor, ...],
+    cols: tuple[torch.Tensor, ...],
+    ph: int,
+    pw: int,
+    gh: int,
+    gw: int,
+) -> torch.Tensor:
+    """out[n] = Wy[n] @ F[b(n)] @ Wx[n]^T / (gh * gw) for each channel -> (n, C, ph, pw)."""
+    _, c, h, w = input.shape
+    wy = _interpolation_matrix(*rows, ph, h)  # (n, ph, H)
+    wx = _interpolation_matrix(*cols, pw, w)  # (n, pw, W)
+    parts, order = [], []
+    for b in batch.unique().tolist():
+        sel = (batch == b).nonzero()[:, 0]
+        f = input[b].permute(1, 0, 2).reshape(h, c * w)  # (H, C * W)
+        t = (wy[sel].reshape(-1, h) @ f).reshape(len(sel), ph * c, w)  # (n_b, ph * C, W)
+        t = t @ wx[sel].transpose(1, 2)  # (n_b, ph * C, pw)
+        parts.append(t.reshape(len(sel), ph, c, pw).permute(0, 2, 1, 3))
+        order.append(sel)
+    out = torch.cat(parts) / float(gh * gw)
+    return out[torch.argsort(torch.cat(order))]
