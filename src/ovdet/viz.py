@@ -20,13 +20,18 @@ def _colour(i: int) -> tuple[int, int, int]:
 
 
 def draw_regions(
-    image: torch.Tensor, regions: Regions, names: Sequence[str] | None = None, min_side: int = 480
+    image: torch.Tensor,
+    regions: Regions,
+    names: Sequence[str] | None = None,
+    min_side: int = 480,
+    show_masks: bool = True,
 ) -> Image.Image:
-    """Draw labelled regions on a (3, H, W) uint8 image; small images are upscaled to `min_side`."""
+    """Draw labelled regions (and their masks, tinted) on a (3, H, W) uint8 image; small images
+    are upscaled to `min_side`."""
     arr = image.permute(1, 2, 0).cpu().numpy().astype(np.uint8)
     scale = max(1.0, min_side / min(arr.shape[:2]))
     canvas = Image.fromarray(arr).convert("RGB")
-    if regions.masks is not None and len(regions):
+    if show_masks and regions.masks is not None and len(regions):
         overlay = np.array(canvas, dtype=np.float32)
         for i, mask in enumerate(regions.masks.cpu().numpy()):
             colour = np.array(_colour(int(regions.labels[i]) if regions.labels is not None else i))

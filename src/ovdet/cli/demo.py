@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     with atomic_path(out / "scene.png") as tmp:
         Image.fromarray(scene.image).save(tmp, format="PNG")
     regions, names = results["crop"]
-    save_png(draw_regions(image, regions, names), out / "recognized.png")
+    save_png(draw_regions(image, regions, names, show_masks=False), out / "recognized.png")
     entries = regions_to_coco(regions, image_id=1)
     for e, obj in zip(entries, scene.objects, strict=True):
         e["category_name"] = names[e["category_id"] - 1]

@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
     )
+    if not args.verbose:  # ovdet shows its own progress; transformers' per-load bars are noise
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         return int(args.run(args) or 0)
     except OvdetError as e:

@@ -130,6 +130,7 @@ class TextTower(nn.Module):
 
 
 class ShapesClipModel(PreTrainedModel):
+    config: ShapesClipConfig  # transformers 5 reads the config class from this annotation
     config_class = ShapesClipConfig
     base_model_prefix = "shapes_clip"
     main_input_name = "pixel_values"
@@ -198,10 +199,10 @@ class ShapesClip(VisionLanguageModel):
     @classmethod
     def from_target(cls, target: str, name: str, dtype: torch.dtype | None = None) -> ShapesClip:
         """Load from a resolved folder or hub id."""
-        from transformers import AutoTokenizer
+        from transformers import PreTrainedTokenizerFast
 
         model = ShapesClipModel.from_pretrained(target, dtype=dtype or torch.float32)
-        return cls(model, AutoTokenizer.from_pretrained(target), name=name)
+        return cls(model, PreTrainedTokenizerFast.from_pretrained(target), name=name)
 
     @property
     def logit_scale(self) -> float:
