@@ -34,7 +34,7 @@ def test_demo_runs_offline_with_bundled_models(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    assert "novel" in out and "crop: predicted" in out
+    assert "novel" in out and "crop says" in out and "dense says" in out
     entries = json.loads((tmp_path / "demo" / "recognized.json").read_text())
     assert len(entries) >= 3 and all(
         " " in e["category_name"] for e in entries

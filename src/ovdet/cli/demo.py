@@ -21,7 +21,6 @@ from ovdet.data.shapes.world import CATEGORIES, render_scene
 from ovdet.io.atomic import atomic_path, write_json
 from ovdet.io.coco import regions_to_coco
 from ovdet.models.loader import load_model
-from ovdet.ops.boxes import xyxy_to_xywh
 from ovdet.recognize.core import class_probabilities, recognize
 from ovdet.recognize.crop import CropRecognizer
 from ovdet.recognize.dense import DenseRecognizer
@@ -85,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             ),
             names,
         )
-    _print(console, scene, xyxy, results)
+    _print(console, scene, results)
     out = Path(args.out)
     with atomic_path(out / "scene.png") as tmp:
         Image.fromarray(scene.image).save(tmp, format="PNG")
@@ -106,31 +105,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print(console: Console, scene, xyxy: torch.Tensor, results: dict) -> None:
-    table = Table(
-        title="shapes-clip on a fresh scene (novel shapes are never annotated in det-train)"
-    )
-    for col in (
-        "#",
-        "box xywh",
-        "truth",
-        "novel?",
-        "crop: predicted",
-        "p",
-        "dense: predicted",
-        "p",
-    ):
-        table.add_column(col)
+def _print(console: Console, scene, results: dict) -> None:
+    table = Table(title="shapes-clip on a fresh scene (novel shapes: never annotated in det-train)")
+    for col in ("#", "truth", "novel?", "crop says (p)", "dense says (p)"):
+        table.add_column(col, no_wrap=True)
     for i, obj in enumerate(scene.objects):
-        row = [
-            str(i),
-            " ".join(f"{v:.0f}" for v in xyxy_to_xywh(xyxy[i : i + 1])[0].tolist()),
-            f"{obj.colour} {obj.name}",
-            "novel" if CATEGORIES[obj.category][1] == "r" else "",
-        ]
+        truth = f"{obj.colour} {obj.name}"
+        row = [str(i), truth, "novel" if CATEGORIES[obj.category][1] == "r" else ""]
         for regions, names in results.values():
             predicted = names[int(regions.labels[i])]
-            mark = "[green]" if predicted == f"{obj.colour} {obj.name}" else "[red]"
-            row += [f"{mark}{predicted}", f"{float(regions.scores[i]):.2f}"]
+            colour = "green" if predicted == truth else "red"
+            row.append(f"[{colour}]{predicted}[/{colour}] {float(regions.scores[i]):.2f}")
         table.add_row(*row)
     console.print(table)
