@@ -75,10 +75,18 @@ def save_checkpoint(
             torch.save(state, tmp)
 
 
+BUNDLED_DETECTORS = {"shapes-vild": "shapes-vild"}  # name -> folder under ovdet/resources
+
+
 def load_detector(folder: str | os.PathLike, device: str = "cpu") -> tuple[ViLD, dict[str, Any]]:
-    """A trained ViLD and its spec from a checkpoint folder."""
-    folder = Path(folder)
+    """A trained ViLD and its spec from a checkpoint folder or a bundled name ("shapes-vild")."""
     from ovdet.errors import WeightsNotFoundError
+
+    if str(folder) in BUNDLED_DETECTORS:
+        from importlib import resources
+
+        folder = str(resources.files("ovdet.resources").joinpath(BUNDLED_DETECTORS[str(folder)]))
+    folder = Path(folder)
 
     if not (folder / "spec.json").is_file() or not (folder / "model.safetensors").is_file():
         raise WeightsNotFoundError(
@@ -87,7 +95,8 @@ def load_detector(folder: str | os.PathLike, device: str = "cpu") -> tuple[ViLD,
     spec = json.loads((folder / "spec.json").read_text())
     state = load_file(folder / "model.safetensors")
     model = build_model(spec, torch.zeros(len(spec["base_names"]), spec["vild"]["embed_dim"]))
-    model.load_state_dict(state, strict=False)  # the base text buffer is not persistent
+    # weights may be stored in float16 to save space (the base text buffer is not saved)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.to(device).eval(), spec
 
 
@@ -162,7 +171,7 @@ def train_vild(
     start = 0
     if (out / "train_state.pt").is_file():
         state = torch.load(out / "train_state.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(load_file(out / "model.safetensors"), strict=False)
+        model.load_state_dict(load_file(out / "model.safetensors"))
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start = int(state["step"])
