@@ -101,3 +101,30 @@ def test_sharded_cache_resumes(tmp_path):
         4.0,
     ]
     assert list(again.load([1]).keys()) == ["1"]
+
+
+def test_detect_cli_writes_json_and_png(world, tiny_clip, tiny_clip_dir, tmp_path, capsys):
+    from ovdet.cli.main import main
+
+    folder = run(world, tiny_clip, tiny_clip_dir, tmp_path / "d")
+    image = world / "det-val" / "images" / "000000.png"
+    code = main(
+        [
+            "detect",
+            str(image),
+            "--model",
+            str(folder),
+            "--vocab",
+            "circle, crescent|moon",
+            "--min-score",
+            "0",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert code == 0
+    entries = json.loads((tmp_path / "out" / "000000.json").read_text())
+    assert entries and {e["category_name"] for e in entries} <= {"circle", "crescent"}
+    assert (tmp_path / "out" / "000000.png").is_file()
+    assert main(["detect", str(image), "--model", str(tmp_path / "nope"), "--vocab", "circle"]) == 2
+    assert "not a ViLD checkpoint" in capsys.readouterr().err
