@@ -40,3 +40,6 @@ def test_demo_runs_offline_with_bundled_models(tmp_path, capsys, monkeypatch):
         " " in e["category_name"] for e in entries
     )  # "<colour> <shape>"
     assert Image.open(tmp_path / "demo" / "recognized.png").size[0] >= 480
+    assert "shapes-vild detects the scene" in out
+    detected = json.loads((tmp_path / "demo" / "detected.json").read_text())
+    assert detected and all(0 <= e["score"] <= 1 for e in detected)
