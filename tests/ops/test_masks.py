@@ -4,7 +4,14 @@ import torch
 from pycocotools import mask as mask_utils
 
 from ovdet.errors import FormatError
-from ovdet.ops.masks import rle_area, rle_decode, rle_encode, rle_from_string, rle_to_string
+from ovdet.ops.masks import (
+    masks_to_boxes,
+    rle_area,
+    rle_decode,
+    rle_encode,
+    rle_from_string,
+    rle_to_string,
+)
 
 
 def masks():
@@ -45,3 +52,12 @@ def test_rle_uncompressed_counts_and_strings():
 def test_rle_errors(rle, message):
     with pytest.raises(FormatError, match=message):
         rle_decode(rle)
+
+
+def test_masks_to_boxes():
+    m = torch.zeros(3, 6, 8, dtype=torch.bool)
+    m[0, 1:4, 2:7] = True
+    m[1, 5, 0] = True
+    assert masks_to_boxes(m).tolist() == [[2, 1, 7, 4], [0, 5, 1, 6], [0, 0, 0, 0]]
+    with pytest.raises(ValueError, match="shape"):
+        masks_to_boxes(torch.zeros(4, 4))

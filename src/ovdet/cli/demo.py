@@ -22,6 +22,7 @@ from ovdet.data.shapes.world import CATEGORIES, render_scene
 from ovdet.io.atomic import atomic_path, write_json
 from ovdet.io.coco import regions_to_coco
 from ovdet.models.loader import load_model
+from ovdet.ops.masks import masks_to_boxes
 from ovdet.recognize.core import class_probabilities, recognize
 from ovdet.recognize.crop import CropRecognizer
 from ovdet.recognize.dense import DenseRecognizer
@@ -59,13 +60,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     scene = novel_scene(args.seed)
     image = torch.from_numpy(scene.image).permute(2, 0, 1)
-    xyxy = torch.tensor(
-        [
-            [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
-            for ys, xs in (np.nonzero(m) for m in scene.masks)
-        ],
-        dtype=torch.float32,
-    )
+    xyxy = masks_to_boxes(np.stack(scene.masks))
     model = load_model(args.clip)
     embedder = TextEmbedder(model, "ensemble")
     text, colours = embedder.embed(SHAPES_VOCAB), embedder.embed_attributes(SHAPES_VOCAB)
@@ -115,13 +110,7 @@ def _detect(console: Console, scene, image: torch.Tensor, text: torch.Tensor, ou
     novel = torch.tensor([f == "r" for _, f, _ in CATEGORIES])
     regions = detect_image(model, spec, image, text, novel)
     shown = regions[regions.scores >= 0.3]
-    truth = torch.tensor(
-        [
-            [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
-            for ys, xs in (np.nonzero(m) for m in scene.masks)
-        ],
-        dtype=torch.float32,
-    )
+    truth = masks_to_boxes(np.stack(scene.masks))
     iou = box_iou(shown.xyxy, truth) if len(shown) else torch.zeros(0, len(truth))
     table = Table(title=f"shapes-vild detects the scene, no boxes given ({len(shown)} >= 0.30)")
     for col in ("detected", "score", "novel?", "best-matching truth (IoU)"):

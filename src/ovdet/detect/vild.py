@@ -50,6 +50,26 @@ class ViLDConfig:
     hidden: int = 512
 
 
+def select_detections(
+    boxes: torch.Tensor, probs: torch.Tensor, objectness: torch.Tensor, config: ViLDConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Score every (box, class) pair as p^(1 - a) * objectness^a, drop those below `min_score`,
+    per-class NMS, keep the best `max_detections`.
+
+    Args:
+        boxes: (n, 4) xyxy; probs: (n, C); objectness: (n,).
+
+    Returns:
+        (K,) box rows, (K,) classes and (K,) scores, best first.
+    """
+    a = config.objectness_weight
+    scores = probs ** (1 - a) * objectness[:, None] ** a  # (n, C)
+    rows, cls = (scores > config.min_score).nonzero(as_tuple=True)
+    s = scores[rows, cls]
+    keep = batched_nms(boxes[rows], s, cls, config.nms_iou)[: config.max_detections]
+    return rows[keep], cls[keep], s[keep]
+
+
 class ViLD(nn.Module):
     """The detector. `backbone` maps (B, 3, H, W) pixels to (B, C, H/s, W/s) with attributes
     `out_channels` and `stride`; `base_text` is the (C_base, D) training vocabulary."""
@@ -193,11 +213,7 @@ class ViLD(nn.Module):
             rows_of = slice(start, start + len(props))
             p, e = probs[rows_of], emb[rows_of]
             boxes = clip_boxes(self.coder.decode(deltas[rows_of], props), size)
-            scores = p ** (1 - c.objectness_weight) * obj[:, None] ** c.objectness_weight  # (n, C)
-            rows, cls = (scores > c.min_score).nonzero(as_tuple=True)
-            s = scores[rows, cls]
-            keep = batched_nms(boxes[rows], s, cls, c.nms_iou)[: c.max_detections]
-            rows, cls, s = rows[keep], cls[keep], s[keep]
+            rows, cls, s = select_detections(boxes, p, obj, c)
             out.append(
                 Regions(
                     boxes[rows].cpu(),

@@ -43,6 +43,23 @@ def rle_decode(rle: dict[str, Any]) -> torch.Tensor:
     return torch.from_numpy(flat.reshape(w, h).T.copy())
 
 
+def masks_to_boxes(masks: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """(N, H, W) bool masks -> (N, 4) xyxy boxes enclosing each mask's pixels (zeros if empty)."""
+    m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks).bool()
+    if m.ndim != 3:
+        raise ValueError(f"masks must have shape (N, H, W), got {tuple(m.shape)}")
+    n, h, w = m.shape
+    rows, cols = m.any(2), m.any(1)  # (N, H), (N, W)
+    ys, xs = torch.arange(h), torch.arange(w)
+    big = torch.iinfo(torch.int64).max
+    x1 = torch.where(cols, xs, big).min(1).values
+    y1 = torch.where(rows, ys, big).min(1).values
+    x2 = torch.where(cols, xs + 1, 0).max(1).values
+    y2 = torch.where(rows, ys + 1, 0).max(1).values
+    boxes = torch.stack([x1, y1, x2, y2], 1).float()
+    return torch.where(cols.any(1)[:, None], boxes, torch.zeros_like(boxes))
+
+
 def rle_area(rle: dict[str, Any]) -> int:
     """Number of foreground pixels of a COCO RLE."""
     counts = rle["counts"]

@@ -17,14 +17,13 @@ import torch
 from tqdm import tqdm
 
 from ovdet.data.coco import CocoDetection, letterbox, normalize_imagenet
-from ovdet.detect.vild import ViLD, ViLDConfig
+from ovdet.detect.vild import ViLD, ViLDConfig, select_detections
 from ovdet.eval.detection import evaluate_detections
 from ovdet.io.atomic import write_json
 from ovdet.io.coco import regions_to_coco
 from ovdet.io.images import load_image
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import clip_boxes
-from ovdet.ops.nms import batched_nms
 from ovdet.recognize.core import class_probabilities
 from ovdet.recognize.crop import CropRecognizer
 from ovdet.train.vild import (
@@ -65,7 +64,6 @@ def clip_on_crops(
 ):
     """R-CNN-style baseline: the RPN's top proposals, each named by CLIP on its 1x + 1.5x crops."""
     crops = CropRecognizer(clip)
-    c = proposer.config
 
     @torch.no_grad()
     def detect(image: torch.Tensor) -> Regions:
@@ -75,11 +73,8 @@ def clip_on_crops(
         boxes, objectness = boxes[0][:top], objectness[0][:top]
         xyxy = clip_boxes(boxes / scale, tuple(image.shape[-2:]))
         p = class_probabilities(crops.embed(image, xyxy).cpu(), text, clip.logit_scale)
-        scores = p ** (1 - c.objectness_weight) * objectness[:, None] ** c.objectness_weight
-        rows, cls = (scores > c.min_score).nonzero(as_tuple=True)
-        s = scores[rows, cls]
-        keep = batched_nms(xyxy[rows], s, cls, c.nms_iou)[: c.max_detections]
-        return Regions(xyxy[rows[keep]], tuple(image.shape[-2:]), scores=s[keep], labels=cls[keep])
+        rows, cls, s = select_detections(xyxy, p, objectness, proposer.config)
+        return Regions(xyxy[rows], tuple(image.shape[-2:]), scores=s, labels=cls)
 
     return detect
 
