@@ -5,19 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
 from rich.console import Console
 
 from ovdet.cli.common import add_model_args, load_clip, text_embedder
 from ovdet.eval.data import load_gt, make_split
 from ovdet.eval.detection import EvalResult, evaluate_detections
 from ovdet.eval.recall import proposal_recall
-from ovdet.eval.recognition import recognize_dataset
+from ovdet.eval.recognition import clip_box_scorer, recognize_dataset
 from ovdet.eval.report import metrics_table, save_plots
 from ovdet.io.atomic import write_json
-from ovdet.recognize.core import class_probabilities
-from ovdet.recognize.crop import CropRecognizer
-from ovdet.recognize.dense import DenseRecognizer
 from ovdet.vocab.parse import vocabulary_from_categories
 
 
@@ -90,11 +86,7 @@ def run_eval_regions(args: argparse.Namespace) -> int:
     vocab = vocabulary_from_categories(gt["categories"], args.gt)
     clip = load_clip(args)
     text = text_embedder(args, clip).embed(vocab)
-    rec = CropRecognizer(clip) if args.method == "crop" else DenseRecognizer(clip)
-
-    def score(image: torch.Tensor, xyxy: torch.Tensor) -> torch.Tensor:
-        return class_probabilities(rec.embed(image, xyxy).cpu(), text, clip.logit_scale)
-
+    score = clip_box_scorer(clip, text, args.method)
     dets = recognize_dataset(gt, args.images, score, args.labels_per_box)
     _report(evaluate_detections(gt, dets, "bbox", args.protocol, split), args)
     return 0

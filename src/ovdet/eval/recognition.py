@@ -18,7 +18,11 @@ import torch
 from tqdm import tqdm
 
 from ovdet.io.images import load_image
+from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import clip_boxes, xywh_to_xyxy, xyxy_to_xywh
+from ovdet.recognize.core import class_probabilities
+from ovdet.recognize.crop import CropRecognizer
+from ovdet.recognize.dense import DenseRecognizer
 
 
 def recognition_detections(
@@ -58,6 +62,25 @@ def recognition_detections(
                 }
             )
     return out
+
+
+def clip_box_scorer(
+    model: VisionLanguageModel, text: torch.Tensor, method: str, dense_size: int | None = None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A `score_boxes` for `recognize_dataset`: CLIP crops or one dense pass, softmax over `text`.
+
+    Args:
+        model: the vision-language model.
+        text: (C, D) class embeddings.
+        method: "crop" or "dense".
+        dense_size: input side of the dense pass (default: the model's).
+    """
+    rec = CropRecognizer(model) if method == "crop" else DenseRecognizer(model, dense_size)
+
+    def score(image: torch.Tensor, xyxy: torch.Tensor) -> torch.Tensor:
+        return class_probabilities(rec.embed(image, xyxy).cpu(), text, model.logit_scale)
+
+    return score
 
 
 def gt_boxes_by_image(gt: dict[str, Any]) -> dict[Any, torch.Tensor]:

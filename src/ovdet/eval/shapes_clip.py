@@ -11,11 +11,9 @@ import torch
 
 from ovdet.data.shapes.world import CATEGORIES, COLOURS, render_scene
 from ovdet.eval.detection import evaluate_detections
-from ovdet.eval.recognition import recognize_dataset
+from ovdet.eval.recognition import clip_box_scorer, recognize_dataset
 from ovdet.models.vlm import VisionLanguageModel
-from ovdet.recognize.core import class_probabilities, classify_images
-from ovdet.recognize.crop import CropRecognizer
-from ovdet.recognize.dense import DenseRecognizer
+from ovdet.recognize.core import classify_images
 from ovdet.types import Vocabulary
 from ovdet.vocab.embed import TextEmbedder
 
@@ -87,11 +85,7 @@ def region_recognition_report(
     import time
 
     text = TextEmbedder(model, templates).embed(SHAPES_VOCAB)
-    rec = CropRecognizer(model) if method == "crop" else DenseRecognizer(model, 128)
-
-    def score(image: torch.Tensor, xyxy: torch.Tensor) -> torch.Tensor:
-        return class_probabilities(rec.embed(image, xyxy).cpu(), text, model.logit_scale)
-
+    score = clip_box_scorer(model, text, method, dense_size=128)
     start = time.perf_counter()
     dets = recognize_dataset(gt, images_dir, score)
     seconds = (time.perf_counter() - start) / max(1, len(gt["images"]))

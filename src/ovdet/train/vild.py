@@ -189,14 +189,13 @@ def train_vild(
         torch.manual_seed(
             cfg.seed * 1_000_003 + step
         )  # the step's randomness is a function of step
-        batch = [dataset[i] for i in torch.randint(len(dataset), (cfg.batch_size,)).tolist()]
+        picked = torch.randint(len(dataset), (cfg.batch_size,)).tolist()  # dataset indices
+        batch = [dataset[i] for i in picked]
         kwargs = {}
         if cached is not None:
             kwargs = {
-                "distill_boxes": [cached[str(i)]["boxes"] for i in _indices(batch, dataset)],
-                "distill_embeddings": [
-                    cached[str(i)]["embeddings"] for i in _indices(batch, dataset)
-                ],
+                "distill_boxes": [cached[str(i)]["boxes"] for i in picked],
+                "distill_embeddings": [cached[str(i)]["embeddings"] for i in picked],
             }
         losses = model.losses(
             torch.stack([s.pixels for s in batch]),
@@ -222,11 +221,6 @@ def train_vild(
             if done == stop_after:
                 break
     return out
-
-
-def _indices(batch: list, dataset: CocoDetection) -> list[int]:
-    position = {im["id"]: i for i, im in enumerate(dataset.images)}
-    return [position[s.image_id] for s in batch]
 
 
 @torch.no_grad()
