@@ -107,3 +107,17 @@ def test_requery_and_classify(tiny_clip):
     probs = classify_images(tiny_clip, images, text, batch_size=2)
     assert probs.argmax(1).tolist() == [0, 1, 2]
     torch.testing.assert_close(probs.sum(1), torch.ones(3))
+
+
+def test_relabel_with_attributes(tiny_clip):
+    from ovdet.recognize.core import relabel_with_attributes
+    from ovdet.types import Vocabulary
+
+    vocab = Vocabulary(("apple", "pear"), attributes=("red", "green", "blue"))
+    regions = recognize(scene(), BOXES, torch.randn(2, 16), DenseRecognizer(tiny_clip), 100.0)
+    out, names = relabel_with_attributes(regions, torch.randn(3, 16), vocab, 100.0)
+    assert len(names) == 6 and out.data["class_scores"].shape == (4, 6)
+    torch.testing.assert_close(out.data["class_scores"].sum(1), torch.ones(4))
+    assert (out.labels // 3 == regions.labels).all()  # the object part of the joint label is kept
+    with pytest.raises(ValueError, match="needs regions from recognize"):
+        relabel_with_attributes(Regions(BOXES, (48, 64)), torch.randn(3, 16), vocab, 100.0)

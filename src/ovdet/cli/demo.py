@@ -23,12 +23,12 @@ from ovdet.io.atomic import atomic_path, write_json
 from ovdet.io.coco import regions_to_coco
 from ovdet.models.loader import load_model
 from ovdet.ops.masks import masks_to_boxes
-from ovdet.recognize.core import class_probabilities, recognize
+from ovdet.recognize.core import recognize, relabel_with_attributes
 from ovdet.recognize.crop import CropRecognizer
 from ovdet.recognize.dense import DenseRecognizer
 from ovdet.types import Regions
 from ovdet.viz import draw_regions, save_png
-from ovdet.vocab.embed import TextEmbedder, expand_attributes
+from ovdet.vocab.embed import TextEmbedder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,22 +64,13 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.clip)
     embedder = TextEmbedder(model, "ensemble")
     text, colours = embedder.embed(SHAPES_VOCAB), embedder.embed_attributes(SHAPES_VOCAB)
+    shapes = Regions(
+        xyxy, tuple(scene.image.shape[:2]), masks=torch.from_numpy(np.stack(scene.masks))
+    )
     results = {}
     for name, rec in (("crop", CropRecognizer(model)), ("dense", DenseRecognizer(model, 128))):
-        regions = recognize(image, xyxy, text, rec, model.logit_scale)
-        p_colour = class_probabilities(regions.embeddings, colours, model.logit_scale)
-        joint, names = expand_attributes(regions.data["class_scores"], p_colour, SHAPES_VOCAB)
-        scores, labels = joint.max(1)
-        results[name] = (
-            Regions(
-                regions.xyxy,
-                regions.image_size,
-                scores,
-                labels,
-                torch.from_numpy(np.stack(scene.masks)),
-            ),
-            names,
-        )
+        regions = recognize(image, shapes, text, rec, model.logit_scale)
+        results[name] = relabel_with_attributes(regions, colours, SHAPES_VOCAB, model.logit_scale)
     _print(console, scene, results)
     out = Path(args.out)
     with atomic_path(out / "scene.png") as tmp:

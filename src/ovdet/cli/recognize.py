@@ -13,12 +13,11 @@ from ovdet.io.atomic import write_json
 from ovdet.io.coco import read_boxes, regions_to_coco
 from ovdet.io.images import load_image
 from ovdet.ops.boxes import validate_input_boxes
-from ovdet.recognize.core import class_probabilities, recognize
+from ovdet.recognize.core import class_probabilities, recognize, relabel_with_attributes
 from ovdet.recognize.crop import CropRecognizer
 from ovdet.recognize.dense import DenseRecognizer
 from ovdet.types import Regions
 from ovdet.viz import draw_regions, save_png
-from ovdet.vocab.embed import expand_attributes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     regions = recognize(image, boxes, embedder.embed(vocab), region_embedder, clip.logit_scale)
     names = list(vocab.names)
     if vocab.attributes:
-        regions, names = _with_attributes(regions, vocab, embedder, clip.logit_scale)
+        attribute_text = embedder.embed_attributes(vocab)
+        regions, names = relabel_with_attributes(regions, attribute_text, vocab, clip.logit_scale)
     stem = Path(args.image).stem
     out = Path(args.out)
     entries = regions_to_coco(regions, image_id=stem)
@@ -72,18 +72,6 @@ def run(args: argparse.Namespace) -> int:
     _print(regions, names, args, embedder, clip.logit_scale)
     Console().print(f"wrote {out / f'{stem}.json'} and {out / f'{stem}.png'}")
     return 0
-
-
-def _with_attributes(
-    regions: Regions, vocab, embedder, logit_scale: float
-) -> tuple[Regions, list[str]]:
-    p_attr = class_probabilities(regions.embeddings, embedder.embed_attributes(vocab), logit_scale)
-    joint, names = expand_attributes(regions.data["class_scores"], p_attr, vocab)
-    scores, labels = joint.max(dim=1)
-    data = {**regions.data, "class_scores": joint}
-    return Regions(
-        regions.xyxy, regions.image_size, scores, labels, regions.masks, regions.embeddings, data
-    ), names
 
 
 def _print(

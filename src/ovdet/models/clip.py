@@ -15,7 +15,6 @@ image-text space at the cost of no extra forward: the same pass also yields the 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,8 +22,6 @@ import torch
 
 from ovdet.models.registry import CLIP_ALIASES, load_weights
 from ovdet.models.vlm import VisionLanguageModel
-
-log = logging.getLogger(__name__)
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)

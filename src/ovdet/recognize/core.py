@@ -10,7 +10,8 @@ import torch
 from ovdet.errors import BoxError
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import validate_input_boxes
-from ovdet.types import Regions
+from ovdet.types import Regions, Vocabulary
+from ovdet.vocab.embed import expand_attributes
 
 
 class RegionEmbedder(Protocol):
@@ -92,3 +93,32 @@ def requery(regions: Regions, text: torch.Tensor, logit_scale: float) -> torch.T
     if regions.embeddings is None:
         raise ValueError("requery needs regions with embeddings (run recognize first)")
     return class_probabilities(regions.embeddings, text, logit_scale)
+
+
+def relabel_with_attributes(
+    regions: Regions, attribute_text: torch.Tensor, vocab: Vocabulary, logit_scale: float
+) -> tuple[Regions, list[str]]:
+    """Expand recognised regions' labels to "<attribute> <name>" (ViLD's P(v, a | r)).
+
+    Args:
+        regions: output of `recognize` (needs embeddings and data["class_scores"]).
+        attribute_text: (A, D) embeddings of `vocab.attributes`.
+        vocab: the vocabulary the class scores are over.
+        logit_scale: the CLIP inverse temperature.
+
+    Returns:
+        Regions whose labels index the V * A joint names (scores, data["class_scores"] joint),
+        and those names.
+    """
+    if regions.embeddings is None or "class_scores" not in regions.data:
+        raise ValueError(
+            "relabel_with_attributes needs regions from recognize (embeddings, class_scores)"
+        )
+    p_attr = class_probabilities(regions.embeddings, attribute_text, logit_scale)
+    joint, names = expand_attributes(regions.data["class_scores"], p_attr, vocab)
+    scores, labels = joint.max(dim=1)
+    data = {**regions.data, "class_scores": joint}
+    relabelled = Regions(
+        regions.xyxy, regions.image_size, scores, labels, regions.masks, regions.embeddings, data
+    )
+    return relabelled, names
