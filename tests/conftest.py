@@ -21,3 +21,35 @@ def tiny_clip(tiny_clip_dir):
     from ovdet.models.clip import ClipModel
 
     return ClipModel.from_pretrained(str(tiny_clip_dir))
+
+
+TINY_SAM = dict(
+    vision_config=dict(
+        hidden_size=32,
+        output_channels=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=64,
+        patch_size=16,
+        window_size=2,
+        global_attn_indexes=(1,),
+        num_pos_feats=16,
+        mlp_dim=64,
+    ),
+    prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16),
+    mask_decoder_config=dict(
+        hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32
+    ),
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_dir(tmp_path_factory):
+    """A random-weight `SamModel` (64 px input) saved with `save_pretrained`."""
+    import torch
+    from transformers import SamConfig, SamModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-sam")
+    SamModel(SamConfig(**TINY_SAM)).save_pretrained(folder)
+    return folder

@@ -1,35 +1,14 @@
 import pytest
 import torch
-from transformers import SamConfig, SamModel
+from transformers import SamModel
 
 from ovdet.errors import WeightsNotFoundError
 from ovdet.models.sam import SamBackend
 
 
 @pytest.fixture(scope="module")
-def sam_dir(tmp_path_factory):
-    config = SamConfig(
-        vision_config=dict(
-            hidden_size=32,
-            output_channels=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=64,
-            patch_size=16,
-            window_size=2,
-            global_attn_indexes=(1,),
-            num_pos_feats=16,
-            mlp_dim=64,
-        ),
-        prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16),
-        mask_decoder_config=dict(
-            hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32
-        ),
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("sam")
-    SamModel(config).save_pretrained(folder)
-    return folder
+def sam_dir(tiny_sam_dir):
+    return tiny_sam_dir
 
 
 BOXES = torch.tensor([[2.0, 3, 40, 30], [10, 10, 70, 45], [0, 0, 80, 48]])

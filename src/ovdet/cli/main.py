@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from ovdet.cli import classify, demo, detect, evaluate, recognize, shapes, train
+from ovdet.cli import cache, classify, demo, detect, evaluate, recognize, shapes, train
 from ovdet.errors import OvdetError
 
 
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     detect.register(sub)
     train.register(sub)
+    cache.register(sub)
     return parser
 
 

@@ -48,6 +48,73 @@ def register(sub: argparse._SubParsersAction) -> None:
         if f.name not in ("backbone_channels",):
             p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     p.set_defaults(run=run)
+    _register_regionspot(train)
+
+
+def _register_regionspot(train: argparse._SubParsersAction) -> None:
+    from ovdet.train.regionspot import RegionSpotTrainConfig
+
+    p = train.add_parser(
+        "regionspot", help="RegionSpot: train the fusion module on an `ovdet cache` folder"
+    )
+    p.add_argument("--cache", required=True, help="folder written by `ovdet cache`")
+    p.add_argument("--gt", required=True, help="the cached set's COCO-format annotations")
+    p.add_argument("--out", required=True, help="checkpoint folder (resumed if it holds a run)")
+    p.add_argument(
+        "--base",
+        default=None,
+        help='novel categories to hold out: names/ids, "lvis" (rare) or "coco-ovd"; '
+        "default: the file's 'ovd' field, else every category is base",
+    )
+    p.add_argument("--clip", default=None, help="CLIP for text (default: the cache's)")
+    p.add_argument("--val-cache", default=None, help="cached val set to evaluate at the end")
+    p.add_argument("--val-gt", default=None, help="its annotations")
+    for f in fields(RegionSpotTrainConfig):
+        kind = type(f.default)
+        if kind is bool:
+            p.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                action=argparse.BooleanOptionalAction,
+                default=f.default,
+            )
+        else:
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
+    p.set_defaults(run=run_regionspot)
+
+
+def base_ids_of(gt: dict, spec: str | None) -> list[int]:
+    """Base category ids: `spec` (see --base), else the file's 'ovd' field, else all."""
+    ids = [c["id"] for c in gt["categories"]]
+    if spec is not None:
+        return sorted(make_split(spec, gt).base)
+    return gt.get("ovd", {}).get("base", ids)
+
+
+def run_regionspot(args: argparse.Namespace) -> int:
+    from ovdet.models.loader import load_model
+    from ovdet.recognize.regionspot import load_regionspot
+    from ovdet.train.feature_cache import ShardedCache
+    from ovdet.train.regionspot import RegionSpotTrainConfig, evaluate_cached, train_regionspot
+
+    gt = load_gt(args.gt)
+    cfg = RegionSpotTrainConfig(
+        **{f.name: getattr(args, f.name) for f in fields(RegionSpotTrainConfig)}
+    )
+    clip_name = args.clip or ShardedCache(args.cache).metadata().get("clip")
+    if not clip_name:
+        raise OvdetError(f"{args.cache} is not an `ovdet cache` folder (no shards)")
+    clip = load_model(clip_name)
+    folder = train_regionspot(args.cache, gt, args.out, clip, base_ids_of(gt, args.base), cfg)
+    Console().print(f"checkpoint: {folder}")
+    if args.val_cache:
+        if not args.val_gt:
+            raise OvdetError("--val-cache needs --val-gt")
+        model, spec = load_regionspot(folder)
+        metrics = evaluate_cached(
+            model, spec["token"], args.val_cache, load_gt(args.val_gt), clip, spec["templates"]
+        )
+        Console().print(metrics)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,11 +131,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     gt = load_gt(args.gt)
-    ids = [c["id"] for c in gt["categories"]]
-    if args.base is not None:
-        base = sorted(make_split(args.base, gt).base)
-    else:
-        base = gt.get("ovd", {}).get("base", ids)
+    base = base_ids_of(gt, args.base)
     cfg = ViLDTrainConfig(
         **{
             f.name: getattr(args, f.name)

@@ -43,3 +43,30 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = None) -> 
     """Write `obj` as JSON to `path` atomically."""
     with atomic_open(path, "w") as f:
         json.dump(obj, f, indent=indent)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; it replaces `path` (files and all) on success.
+
+    A reader sees the old folder or the new one, never a half-written mix; on an exception the
+    temporary folder is removed and `path` is untouched.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        old = path.with_name(f".{path.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old.exists():
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

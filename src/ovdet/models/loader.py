@@ -21,6 +21,7 @@ BUNDLED: dict[str, tuple[str, str]] = {
         "shapes-clip",
         "ovdet shapes generate --out data/shapes && ovdet shapes train-clip",
     ),
+    "shapes-sam": ("shapes-sam", "ovdet shapes train-sam"),
 }
 BACKENDS = {"clip": ClipModel, MODEL_TYPE: ShapesClip}
 

@@ -42,13 +42,14 @@ class SamImage:
 
 @dataclass
 class SamPrediction:
-    """Per prompt: (N, H, W) bool masks, (N,) predicted IoU, (N, C) position-aware tokens and
-    (N, h4, w4) low-resolution mask logits."""
+    """Per prompt: (N, H, W) bool masks, (N,) predicted IoU, (N, C) position-aware tokens,
+    (N, h4, w4) low-resolution mask logits, and all three token variants by source name."""
 
     masks: torch.Tensor
     iou: torch.Tensor
     tokens: torch.Tensor
     logits: torch.Tensor
+    variants: dict[str, torch.Tensor]
 
 
 class SamBackend:
@@ -62,13 +63,18 @@ class SamBackend:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, device: str | torch.device = "cpu") -> SamBackend:
-        """Load a SAM checkpoint by alias (`sam-b`, `sam-l`, `sam-h`), hub id or local folder."""
+        """Load a SAM checkpoint by alias (`sam-b`, `sam-l`, `sam-h`), hub id, local folder or
+        the bundled `shapes-sam`."""
         from transformers import SamModel
+
+        from ovdet.models.loader import BUNDLED, bundled_path
+
+        target = str(bundled_path(name_or_path)) if name_or_path in BUNDLED else name_or_path
 
         def load(target: str) -> SamBackend:
             return cls(SamModel.from_pretrained(target), name=name_or_path)
 
-        backend = load_weights(load, name_or_path, SAM_ALIASES, "SAM")
+        backend = load_weights(load, target, SAM_ALIASES, "SAM")
         backend.model.to(device)
         return backend
 
@@ -108,17 +114,21 @@ class SamBackend:
         ]
         if not parts:
             h, w = state.size
+            empty = torch.zeros(0, self.token_dim)
             return SamPrediction(
                 torch.zeros(0, h, w, dtype=torch.bool),
                 torch.zeros(0),
-                torch.zeros(0, self.token_dim),
+                empty,
                 torch.zeros(0, 0, 0),
+                {k: empty for k in TOKEN_SOURCES},
             )
+        variants = {k: torch.cat([p.variants[k] for p in parts]) for k in TOKEN_SOURCES}
         return SamPrediction(
             *(
                 torch.cat(p)
                 for p in zip(*((q.masks, q.iou, q.tokens, q.logits) for q in parts), strict=True)
-            )
+            ),
+            variants,
         )
 
     def _predict(self, state: SamImage, boxes: torch.Tensor, token: str) -> SamPrediction:
@@ -140,16 +150,34 @@ class SamBackend:
             for h in hooks:
                 h.remove()
         mask_token = captured["points"][0, :, 1]  # (N, C): the single-mask output token
-        if token == "transformer":
-            tokens = mask_token
-        elif token == "mlp":
-            tokens = decoder.output_hypernetworks_mlps[0](mask_token)
-        else:
-            tokens = captured["sparse"][0].mean(1)  # (N, C): mean of the box's two corner tokens
+        variants = {
+            "transformer": mask_token,
+            "mlp": decoder.output_hypernetworks_mlps[0](mask_token),
+            "prompt": captured["sparse"][0].mean(1),  # (N, C): mean of the box's corner tokens
+        }
         logits = out.pred_masks[0, :, 0]  # (N, h4, w4)
         return SamPrediction(
-            self.postprocess(logits, state), out.iou_scores[0, :, 0], tokens, logits
+            self.postprocess(logits, state),
+            out.iou_scores[0, :, 0],
+            variants[token],
+            logits,
+            variants,
         )
+
+    @torch.inference_mode()
+    def predict_points(
+        self, state: SamImage, xy: torch.Tensor, multimask: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt with (N, 2) single positive points (original pixels) -> (N, K, h4, w4)
+        low-resolution mask logits and (N, K) predicted IoU; K = 3 with `multimask`, else 1."""
+        points = torch.as_tensor(xy, dtype=torch.float32).reshape(-1, 2).to(self.device)
+        out = self.model(
+            image_embeddings=state.embeddings,
+            input_points=(points * state.scale)[None, :, None],
+            input_labels=torch.ones(1, len(points), 1, dtype=torch.long, device=self.device),
+            multimask_output=multimask,
+        )
+        return out.pred_masks[0], out.iou_scores[0]
 
     def postprocess(self, logits: torch.Tensor, state: SamImage) -> torch.Tensor:
         """(N, h4, w4) low-resolution logits -> (N, H, W) bool masks at the original resolution."""

@@ -60,6 +60,19 @@ class ShardedCache:
             self.index["shards"][name] = [str(i) for i in chunk]
             write_json(self.folder / "index.json", self.index)
 
+    def reader(self) -> CacheReader:
+        """Random access to single images' tensors without loading whole shards."""
+        return CacheReader(self.folder, self.index)
+
+    def metadata(self) -> dict[str, str]:
+        """The metadata stored with the first shard ({} for an empty cache)."""
+        from safetensors import safe_open
+
+        for name in self.index["shards"]:
+            with safe_open(self.folder / name, "pt") as f:
+                return dict(f.metadata() or {})
+        return {}
+
     def load(self, image_ids: Iterable[Any] | None = None) -> dict[str, dict[str, torch.Tensor]]:
         """image id (string) -> {name: tensor}, for all cached images or those asked for."""
         wanted = None if image_ids is None else {str(i) for i in image_ids}
@@ -72,3 +85,31 @@ class ShardedCache:
                 if wanted is None or image_id in wanted:
                     out.setdefault(image_id, {})[field] = value
         return out
+
+
+class CacheReader:
+    """`reader[image_id] -> {name: tensor}` through memory-mapped shards (opened once each)."""
+
+    def __init__(self, folder: Path, index: dict[str, Any]) -> None:
+        from safetensors import safe_open
+
+        self._files = {name: safe_open(folder / name, "pt") for name in index["shards"]}
+        self._where = {i: name for name, ids in index["shards"].items() for i in ids}
+        self._keys: dict[str, list[str]] = {}
+        for f in self._files.values():
+            for key in f.keys():
+                image_id, _ = key.rsplit("/", 1)
+                self._keys.setdefault(image_id, []).append(key)
+
+    def ids(self) -> list[str]:
+        return list(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __getitem__(self, image_id: Any) -> dict[str, torch.Tensor]:
+        key = str(image_id)
+        if key not in self._where:
+            raise KeyError(f"image {image_id!r} is not in the cache")
+        f = self._files[self._where[key]]
+        return {k.rsplit("/", 1)[1]: f.get_tensor(k) for k in self._keys[key]}

@@ -1,0 +1,48 @@
+"""`ovdet cache --gt ... --images ... --sam ... --clip ... --out DIR`: RegionSpot features."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from ovdet.eval.data import load_gt
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cache", help="cache SAM tokens and CLIP maps of a COCO-format set (for RegionSpot)"
+    )
+    p.add_argument("--gt", required=True, help="COCO-format annotations (boxes and categories)")
+    p.add_argument("--images", required=True, help="folder of the images")
+    p.add_argument("--sam", default="sam-b", help="SAM alias, hub id, folder or shapes-sam")
+    p.add_argument("--clip", default="clip-b16", help="CLIP alias, hub id, folder or shapes-clip")
+    p.add_argument(
+        "--clip-size", type=int, default=None, help="CLIP input side (default: the model's)"
+    )
+    p.add_argument("--out", required=True, help="cache folder (an interrupted run resumes)")
+    p.add_argument("--shard-size", type=int, default=256, help="images per shard")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ovdet.models.loader import load_model
+    from ovdet.models.sam import SamBackend
+    from ovdet.recognize.regionspot import FeatureExtractor
+    from ovdet.train.regionspot import build_cache
+
+    gt = load_gt(args.gt)
+    sam = SamBackend.from_pretrained(args.sam, device=args.device)
+    clip = load_model(args.clip, device=args.device)
+    extractor = FeatureExtractor(sam, clip, args.clip_size)
+    cache = build_cache(
+        gt,
+        args.images,
+        args.out,
+        extractor,
+        {"sam": args.sam, "clip": args.clip},
+        shard_size=args.shard_size,
+    )
+    Console().print(f"cached {len(cache.done())} images in {args.out}")
+    return 0

@@ -1,0 +1,116 @@
+"""Recognise regions with a trained RegionSpot: SAM tokens + CLIP map -> names, scores, masks.
+
+One SAM image embedding and one CLIP pass per image, whatever the number of boxes; the boxes are
+prompted to SAM in batches, and every box is scored against every class at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from ovdet.errors import OvdetError
+from ovdet.heads.regionspot import RegionSpot, RegionSpotConfig
+from ovdet.models.sam import SamBackend
+from ovdet.models.vlm import VisionLanguageModel
+from ovdet.ops.boxes import check_boxes
+from ovdet.recognize.dense import DenseRecognizer
+from ovdet.types import Regions
+
+
+def mask_coverage(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(N, H, W) bool masks -> (N, h, w) fraction of each cell of the letterboxed image's grid
+    (the image padded bottom/right to a square, then divided into h x w cells) inside the mask."""
+    n, hh, ww = masks.shape
+    side = max(hh, ww)
+    x = F.pad(masks.float(), (0, side - ww, 0, side - hh))
+    return F.adaptive_avg_pool2d(x[:, None], grid)[:, 0] if n else torch.zeros(0, *grid)
+
+
+class FeatureExtractor:
+    """Frozen SAM + CLIP features of one image and its boxes (what the cache stores)."""
+
+    def __init__(self, sam: SamBackend, clip: VisionLanguageModel, clip_size: int | None = None):
+        self.sam, self.clip = sam, clip
+        self.dense = DenseRecognizer(clip, clip_size)
+
+    @torch.inference_mode()
+    def __call__(self, image: torch.Tensor, xyxy: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(3, H, W) uint8 image, (N, 4) boxes -> tokens per variant, masks, CLIP map/global."""
+        pred = self.sam.predict_boxes(self.sam.set_image(image), xyxy)
+        dense, global_, scale = self.dense.dense_map(image)
+        out = {f"tok_{k}": v.float().cpu() for k, v in pred.variants.items()}
+        return out | {
+            "mask_cover": mask_coverage(pred.masks, tuple(dense.shape[-2:])).half(),
+            "xyxy": xyxy.float().cpu(),
+            "norm": torch.tensor(scale / self.dense.input_size),  # pixels -> letterbox [0, 1]
+            "clip_map": dense[0].half().cpu(),
+            "clip_global": global_[0].float().cpu(),
+            "masks": pred.masks,
+        }
+
+
+def load_regionspot(folder: str | os.PathLike) -> tuple[RegionSpot, dict[str, Any]]:
+    """A trained module and its spec from a checkpoint folder."""
+    folder = Path(folder)
+    spec_path = folder / "spec.json"
+    if not spec_path.is_file():
+        raise OvdetError(f"not a RegionSpot checkpoint (no spec.json): {folder}")
+    spec = json.loads(spec_path.read_text())
+    if spec.get("kind") != "regionspot":
+        raise OvdetError(f"{folder} is a {spec.get('kind')!r} checkpoint, not 'regionspot'")
+    model = RegionSpot(RegionSpotConfig(**spec["config"]))
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    return model.eval(), spec
+
+
+class RegionSpotRecognizer:
+    """A trained RegionSpot with its frozen SAM and CLIP (loaded by the names in its spec)."""
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        sam: SamBackend | None = None,
+        clip: VisionLanguageModel | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        from ovdet.models.loader import load_model
+
+        self.model, self.spec = load_regionspot(folder)
+        self.model.to(device)
+        self.sam = sam or SamBackend.from_pretrained(self.spec["sam"], device=device)
+        self.clip = clip or load_model(self.spec["clip"], device=device)
+        self.features = FeatureExtractor(self.sam, self.clip, self.spec["clip_size"])
+
+    @torch.inference_mode()
+    def recognize(self, image: torch.Tensor, xyxy: torch.Tensor, text: torch.Tensor) -> Regions:
+        """(3, H, W) uint8 image, (N, 4) boxes, (C, D) text -> Regions with labels, scores (sigmoid
+        of the best class), masks, embeddings and data["class_scores"] (N, C)."""
+        boxes = check_boxes(xyxy).float()
+        size = (int(image.shape[-2]), int(image.shape[-1]))
+        f = self.features(image, boxes)
+        device = next(self.model.parameters()).device
+        emb = self.model(
+            f[f"tok_{self.spec['token']}"][None].to(device),
+            (f["xyxy"] * f["norm"])[None].to(device),
+            f["clip_map"].float()[None].to(device),
+            f["clip_global"][None].to(device),
+            f["mask_cover"].float()[None].to(device),
+        )[0]
+        scores = self.model.logits(emb, text.to(device)).sigmoid().cpu()
+        best = scores.max(1) if len(boxes) else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+        return Regions(
+            boxes,
+            size,
+            scores=best[0],
+            labels=best[1],
+            masks=f["masks"],
+            embeddings=emb.cpu(),
+            data={"class_scores": scores},
+        )

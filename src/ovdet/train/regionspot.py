@@ -1,0 +1,309 @@
+"""RegionSpot on cached frozen features: build the SAM + CLIP cache, train the fusion module.
+
+The cache (`ShardedCache`) holds per image: the annotated boxes and category ids, SAM's three
+position-aware token variants per box (after the prompt encoder, the two-way transformer and the
+MLP), CLIP's feature map and image embedding of the whole letterboxed image (float16), and the
+scale from image pixels to the letterbox side. Training reads single images from memory-mapped
+shards, so a cache larger than memory trains as well.
+
+A checkpoint folder holds `spec.json` (module config, SAM and CLIP names, CLIP input side,
+templates, token source, base vocabulary), `model.safetensors` and `train_state.pt` (optimizer,
+schedule, step; loaded with `weights_only=True`), all written atomically. Step k's batch is drawn
+from (seed, k) alone, so a killed run resumes to the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from ovdet.errors import OvdetError
+from ovdet.eval.recognition import gt_boxes_by_image
+from ovdet.heads.regionspot import RegionSpot, RegionSpotConfig
+from ovdet.io.atomic import atomic_path, write_json
+from ovdet.io.images import load_image
+from ovdet.losses.vild import sigmoid_focal_loss
+from ovdet.models.sam import TOKEN_SOURCES
+from ovdet.models.vlm import VisionLanguageModel
+from ovdet.recognize.regionspot import FeatureExtractor
+from ovdet.train.feature_cache import CacheReader, ShardedCache
+from ovdet.vocab.embed import TextEmbedder
+from ovdet.vocab.parse import vocabulary_from_categories
+
+
+def annotated_boxes(gt: dict[str, Any]) -> dict[Any, tuple[torch.Tensor, torch.Tensor]]:
+    """image id -> ((N, 4) xyxy clipped boxes of at least 1 px, (N,) category ids)."""
+    labels: dict[Any, list[int]] = {im["id"]: [] for im in gt["images"]}
+    for a in gt["annotations"]:
+        if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0:
+            labels[a["image_id"]].append(int(a["category_id"]))
+    out = {}
+    for image_id, xyxy in gt_boxes_by_image(gt).items():
+        ids = torch.tensor(labels[image_id], dtype=torch.int64)
+        keep = ((xyxy[:, 2] - xyxy[:, 0]) >= 1) & ((xyxy[:, 3] - xyxy[:, 1]) >= 1)
+        out[image_id] = (xyxy[keep], ids[keep])
+    return out
+
+
+def build_cache(
+    gt: dict[str, Any],
+    images_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    extractor: FeatureExtractor,
+    names: dict[str, str],
+    shard_size: int = 256,
+    progress: bool = True,
+) -> ShardedCache:
+    """Cache every image's annotated boxes with their SAM and CLIP features (resumable)."""
+    boxes = annotated_boxes(gt)
+    files = {im["id"]: im["file_name"] for im in gt["images"]}
+
+    def compute(image_id: Any) -> dict[str, torch.Tensor]:
+        xyxy, labels = boxes[image_id]
+        feats = extractor(load_image(Path(images_dir) / files[image_id]), xyxy)
+        feats.pop("masks")
+        return feats | {"labels": labels}
+
+    cache = ShardedCache(out, shard_size)
+    meta = cache.metadata()
+    if meta and (meta.get("sam"), meta.get("clip")) != (names["sam"], names["clip"]):
+        raise OvdetError(
+            f"{out} caches sam={meta.get('sam')!r} clip={meta.get('clip')!r}, not "
+            f"sam={names['sam']!r} clip={names['clip']!r}; use another --out"
+        )
+    cache.build([im["id"] for im in gt["images"]], compute, names, progress)
+    return cache
+
+
+@dataclass
+class RegionSpotTrainConfig:
+    steps: int = 1500
+    batch_size: int = 16  # images per step
+    lr: float = 5e-4  # AdamW
+    weight_decay: float = 0.05
+    warmup: int = 100
+    seed: int = 0
+    checkpoint_every: int = 500
+    templates: str = "vild"  # "a photo of a {} in the scene."
+    token: str = "transformer"  # or "prompt", "mlp" (ablation)
+    depth: int = 3
+    heads: int = 8
+    feature_map: bool = True
+    class_token: bool = True
+    box_position: bool = True
+    prior: str = "mask"  # attention prior: "mask", "box" or "none"
+
+
+def collate(
+    reader: CacheReader, ids: Sequence[str], token: str, with_labels: bool = True
+) -> dict[str, torch.Tensor]:
+    """Images `ids` of the cache -> padded batch: tokens (B, N, Ct), boxes (B, N, 4) in [0, 1],
+    valid (B, N), clip_map (B, D, h, w), clip_global (B, D), mask_cover (B, N, h, w) and, with
+    labels, labels (B, N)."""
+    items = [reader[i] for i in ids]
+    n = max(1, max(len(it["xyxy"]) for it in items))
+    ct = items[0][f"tok_{token}"].shape[-1]
+    b = len(items)
+    tokens, boxes = torch.zeros(b, n, ct), torch.zeros(b, n, 4)
+    valid, labels = torch.zeros(b, n, dtype=torch.bool), torch.zeros(b, n, dtype=torch.int64)
+    cover = torch.zeros(b, n, *items[0]["clip_map"].shape[-2:])
+    for j, it in enumerate(items):
+        k = len(it["xyxy"])
+        tokens[j, :k] = it[f"tok_{token}"]
+        cover[j, :k] = it["mask_cover"].float()
+        boxes[j, :k] = it["xyxy"] * it["norm"]
+        valid[j, :k] = True
+        if with_labels:
+            labels[j, :k] = it["labels"]
+    batch = {
+        "tokens": tokens,
+        "boxes": boxes,
+        "valid": valid,
+        "clip_map": torch.stack([it["clip_map"].float() for it in items]),
+        "clip_global": torch.stack([it["clip_global"] for it in items]),
+        "mask_cover": cover,
+    }
+    return batch | ({"labels": labels} if with_labels else {})
+
+
+def _embed(model: RegionSpot, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(
+        batch["tokens"],
+        batch["boxes"],
+        batch["clip_map"],
+        batch["clip_global"],
+        batch["mask_cover"],
+    )
+
+
+def text_embeddings(
+    clip: VisionLanguageModel, categories: list[dict[str, Any]], templates: str
+) -> torch.Tensor:
+    """(C, D) text embeddings of COCO categories (names and synonyms, templates averaged)."""
+    from ovdet.vocab.cache import TextEmbeddingCache
+
+    vocab = vocabulary_from_categories(sorted(categories, key=lambda c: c["id"]))
+    return TextEmbedder(clip, templates, TextEmbeddingCache()).embed(vocab)
+
+
+def save_checkpoint(
+    folder: Path, model: RegionSpot, spec: dict[str, Any], state: dict[str, Any] | None
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    write_json(folder / "spec.json", spec, indent=1)
+    if state is not None:
+        with atomic_path(folder / "train_state.pt") as tmp:
+            torch.save(state, tmp)
+
+
+def train_regionspot(
+    cache_dir: str | os.PathLike,
+    gt: dict[str, Any],
+    out: str | os.PathLike,
+    clip: VisionLanguageModel,
+    base_ids: Sequence[int],
+    cfg: RegionSpotTrainConfig,
+    progress: bool = True,
+) -> Path:
+    """Train the fusion module on the cache's base-category boxes; resume if `out` holds a run."""
+    if cfg.token not in TOKEN_SOURCES:
+        raise OvdetError(f"token must be one of {TOKEN_SOURCES}, got {cfg.token!r}")
+    cache = ShardedCache(cache_dir)
+    reader = cache.reader()
+    if len(reader) == 0:
+        raise OvdetError(f"the cache {cache_dir} is empty; build it with `ovdet cache`")
+    meta = cache.metadata()
+    base = sorted(int(i) for i in base_ids)
+    cats = [c for c in gt["categories"] if c["id"] in set(base)]
+    column = torch.full((max(c["id"] for c in gt["categories"]) + 1,), -1, dtype=torch.int64)
+    column[torch.tensor([c["id"] for c in sorted(cats, key=lambda c: c["id"])])] = torch.arange(
+        len(cats)
+    )
+    text = text_embeddings(clip, cats, cfg.templates)
+    ids = [i for i in reader.ids() if bool((column[reader[i]["labels"]] >= 0).any())]
+    if not ids:
+        raise OvdetError(f"no cached image has a box of the base categories {base[:20]}")
+    first = reader[ids[0]]
+    mcfg = RegionSpotConfig(
+        token_dim=int(first[f"tok_{cfg.token}"].shape[-1]),
+        clip_dim=int(first["clip_global"].shape[-1]),
+        depth=cfg.depth,
+        heads=cfg.heads,
+        feature_map=cfg.feature_map,
+        class_token=cfg.class_token,
+        box_position=cfg.box_position,
+        prior=cfg.prior,
+    )
+    spec = {
+        "kind": "regionspot",
+        "config": mcfg.to_dict(),
+        "train": asdict(cfg),
+        "sam": meta.get("sam"),
+        "clip": meta.get("clip"),
+        "clip_size": int(first["clip_map"].shape[-1]) * clip.patch_size,
+        "templates": cfg.templates,
+        "token": cfg.token,
+        "base_names": [c["name"] for c in sorted(cats, key=lambda c: c["id"])],
+    }
+    torch.manual_seed(cfg.seed)
+    model = RegionSpot(mcfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(cfg))
+    out, start = Path(out), 0
+    if (out / "train_state.pt").is_file():
+        state = torch.load(out / "train_state.pt", weights_only=True)
+        model.load_state_dict(load_file(out / "model.safetensors"))
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = int(state["step"])
+    model.train()
+    bar = tqdm(range(start, cfg.steps), desc="train regionspot", disable=not progress)
+    for step in bar:
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        pick = torch.randint(len(ids), (cfg.batch_size,), generator=g).tolist()
+        batch = collate(reader, [ids[i] for i in pick], cfg.token)
+        cols = column[batch["labels"]]
+        keep = batch["valid"] & (cols >= 0)
+        logits = model.logits(_embed(model, batch)[keep], text)
+        targets = torch.zeros_like(logits)
+        targets[torch.arange(len(logits)), cols[keep]] = 1
+        loss = sigmoid_focal_loss(logits, targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        done = step + 1
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            state = {
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "step": done,
+            }
+            save_checkpoint(out, model, spec, state)
+    if start >= cfg.steps and not (out / "model.safetensors").is_file():
+        save_checkpoint(out, model, spec, None)
+    return out
+
+
+def _cosine(cfg: RegionSpotTrainConfig):
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return lr_at
+
+
+@torch.inference_mode()
+def cached_class_scores(
+    model: RegionSpot, reader: CacheReader, text: torch.Tensor, token: str, batch_size: int = 64
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """image id -> ((N, 4) boxes in pixels, (N, C) sigmoid class scores) for every cached image."""
+    out = {}
+    ids = reader.ids()
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size]
+        batch = collate(reader, chunk, token, with_labels=False)
+        scores = model.logits(_embed(model, batch), text).sigmoid()
+        for j, image_id in enumerate(chunk):
+            k = int(batch["valid"][j].sum())
+            out[image_id] = (reader[image_id]["xyxy"], scores[j, :k])
+    return out
+
+
+def evaluate_cached(
+    model: RegionSpot,
+    token: str,
+    cache_dir: str | os.PathLike,
+    gt: dict[str, Any],
+    clip: VisionLanguageModel,
+    templates: str = "vild",
+) -> dict[str, float]:
+    """GT-box recognition AP (LVIS protocol when `gt` has frequencies) from a cached val set."""
+    from ovdet.eval.detection import evaluate_detections
+    from ovdet.eval.recognition import recognition_detections
+
+    cats = sorted(gt["categories"], key=lambda c: c["id"])
+    text = text_embeddings(clip, cats, templates)
+    by_key = {str(im["id"]): im["id"] for im in gt["images"]}
+    scored = cached_class_scores(model.eval(), ShardedCache(cache_dir).reader(), text, token)
+    dets = []
+    for key, (xyxy, scores) in scored.items():
+        if key in by_key and len(xyxy):
+            dets += recognition_detections(by_key[key], xyxy, scores, [c["id"] for c in cats])
+    lvis = all("frequency" in c for c in cats)
+    m = evaluate_detections(gt, dets, protocol="lvis" if lvis else "coco").metrics
+    keys = ("AP", "AP50", "APr", "APc", "APf") if lvis else ("AP", "AP50")
+    return {k: m[k] for k in keys}
