@@ -67,3 +67,54 @@ def test_training_raises_ap_on_novel_and_all(cached, tmp_path):
         ap[name] = evaluate_cached(model, spec["token"], root / "det-val", gts["det-val"], clip)
     print(ap)
     assert ap["after"]["AP"] >= ap["before"]["AP"] + 5
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(cached, tmp_path):
+    from safetensors.torch import load_file
+
+    root, gts, clip = cached
+    base = gts["det-train"]["ovd"]["base"]
+    c = cfg(steps=6, checkpoint_every=3)
+    args = (root / "det-train", gts["det-train"])
+    straight = train_regionspot(*args, tmp_path / "a", clip, base, c, False)
+    train_regionspot(*args, tmp_path / "b", clip, base, c, False, stop_after=3)
+    assert torch.load(tmp_path / "b" / "train_state.pt", weights_only=True)["step"] == 3
+    resumed = train_regionspot(*args, tmp_path / "b", clip, base, c, False)
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+
+
+def test_recognizer_names_boxes_with_masks(cached, tmp_path, tiny_sam_dir):
+    root, gts, clip = cached
+    folder = train_regionspot(
+        root / "det-train",
+        gts["det-train"],
+        tmp_path / "r",
+        clip,
+        gts["det-train"]["ovd"]["base"],
+        cfg(steps=2),
+        False,
+    )
+    spot = RegionSpotRecognizer(folder)
+    assert spot.spec["sam"] == str(tiny_sam_dir) and spot.spec["clip"] == "shapes-clip"
+    image = torch.randint(0, 255, (3, 90, 120), dtype=torch.uint8)
+    boxes = torch.tensor([[5.0, 5, 60, 50], [40, 20, 110, 85]])
+    from ovdet.vocab.parse import parse_vocabulary
+
+    text = spot.text_embeddings(parse_vocabulary("circle, star, heart"))
+    regions = spot.recognize(image, boxes, text)
+    assert regions.masks.shape == (2, 90, 120) and regions.data["class_scores"].shape == (2, 3)
+    assert torch.equal(regions.scores, regions.data["class_scores"].max(1).values)
+    # the same boxes through the cached path give the same scores
+    feats = FeatureExtractor(spot.sam, spot.clip, spot.spec["clip_size"])(image, boxes)
+    emb = spot.model(
+        feats["tok_transformer"][None],
+        (feats["xyxy"] * feats["norm"])[None],
+        feats["clip_map"].float()[None],
+        feats["clip_global"][None],
+        feats["mask_cover"].float()[None],
+    )[0]
+    torch.testing.assert_close(spot.model.logits(emb, text).sigmoid(), regions.data["class_scores"])
+    detected = spot.detect(image, text, boxes)
+    assert len(detected) <= 2 and detected.masks is not None

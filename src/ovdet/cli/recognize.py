@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ovdet.cli.common import add_model_args, add_vocab_args, load_clip_and_text
+from ovdet.cli.common import add_model_args, add_vocab_args, load_clip_and_text, text_embedder
 from ovdet.io.atomic import write_json
 from ovdet.io.coco import read_boxes, regions_to_coco
 from ovdet.io.images import load_image
@@ -18,6 +18,7 @@ from ovdet.recognize.crop import CropRecognizer
 from ovdet.recognize.dense import DenseRecognizer
 from ovdet.types import Regions
 from ovdet.viz import draw_regions, save_png
+from ovdet.vocab.parse import parse_vocabulary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="crop",
         help="crop: CLIP on 1x+1.5x crops (accurate); dense: one pass + RoIAlign (fast)",
     )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a RegionSpot checkpoint (from `ovdet train regionspot`, or shapes-regionspot): "
+        "SAM + CLIP + fusion; adds masks (--clip and --method are then the checkpoint's)",
+    )
     p.add_argument("--dense-size", type=int, default=None, help="input side for --method dense")
     p.add_argument(
         "--query",
@@ -53,11 +60,23 @@ def run(args: argparse.Namespace) -> int:
     boxes = validate_input_boxes(
         read_boxes(args.boxes, image_name=args.image), tuple(image.shape[-2:])
     )
-    clip, vocab, embedder = load_clip_and_text(args)
-    region_embedder = (
-        CropRecognizer(clip) if args.method == "crop" else DenseRecognizer(clip, args.dense_size)
-    )
-    regions = recognize(image, boxes, embedder.embed(vocab), region_embedder, clip.logit_scale)
+    if args.model is not None:
+        from ovdet.recognize.regionspot import RegionSpotRecognizer
+
+        vocab = parse_vocabulary(args.vocab, args.attributes)
+        spot = RegionSpotRecognizer(args.model, device=args.device)
+        args.clip, args.method = spot.spec["clip"], "regionspot"
+        args.templates = spot.spec["templates"]  # the prompts the head was trained with
+        clip, embedder = spot.clip, text_embedder(args, spot.clip)
+        regions = spot.recognize(image, boxes, embedder.embed(vocab))
+    else:
+        clip, vocab, embedder = load_clip_and_text(args)
+        region_embedder = (
+            CropRecognizer(clip)
+            if args.method == "crop"
+            else DenseRecognizer(clip, args.dense_size)
+        )
+        regions = recognize(image, boxes, embedder.embed(vocab), region_embedder, clip.logit_scale)
     names = list(vocab.names)
     if vocab.attributes:
         attribute_text = embedder.embed_attributes(vocab)

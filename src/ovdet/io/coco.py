@@ -155,7 +155,10 @@ def read_boxes(path: str | os.PathLike, image_name: str | None = None) -> torch.
     elif isinstance(data, list):
         entries = check_results(data, str(path))
         ids = sorted({str(e["image_id"]) for e in entries})
-        if len(ids) > 1:
+        if len(ids) > 1 and image_name is not None:  # keep this image's (by id = name or stem)
+            names = {image_name, Path(image_name).name, Path(image_name).stem}
+            entries = [e for e in entries if str(e["image_id"]) in names]
+        elif len(ids) > 1:
             raise FormatError(
                 f"{path} holds boxes of {len(ids)} images {ids[:5]}; split it per image"
             )

@@ -17,11 +17,14 @@ from safetensors.torch import load_file
 
 from ovdet.errors import OvdetError
 from ovdet.heads.regionspot import RegionSpot, RegionSpotConfig
-from ovdet.models.sam import SamBackend
+from ovdet.models.sam import SamBackend, SamImage
+from ovdet.models.sam_everything import EverythingConfig
+from ovdet.models.sam_everything import everything as sam_everything
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import check_boxes
+from ovdet.ops.nms import batched_nms
 from ovdet.recognize.dense import DenseRecognizer
-from ovdet.types import Regions
+from ovdet.types import Regions, Vocabulary
 
 
 def mask_coverage(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -41,9 +44,12 @@ class FeatureExtractor:
         self.dense = DenseRecognizer(clip, clip_size)
 
     @torch.inference_mode()
-    def __call__(self, image: torch.Tensor, xyxy: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(3, H, W) uint8 image, (N, 4) boxes -> tokens per variant, masks, CLIP map/global."""
-        pred = self.sam.predict_boxes(self.sam.set_image(image), xyxy)
+    def __call__(
+        self, image: torch.Tensor, xyxy: torch.Tensor, state: SamImage | None = None
+    ) -> dict[str, torch.Tensor]:
+        """(3, H, W) uint8 image, (N, 4) boxes -> tokens per variant, masks, CLIP map/global.
+        `state`: the image's SAM embedding when the caller already has it."""
+        pred = self.sam.predict_boxes(state or self.sam.set_image(image), xyxy)
         dense, global_, scale = self.dense.dense_map(image)
         out = {f"tok_{k}": v.float().cpu() for k, v in pred.variants.items()}
         return out | {
@@ -56,9 +62,28 @@ class FeatureExtractor:
         }
 
 
+BUNDLED_REGIONSPOT = {"shapes-regionspot": "shapes-regionspot"}  # name -> resources folder
+
+
+def regionspot_folder(name_or_path: str | os.PathLike) -> Path:
+    """A checkpoint folder, or the bundled `shapes-regionspot`."""
+    if str(name_or_path) in BUNDLED_REGIONSPOT:
+        from importlib import resources
+
+        folder = BUNDLED_REGIONSPOT[str(name_or_path)]
+        return Path(str(resources.files("ovdet.resources").joinpath(folder)))
+    return Path(name_or_path)
+
+
+def is_regionspot(name_or_path: str | os.PathLike) -> bool:
+    """True if the name is the bundled RegionSpot or a folder whose spec says regionspot."""
+    spec = regionspot_folder(name_or_path) / "spec.json"
+    return spec.is_file() and json.loads(spec.read_text()).get("kind") == "regionspot"
+
+
 def load_regionspot(folder: str | os.PathLike) -> tuple[RegionSpot, dict[str, Any]]:
-    """A trained module and its spec from a checkpoint folder."""
-    folder = Path(folder)
+    """A trained module and its spec from a checkpoint folder (or `shapes-regionspot`)."""
+    folder = regionspot_folder(folder)
     spec_path = folder / "spec.json"
     if not spec_path.is_file():
         raise OvdetError(f"not a RegionSpot checkpoint (no spec.json): {folder}")
@@ -88,13 +113,47 @@ class RegionSpotRecognizer:
         self.clip = clip or load_model(self.spec["clip"], device=device)
         self.features = FeatureExtractor(self.sam, self.clip, self.spec["clip_size"])
 
+    def text_embeddings(self, vocab: Vocabulary) -> torch.Tensor:
+        """(C, D) embeddings of a vocabulary with the checkpoint's CLIP and templates (cached)."""
+        from ovdet.vocab.cache import TextEmbeddingCache
+        from ovdet.vocab.embed import TextEmbedder
+
+        return TextEmbedder(self.clip, self.spec["templates"], TextEmbeddingCache()).embed(vocab)
+
     @torch.inference_mode()
-    def recognize(self, image: torch.Tensor, xyxy: torch.Tensor, text: torch.Tensor) -> Regions:
+    def detect(
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        proposals: torch.Tensor | None = None,
+        everything: EverythingConfig | None = None,
+        nms_threshold: float = 0.5,
+    ) -> Regions:
+        """Name proposals: (N, 4) boxes, or SAM's everything mode when `proposals` is None.
+        Each box keeps its best class; same-class duplicates are removed by NMS."""
+        state = None
+        if proposals is None:
+            state = self.sam.set_image(image)
+            proposals = sam_everything(self.sam, state, everything).xyxy
+        regions = self.recognize(image, proposals, text, state)
+        if len(regions) == 0:
+            return regions
+        keep = batched_nms(regions.xyxy, regions.scores, regions.labels, nms_threshold)
+        return regions[keep]
+
+    @torch.inference_mode()
+    def recognize(
+        self,
+        image: torch.Tensor,
+        xyxy: torch.Tensor,
+        text: torch.Tensor,
+        state: SamImage | None = None,
+    ) -> Regions:
         """(3, H, W) uint8 image, (N, 4) boxes, (C, D) text -> Regions with labels, scores (sigmoid
         of the best class), masks, embeddings and data["class_scores"] (N, C)."""
         boxes = check_boxes(xyxy).float()
         size = (int(image.shape[-2]), int(image.shape[-1]))
-        f = self.features(image, boxes)
+        f = self.features(image, boxes, state)
         device = next(self.model.parameters()).device
         emb = self.model(
             f[f"tok_{self.spec['token']}"][None].to(device),

@@ -174,8 +174,10 @@ def train_regionspot(
     base_ids: Sequence[int],
     cfg: RegionSpotTrainConfig,
     progress: bool = True,
+    stop_after: int | None = None,
 ) -> Path:
-    """Train the fusion module on the cache's base-category boxes; resume if `out` holds a run."""
+    """Train the fusion module on the cache's base-category boxes; resume if `out` holds a run.
+    `stop_after`: end this call after that step's checkpoint (as a kill would)."""
     if cfg.token not in TOKEN_SOURCES:
         raise OvdetError(f"token must be one of {TOKEN_SOURCES}, got {cfg.token!r}")
     cache = ShardedCache(cache_dir)
@@ -251,6 +253,8 @@ def train_regionspot(
                 "step": done,
             }
             save_checkpoint(out, model, spec, state)
+            if stop_after is not None and done >= stop_after:
+                break
     if start >= cfg.steps and not (out / "model.safetensors").is_file():
         save_checkpoint(out, model, spec, None)
     return out
