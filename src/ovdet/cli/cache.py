@@ -30,9 +30,10 @@ def run(args: argparse.Namespace) -> int:
     from ovdet.models.loader import load_model
     from ovdet.models.sam import SamBackend
     from ovdet.recognize.regionspot import FeatureExtractor
-    from ovdet.train.regionspot import build_cache
+    from ovdet.train.regionspot import build_cache, check_cache_models
 
     gt = load_gt(args.gt)
+    check_cache_models(args.out, {"sam": args.sam, "clip": args.clip})  # before loading models
     sam = SamBackend.from_pretrained(args.sam, device=args.device)
     clip = load_model(args.clip, device=args.device)
     extractor = FeatureExtractor(sam, clip, args.clip_size)

@@ -2,7 +2,8 @@
 
 Draws a fresh scene that holds a novel shape, names its objects with the bundled shapes-clip
 (CLIP on crops and the dense one-pass recognizer), expands the vocabulary with colour attributes
-(P(shape, colour | r) = P(shape | r) P(colour | r)), then detects the same scene with no boxes
+(P(shape, colour | r) = P(shape | r) P(colour | r)) and with the bundled RegionSpot (shapes-sam
+tokens and masks fused with shapes-clip's feature map), then detects the same scene with no boxes
 given using the bundled shapes-vild (trained on base shapes only); prints tables and writes
 annotated PNGs and COCO JSON.
 """
@@ -26,6 +27,7 @@ from ovdet.ops.masks import masks_to_boxes
 from ovdet.recognize.core import recognize, relabel_with_attributes
 from ovdet.recognize.crop import CropRecognizer
 from ovdet.recognize.dense import DenseRecognizer
+from ovdet.recognize.regionspot import RegionSpotRecognizer
 from ovdet.types import Regions
 from ovdet.viz import draw_regions, save_png
 from ovdet.vocab.embed import TextEmbedder
@@ -71,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     for name, rec in (("crop", CropRecognizer(model)), ("dense", DenseRecognizer(model, 128))):
         regions = recognize(image, shapes, text, rec, model.logit_scale)
         results[name] = relabel_with_attributes(regions, colours, SHAPES_VOCAB, model.logit_scale)
+    spot = RegionSpotRecognizer("shapes-regionspot", clip=model)
+    spotted = spot.recognize(image, xyxy, spot.text_embeddings(SHAPES_VOCAB))
+    results["regionspot"] = (spotted, list(SHAPES_VOCAB.names))
     _print(console, scene, results)
     out = Path(args.out)
     with atomic_path(out / "scene.png") as tmp:
@@ -82,8 +87,12 @@ def run(args: argparse.Namespace) -> int:
         e["category_name"] = names[e["category_id"] - 1]
         e["truth"] = f"{obj.colour} {obj.name}"
     write_json(out / "recognized.json", entries, indent=1)
+    save_png(draw_regions(image, spotted, list(SHAPES_VOCAB.names)), out / "regionspot.png")
     _detect(console, scene, image, text, out)
-    console.print(f"wrote scene.png, recognized.png/.json and detected.png/.json to {out}")
+    console.print(
+        f"wrote scene.png, recognized.png/.json, regionspot.png (SAM masks) and "
+        f"detected.png/.json to {out}"
+    )
     console.print(
         "the same on a photo with real CLIP: ovdet recognize photo.jpg --boxes boxes.json "
         '--vocab "cat, traffic cone" --attributes "red, blue" --clip clip-b16'
@@ -126,14 +135,15 @@ def _detect(console: Console, scene, image: torch.Tensor, text: torch.Tensor, ou
 
 def _print(console: Console, scene, results: dict) -> None:
     table = Table(title="shapes-clip on a fresh scene (novel shapes: never annotated in det-train)")
-    for col in ("#", "truth", "novel?", "crop says (p)", "dense says (p)"):
+    for col in ("#", "truth", "novel?", "crop (p)", "dense (p)", "RegionSpot (sigmoid)"):
         table.add_column(col, no_wrap=True)
     for i, obj in enumerate(scene.objects):
         truth = f"{obj.colour} {obj.name}"
         row = [str(i), truth, "novel" if CATEGORIES[obj.category][1] == "r" else ""]
         for regions, names in results.values():
             predicted = names[int(regions.labels[i])]
-            colour = "green" if predicted == truth else "red"
+            right = predicted == truth or predicted == obj.name  # RegionSpot names shapes only
+            colour = "green" if right else "red"
             row.append(f"[{colour}]{predicted}[/{colour}] {float(regions.scores[i]):.2f}")
         table.add_row(*row)
     console.print(table)

@@ -153,6 +153,16 @@ class RegionSpotRecognizer:
         of the best class), masks, embeddings and data["class_scores"] (N, C)."""
         boxes = check_boxes(xyxy).float()
         size = (int(image.shape[-2]), int(image.shape[-1]))
+        if len(boxes) == 0:
+            return Regions(
+                boxes,
+                size,
+                scores=torch.zeros(0),
+                labels=torch.zeros(0, dtype=torch.long),
+                masks=torch.zeros(0, *size, dtype=torch.bool),
+                embeddings=torch.zeros(0, text.shape[-1]),
+                data={"class_scores": torch.zeros(0, len(text))},
+            )
         f = self.features(image, boxes, state)
         device = next(self.model.parameters()).device
         emb = self.model(
@@ -163,7 +173,7 @@ class RegionSpotRecognizer:
             f["mask_cover"].float()[None].to(device),
         )[0]
         scores = self.model.logits(emb, text.to(device)).sigmoid().cpu()
-        best = scores.max(1) if len(boxes) else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+        best = scores.max(1)
         return Regions(
             boxes,
             size,

@@ -53,6 +53,20 @@ def annotated_boxes(gt: dict[str, Any]) -> dict[Any, tuple[torch.Tensor, torch.T
     return out
 
 
+def check_cache_models(
+    folder: str | os.PathLike, names: dict[str, str], shard_size: int = 256
+) -> ShardedCache:
+    """The cache at `folder`; an error if it already holds features of another SAM or CLIP."""
+    cache = ShardedCache(folder, shard_size)
+    meta = cache.metadata()
+    if meta and (meta.get("sam"), meta.get("clip")) != (names["sam"], names["clip"]):
+        raise OvdetError(
+            f"{folder} caches sam={meta.get('sam')!r} clip={meta.get('clip')!r}, not "
+            f"sam={names['sam']!r} clip={names['clip']!r}; use another --out"
+        )
+    return cache
+
+
 def build_cache(
     gt: dict[str, Any],
     images_dir: str | os.PathLike,
@@ -72,13 +86,7 @@ def build_cache(
         feats.pop("masks")
         return feats | {"labels": labels}
 
-    cache = ShardedCache(out, shard_size)
-    meta = cache.metadata()
-    if meta and (meta.get("sam"), meta.get("clip")) != (names["sam"], names["clip"]):
-        raise OvdetError(
-            f"{out} caches sam={meta.get('sam')!r} clip={meta.get('clip')!r}, not "
-            f"sam={names['sam']!r} clip={names['clip']!r}; use another --out"
-        )
+    cache = check_cache_models(out, names, shard_size)
     cache.build([im["id"] for im in gt["images"]], compute, names, progress)
     return cache
 

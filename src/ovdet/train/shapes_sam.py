@@ -45,6 +45,8 @@ class SamTrainConfig:
     size: int = 128  # scene side = model input side
     box_noise: float = 0.1  # std of the prompt jitter, in box sides
     val_scenes: int = 200
+    init: str = ""  # continue from this saved model instead of random weights
+    first_scene: int = 0  # index of the first training scene (continue on unseen scenes)
 
 
 def shapes_sam_config(size: int = 128) -> Any:
@@ -194,7 +196,10 @@ def train_shapes_sam(out: str | os.PathLike, cfg: SamTrainConfig, progress: bool
     from transformers import SamModel
 
     torch.manual_seed(cfg.seed)
-    model = SamModel(shapes_sam_config(cfg.size)).train()
+    if cfg.init:
+        model = SamModel.from_pretrained(cfg.init).train()
+    else:
+        model = SamModel(shapes_sam_config(cfg.size)).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def lr_at(step: int) -> float:
@@ -206,7 +211,7 @@ def train_shapes_sam(out: str | os.PathLike, cfg: SamTrainConfig, progress: bool
     g = torch.Generator().manual_seed(cfg.seed)
     bar = tqdm(range(cfg.steps), desc="train shapes-sam", disable=not progress)
     for step in bar:
-        start = step * cfg.batch_size
+        start = cfg.first_scene + step * cfg.batch_size
         images, boxes, masks, valid = render_batch(
             cfg.seed, SAM_SPLIT_CODE, range(start, start + cfg.batch_size), cfg.size
         )

@@ -1,0 +1,63 @@
+"""The RegionSpot chain through the command line: generate -> cache -> train -> recognize/detect."""
+
+import json
+
+import pytest
+
+from ovdet.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rscli")
+    args = ["shapes", "generate", "--out", str(root / "w"), "--seed", "3", "--captions", "0"]
+    assert main([*args, "--det-train", "8", "--det-val", "3"]) == 0
+    return root
+
+
+def test_cache_train_recognize_detect(world, tiny_sam_dir, capsys):
+    w, sam = world / "w", str(tiny_sam_dir)
+    common = ["--sam", sam, "--clip", "shapes-clip", "--clip-size", "128"]
+    for split in ("det-train", "det-val"):
+        gt, images = str(w / split / "annotations.json"), str(w / split)
+        args = ["cache", "--gt", gt, "--images", images, "--out", str(world / split), *common]
+        assert main(args) == 0
+    ckpt = world / "ckpt"
+    train = ["train", "regionspot", "--cache", str(world / "det-train")]
+    train += ["--gt", str(w / "det-train" / "annotations.json"), "--out", str(ckpt)]
+    train += ["--steps", "4", "--batch-size", "2", "--heads", "4", "--prior", "box"]
+    train += ["--val-cache", str(world / "det-val")]
+    train += ["--val-gt", str(w / "det-val" / "annotations.json")]
+    assert main(train) == 0
+    assert "APr" in capsys.readouterr().out
+    spec = json.loads((ckpt / "spec.json").read_text())
+    assert spec["kind"] == "regionspot" and spec["config"]["prior"] == "box"
+
+    val = json.loads((w / "det-val" / "annotations.json").read_text())
+    image = w / "det-val" / val["images"][0]["file_name"]
+    out = world / "out"
+    rec = ["recognize", str(image), "--boxes", str(w / "det-val" / "annotations.json")]
+    rec += ["--model", str(ckpt), "--vocab", "circle, star, heart", "--out", str(out)]
+    assert main(rec) == 0
+    entries = json.loads((out / f"{image.stem}.json").read_text())
+    n = sum(a["image_id"] == val["images"][0]["id"] for a in val["annotations"])
+    assert len(entries) == n and all("segmentation" in e for e in entries)
+    assert {e["category_name"] for e in entries} <= {"circle", "star", "heart"}
+
+    # proposals from another detector's results file (image_id = the image's stem)
+    props = [{"image_id": image.stem, "category_id": 1, "bbox": [4, 4, 40, 40], "score": 0.9}]
+    (world / "props.json").write_text(json.dumps(props))
+    det = ["detect", str(image), "--model", str(ckpt), "--vocab", "circle, star"]
+    assert main([*det, "--proposals", str(world / "props.json"), "--out", str(out)]) == 0
+    assert len(json.loads((out / f"{image.stem}.json").read_text())) == 1
+    assert main([*det, "--points-per-side", "4", "--out", str(out / "sam")]) == 0
+    assert (out / "sam" / f"{image.stem}.png").is_file()
+
+
+def test_cache_refuses_another_model_pair(world, tiny_sam_dir, capsys):
+    w = world / "w"
+    gt, images = str(w / "det-val" / "annotations.json"), str(w / "det-val")
+    args = ["cache", "--gt", gt, "--images", images, "--out", str(world / "mixed")]
+    assert main([*args, "--sam", str(tiny_sam_dir), "--clip", "shapes-clip"]) == 0
+    assert main([*args, "--sam", "shapes-sam", "--clip", "shapes-clip"]) == 2
+    assert "use another --out" in capsys.readouterr().err
