@@ -102,7 +102,7 @@ def _detector(args: argparse.Namespace, vocab: Vocabulary) -> tuple[Callable, li
             if args.proposals != "sam":
                 raw = read_boxes(args.proposals, image_name=path)
                 boxes = validate_input_boxes(raw, tuple(image.shape[-2:]))
-            return spot.detect(image, text, boxes, grid)
+            return spot.detect(image, text, boxes, everything=grid)
 
         return detect, spot.spec["base_names"]
     if args.proposals != "sam":

@@ -126,18 +126,24 @@ class RegionSpotRecognizer:
         image: torch.Tensor,
         text: torch.Tensor,
         proposals: torch.Tensor | None = None,
+        proposal_scores: torch.Tensor | None = None,
         everything: EverythingConfig | None = None,
         nms_threshold: float = 0.5,
     ) -> Regions:
-        """Name proposals: (N, 4) boxes, or SAM's everything mode when `proposals` is None.
-        Each box keeps its best class; same-class duplicates are removed by NMS."""
+        """Name proposals: (N, 4) boxes with optional (N,) scores, or SAM's everything mode
+        (scores = SAM's predicted IoU) when `proposals` is None. Each box keeps its best class,
+        scored sqrt(p_class * proposal score) when the proposals have scores; same-class
+        duplicates are removed by NMS."""
         state = None
         if proposals is None:
             state = self.sam.set_image(image)
-            proposals = sam_everything(self.sam, state, everything).xyxy
+            found = sam_everything(self.sam, state, everything)
+            proposals, proposal_scores = found.xyxy, found.scores
         regions = self.recognize(image, proposals, text, state)
         if len(regions) == 0:
             return regions
+        if proposal_scores is not None:
+            regions.scores = (regions.scores * proposal_scores.float().clamp(0, 1)).sqrt()
         keep = batched_nms(regions.xyxy, regions.scores, regions.labels, nms_threshold)
         return regions[keep]
 

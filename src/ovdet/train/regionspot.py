@@ -14,7 +14,6 @@ from (seed, k) alone, so a killed run resumes to the same weights as an uninterr
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -22,18 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from ovdet.errors import OvdetError
 from ovdet.eval.recognition import gt_boxes_by_image
 from ovdet.heads.regionspot import RegionSpot, RegionSpotConfig
-from ovdet.io.atomic import atomic_path, write_json
 from ovdet.io.images import load_image
 from ovdet.losses.vild import sigmoid_focal_loss
 from ovdet.models.sam import TOKEN_SOURCES
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.regionspot import FeatureExtractor
+from ovdet.train.common import save_checkpoint, warmup_cosine
 from ovdet.train.feature_cache import CacheReader, ShardedCache
 from ovdet.vocab.embed import TextEmbedder
 from ovdet.vocab.parse import vocabulary_from_categories
@@ -162,18 +161,6 @@ def text_embeddings(
     return TextEmbedder(clip, templates, TextEmbeddingCache()).embed(vocab)
 
 
-def save_checkpoint(
-    folder: Path, model: RegionSpot, spec: dict[str, Any], state: dict[str, Any] | None
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "model.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    write_json(folder / "spec.json", spec, indent=1)
-    if state is not None:
-        with atomic_path(folder / "train_state.pt") as tmp:
-            torch.save(state, tmp)
-
-
 def train_regionspot(
     cache_dir: str | os.PathLike,
     gt: dict[str, Any],
@@ -228,7 +215,7 @@ def train_regionspot(
     torch.manual_seed(cfg.seed)
     model = RegionSpot(mcfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(cfg))
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     out, start = Path(out), 0
     if (out / "train_state.pt").is_file():
         state = torch.load(out / "train_state.pt", weights_only=True)
@@ -266,16 +253,6 @@ def train_regionspot(
     if start >= cfg.steps and not (out / "model.safetensors").is_file():
         save_checkpoint(out, model, spec, None)
     return out
-
-
-def _cosine(cfg: RegionSpotTrainConfig):
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    return lr_at
 
 
 @torch.inference_mode()

@@ -28,7 +28,7 @@ from ovdet.models.sam import SamBackend
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.core import class_probabilities
 from ovdet.recognize.crop import CropRecognizer
-from ovdet.recognize.regionspot import FeatureExtractor, load_regionspot
+from ovdet.recognize.regionspot import FeatureExtractor, RegionSpotRecognizer, load_regionspot
 from ovdet.train.regionspot import (
     RegionSpotTrainConfig,
     build_cache,
@@ -140,4 +140,46 @@ def reproduce_regionspot(
         }
         log.info("%s: %s", name, results[name])
         write_json(out / "results.json", results, indent=1)
+    main = results[next(iter(ABLATIONS))]["checkpoint"]
+    results |= detection_rows(RegionSpotRecognizer(main, sam=sam, clip=clip), val_gt, val_images)
+    write_json(out / "results.json", results, indent=1)
     return results
+
+
+def detection_rows(
+    spot: RegionSpotRecognizer, gt: dict[str, Any], images: Path
+) -> dict[str, dict[str, float]]:
+    """Detection without GT boxes (the paper's GLIP-T rows): the bundled shapes-vild alone, and
+    RegionSpot naming shapes-vild's boxes or SAM's everything-mode proposals."""
+    from ovdet.models.loader import load_model
+    from ovdet.models.sam_everything import EverythingConfig
+    from ovdet.train.reproduce_vild import evaluate_on
+    from ovdet.train.vild import detect_image, load_detector
+    from ovdet.train.vild import text_embeddings as vild_text
+    from ovdet.vocab.parse import vocabulary_from_categories
+
+    cats = sorted(gt["categories"], key=lambda c: c["id"])
+    ids = [c["id"] for c in cats]
+    vild, vspec = load_detector("shapes-vild")
+    vocab = vocabulary_from_categories(cats)
+    vtext = vild_text(load_model(vspec["clip"]), vocab, vspec["templates"])
+    base = {n.lower() for n in vspec["base_names"]}
+    novel = torch.tensor([n.lower() not in base for n in vocab.names])
+    text = spot.text_embeddings(vocab)
+    grid = EverythingConfig(points_per_side=16)
+
+    def vild_boxes(image: torch.Tensor):
+        return detect_image(vild, vspec, image, vtext, novel)
+
+    def on_vild(image: torch.Tensor):
+        r = vild_boxes(image)
+        return spot.detect(image, text, r.xyxy, r.scores)
+
+    rows = {
+        "detection: shapes-vild alone (its boxes and labels)": vild_boxes,
+        "detection: RegionSpot on shapes-vild's boxes": on_vild,
+        "detection: RegionSpot on SAM everything-mode proposals": lambda image: spot.detect(
+            image, text, everything=grid
+        ),
+    }
+    return {name: evaluate_on(gt, images, fn, ids) for name, fn in rows.items()}

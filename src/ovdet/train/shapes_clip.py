@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from ovdet.data.shapes.world import CATEGORIES, COLOURS
 from ovdet.io.images import load_image
 from ovdet.models.shapes_clip import SPECIAL_TOKENS, ShapesClipConfig, ShapesClipModel
 from ovdet.ops.roi_align import roi_align
+from ovdet.train.common import warmup_cosine
 from ovdet.vocab.prompts import TEMPLATE_SETS
 
 log = logging.getLogger(__name__)
@@ -150,14 +150,7 @@ def train_shapes_clip(
         torch.tensor(config.image_std).view(3, 1, 1),
     )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: (
-            min(1.0, (s + 1) / cfg.warmup)
-            * 0.5
-            * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
-        ),
-    )
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     bar = tqdm(range(cfg.steps), desc="train shapes-clip", unit="step")
     for step in bar:
         idx = torch.randint(len(records), (cfg.batch_size,), generator=g)

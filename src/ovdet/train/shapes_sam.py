@@ -36,9 +36,9 @@ MAX_PROMPTS = 4  # objects per scene (the detection splits' maximum)
 
 @dataclass
 class SamTrainConfig:
-    steps: int = 3000
-    batch_size: int = 16
-    lr: float = 4e-4  # AdamW (2e-3 and 1e-3 stall at blob-shaped masks)
+    steps: int = 6000
+    batch_size: int = 8
+    lr: float = 5e-4  # AdamW
     weight_decay: float = 0.01
     warmup: int = 100
     seed: int = 0
@@ -50,11 +50,11 @@ class SamTrainConfig:
 
 
 def shapes_sam_config(size: int = 128) -> Any:
-    """The `SamConfig` of the shapes world's SAM (~0.8 M parameters)."""
+    """The `SamConfig` of the shapes world's SAM (~0.7 M parameters)."""
     from transformers import SamConfig
 
     patch = 8
-    return SamConfig(
+    config = SamConfig(
         vision_config=dict(
             hidden_size=96,
             output_channels=64,
@@ -78,6 +78,12 @@ def shapes_sam_config(size: int = 128) -> Any:
             hidden_size=64, mlp_dim=256, num_attention_heads=4, iou_head_hidden_dim=64
         ),
     )
+    # Random Fourier position features at SAM's own scale (1.0). transformers initialises them
+    # with std hidden_size // 2 (48 here), i.e. frequencies far above the 16x16 grid: positions
+    # become hash codes and box prompts cannot be matched to image locations (training stalls
+    # at blob-shaped masks). Pretrained checkpoints overwrite this initialisation anyway.
+    config.vision_config.scale = 1.0
+    return config
 
 
 def render_batch(

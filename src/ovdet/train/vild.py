@@ -12,23 +12,22 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from ovdet.data.coco import CocoDetection, letterbox, normalize_imagenet
 from ovdet.detect.backbone import ConvBackbone
 from ovdet.detect.rpn import RPNConfig
 from ovdet.detect.vild import ViLD, ViLDConfig
-from ovdet.io.atomic import atomic_path, write_json
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.crop import CropRecognizer
+from ovdet.train.common import save_checkpoint, warmup_cosine
 from ovdet.train.feature_cache import ShardedCache
 from ovdet.types import Regions, Vocabulary
 from ovdet.vocab.embed import TextEmbedder
@@ -61,18 +60,6 @@ def text_embeddings(clip: VisionLanguageModel, vocab: Vocabulary, templates: str
     from ovdet.vocab.cache import TextEmbeddingCache
 
     return TextEmbedder(clip, templates, TextEmbeddingCache()).embed(vocab)
-
-
-def save_checkpoint(
-    folder: Path, model: ViLD, spec: dict[str, Any], state: dict[str, Any] | None
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "model.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    write_json(folder / "spec.json", spec, indent=1)
-    if state is not None:
-        with atomic_path(folder / "train_state.pt") as tmp:
-            torch.save(state, tmp)
 
 
 BUNDLED_DETECTORS = {"shapes-vild": "shapes-vild"}  # name -> folder under ovdet/resources
@@ -160,14 +147,7 @@ def train_vild(
     model = build_model(spec, base_text)
     dataset = CocoDetection(gt, images_dir, order, cfg.side)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: (
-            min(1.0, (s + 1) / cfg.warmup)
-            * 0.5
-            * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
-        ),
-    )
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     start = 0
     if (out / "train_state.pt").is_file():
         state = torch.load(out / "train_state.pt", map_location="cpu", weights_only=True)
