@@ -88,6 +88,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sam", default="shapes-sam")
     p.add_argument("--clip", default="shapes-clip")
     p.add_argument("--clip-size", type=int, default=128, help="CLIP input side (whole image)")
+    p.add_argument(
+        "--bundle",
+        action="store_true",
+        help="copy the main RegionSpot checkpoint into the package as shapes-regionspot",
+    )
     _add_dataclass_args(
         p,
         RegionSpotTrainConfig,
@@ -212,9 +217,15 @@ def run_reproduce_vild(args: argparse.Namespace) -> int:
     results = reproduce_vild(
         args.data, args.out, load_model(args.clip), args.clip, cfg, args.image_weight
     )
-    table = Table(
-        title=f"ViLD in the shapes world (det-val, LVIS protocol; AP_r = novel), {args.out}"
+    _print_results(
+        f"ViLD in the shapes world (det-val, LVIS protocol; AP_r = novel), {args.out}", results
     )
+    return 0
+
+
+def _print_results(title: str, results: dict[str, dict[str, float]]) -> None:
+    """A table of method -> AP, AP50, AP_r, AP_c, AP_f and seconds per image."""
+    table = Table(title=title)
     for col in ("method", "AP", "AP50", "APr (novel)", "APc", "APf", "s/image"):
         table.add_column(col, justify="right")
     for name, r in results.items():
@@ -224,14 +235,13 @@ def run_reproduce_vild(args: argparse.Namespace) -> int:
             f"{r['s_per_image']:.3f}",
         )
     Console().print(table)
-    return 0
 
 
 def run_reproduce_regionspot(args: argparse.Namespace) -> int:
     from ovdet.models.loader import load_model
     from ovdet.models.sam import SamBackend
     from ovdet.train.regionspot import RegionSpotTrainConfig
-    from ovdet.train.reproduce_regionspot import KEYS, reproduce_regionspot
+    from ovdet.train.reproduce_regionspot import reproduce_regionspot
 
     fixed = ("token", "depth", "feature_map", "class_token", "box_position", "prior")
     cfg = RegionSpotTrainConfig(
@@ -250,16 +260,21 @@ def run_reproduce_regionspot(args: argparse.Namespace) -> int:
         cfg,
         args.clip_size,
     )
-    table = Table(
-        title=f"RegionSpot in the shapes world: GT boxes, det-val, LVIS protocol ({args.out})"
+    _print_results(
+        f"RegionSpot in the shapes world: det-val, LVIS protocol, AP_r = novel ({args.out})",
+        results,
     )
-    for col in ("method", "AP", "APr (novel)", "APc", "APf", "s/image"):
-        table.add_column(col, justify="right")
-    for name, r in results.items():
-        table.add_row(
-            name,
-            *(f"{r[k]:.1f}" for k in KEYS if k != "AP50"),
-            f"{r['s_per_image']:.3f}",
-        )
-    Console().print(table)
+    if args.bundle:
+        import shutil
+
+        from ovdet.io.atomic import atomic_folder
+        from ovdet.recognize.regionspot import BUNDLED_REGIONSPOT, regionspot_folder
+
+        source = Path(next(r["checkpoint"] for r in results.values() if "checkpoint" in r))
+        target = regionspot_folder(next(iter(BUNDLED_REGIONSPOT)))
+        with atomic_folder(target) as tmp:
+            for name in ("model.safetensors", "spec.json"):
+                shutil.copy(source / name, tmp / name)
+            write_json(tmp / "reproduction.json", results, indent=1)
+        Console().print(f"bundled {source} as {target}")
     return 0

@@ -12,15 +12,9 @@ from ovdet.errors import OvdetError
 from ovdet.eval.data import load_gt, make_split
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from ovdet.train.vild import ViLDTrainConfig
-
-    train = sub.add_parser("train", help="train a detector head").add_subparsers(
-        dest="train_command", required=True
-    )
-    p = train.add_parser("vild", help="ViLD: text embeddings as classifier, CLIP crops distilled")
-    p.add_argument("--gt", required=True, help="COCO-format training annotations")
-    p.add_argument("--images", required=True, help="folder of the training images")
+def _add_data_args(p: argparse.ArgumentParser, gt_help: str) -> None:
+    """--gt, --out and --base, shared by every trainer."""
+    p.add_argument("--gt", required=True, help=gt_help)
     p.add_argument("--out", required=True, help="checkpoint folder (resumed if it holds a run)")
     p.add_argument(
         "--base",
@@ -28,6 +22,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help='novel categories to hold out: names/ids, "lvis" (rare) or "coco-ovd"; '
         "default: the file's 'ovd' field, else every category is base",
     )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ovdet.train.vild import ViLDTrainConfig
+
+    train = sub.add_parser("train", help="train a detector head").add_subparsers(
+        dest="train_command", required=True
+    )
+    p = train.add_parser("vild", help="ViLD: text embeddings as classifier, CLIP crops distilled")
+    _add_data_args(p, "COCO-format training annotations")
+    p.add_argument("--images", required=True, help="folder of the training images")
     p.add_argument(
         "--clip", default="clip-b16", help="CLIP for text embeddings and crop distillation"
     )
@@ -58,14 +63,7 @@ def _register_regionspot(train: argparse._SubParsersAction) -> None:
         "regionspot", help="RegionSpot: train the fusion module on an `ovdet cache` folder"
     )
     p.add_argument("--cache", required=True, help="folder written by `ovdet cache`")
-    p.add_argument("--gt", required=True, help="the cached set's COCO-format annotations")
-    p.add_argument("--out", required=True, help="checkpoint folder (resumed if it holds a run)")
-    p.add_argument(
-        "--base",
-        default=None,
-        help='novel categories to hold out: names/ids, "lvis" (rare) or "coco-ovd"; '
-        "default: the file's 'ovd' field, else every category is base",
-    )
+    _add_data_args(p, "the cached set's COCO-format annotations")
     p.add_argument("--clip", default=None, help="CLIP for text (default: the cache's)")
     p.add_argument("--val-cache", default=None, help="cached val set to evaluate at the end")
     p.add_argument("--val-gt", default=None, help="its annotations")

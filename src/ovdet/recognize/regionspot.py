@@ -83,10 +83,15 @@ def is_regionspot(name_or_path: str | os.PathLike) -> bool:
 
 def load_regionspot(folder: str | os.PathLike) -> tuple[RegionSpot, dict[str, Any]]:
     """A trained module and its spec from a checkpoint folder (or `shapes-regionspot`)."""
-    folder = regionspot_folder(folder)
+    name, folder = str(folder), regionspot_folder(folder)
     spec_path = folder / "spec.json"
-    if not spec_path.is_file():
-        raise OvdetError(f"not a RegionSpot checkpoint (no spec.json): {folder}")
+    if name in BUNDLED_REGIONSPOT and not spec_path.is_file():
+        raise OvdetError(
+            f"the bundled {name!r} is missing from {folder}; rebuild it: "
+            "ovdet shapes reproduce-regionspot --bundle"
+        )
+    if not spec_path.is_file() or not (folder / "model.safetensors").is_file():
+        raise OvdetError(f"not a RegionSpot checkpoint (spec.json + model.safetensors): {folder}")
     spec = json.loads(spec_path.read_text())
     if spec.get("kind") != "regionspot":
         raise OvdetError(f"{folder} is a {spec.get('kind')!r} checkpoint, not 'regionspot'")
