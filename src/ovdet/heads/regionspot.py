@@ -12,11 +12,11 @@ names (documented in the README):
   and the MLPs' last layers at zero, so an untrained module returns an attention-weighted mean of
   CLIP features (already a meaningful region embedding); training learns *where* to look and a
   correction, instead of a new embedding space.
-- Attention prior: every query's attention logits get prior_weight * log(coverage) on each
-  map cell (coverage = the fraction of the cell inside the region's SAM mask, or its box;
-  floored at 0.01; the weight is learned, starting at 1), so an untrained module already reads
-  the region rather than the whole image. The paper lets SAM's token find the region by itself,
-  which millions of training boxes can teach and a few thousand cannot.
+- Optional attention prior (`prior="mask"` or `"box"`; default `"none"`, the paper's design):
+  every query's attention logits get prior_weight * log(coverage) on each map cell (coverage =
+  the fraction of the cell inside the region's SAM mask, or its box; floored at 0.01; the weight
+  is learned from 1). It lets an untrained module read the region; with a trained SAM's tokens it
+  did not help in the shapes world (see the README's ablation), so it is off by default.
 - Keys carry a 2-D sine encoding of their cell's position and queries one of their box, both in
   letterbox-normalised coordinates, so query-key matching by position does not have to be
   decoded from SAM's token alone.
@@ -42,7 +42,7 @@ class RegionSpotConfig:
     feature_map: bool = True  # keys/values include CLIP's feature map
     class_token: bool = True  # keys/values include CLIP's image token
     box_position: bool = True  # add a sine encoding of the box to the query
-    prior: str = "mask"  # attention prior on the map: "mask" (SAM's), "box" or "none"
+    prior: str = "none"  # attention prior on the map: "none" (the paper), "mask" or "box"
     prior_probability: float = 0.01  # initial sigmoid probability (focal-loss bias init)
 
     def to_dict(self) -> dict:

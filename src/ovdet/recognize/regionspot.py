@@ -133,12 +133,13 @@ class RegionSpotRecognizer:
         proposals: torch.Tensor | None = None,
         proposal_scores: torch.Tensor | None = None,
         everything: EverythingConfig | None = None,
+        labels_per_box: int = 1,
         nms_threshold: float = 0.5,
     ) -> Regions:
         """Name proposals: (N, 4) boxes with optional (N,) scores, or SAM's everything mode
-        (scores = SAM's predicted IoU) when `proposals` is None. Each box keeps its best class,
-        scored sqrt(p_class * proposal score) when the proposals have scores; same-class
-        duplicates are removed by NMS."""
+        (scores = SAM's predicted IoU) when `proposals` is None. Each box becomes a detection for
+        each of its top `labels_per_box` classes, scored sqrt(p_class * proposal score) when the
+        proposals have scores; same-class duplicates are removed by NMS."""
         state = None
         if proposals is None:
             state = self.sam.set_image(image)
@@ -147,8 +148,14 @@ class RegionSpotRecognizer:
         regions = self.recognize(image, proposals, text, state)
         if len(regions) == 0:
             return regions
+        k = max(1, min(labels_per_box, len(text)))
+        top = regions.data["class_scores"].topk(k, dim=1)  # (N, k)
+        rows = torch.arange(len(regions)).repeat_interleave(k)
+        regions = regions[rows]
+        regions.labels, regions.scores = top.indices.flatten(), top.values.flatten()
         if proposal_scores is not None:
-            regions.scores = (regions.scores * proposal_scores.float().clamp(0, 1)).sqrt()
+            prior = proposal_scores.float().clamp(0, 1)[rows]
+            regions.scores = (regions.scores * prior).sqrt()
         keep = batched_nms(regions.xyxy, regions.scores, regions.labels, nms_threshold)
         return regions[keep]
 

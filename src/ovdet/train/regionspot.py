@@ -14,6 +14,7 @@ from (seed, k) alone, so a killed run resumes to the same weights as an uninterr
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -106,7 +107,7 @@ class RegionSpotTrainConfig:
     feature_map: bool = True
     class_token: bool = True
     box_position: bool = True
-    prior: str = "mask"  # attention prior: "mask", "box" or "none"
+    prior: str = "none"  # attention prior: "none" (the paper), "mask" or "box"
 
 
 def collate(
@@ -218,6 +219,12 @@ def train_regionspot(
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     out, start = Path(out), 0
     if (out / "train_state.pt").is_file():
+        previous = json.loads((out / "spec.json").read_text())
+        if (previous.get("config"), previous.get("train")) != (spec["config"], spec["train"]):
+            raise OvdetError(
+                f"{out} holds a run with another configuration "
+                f"({previous.get('train')}); resume it with the same options or use another --out"
+            )
         state = torch.load(out / "train_state.pt", weights_only=True)
         model.load_state_dict(load_file(out / "model.safetensors"))
         opt.load_state_dict(state["optimizer"])

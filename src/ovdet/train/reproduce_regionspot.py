@@ -3,7 +3,8 @@
 Rows: CLIP on box crops, CLIP on SAM-mask crops (pixels outside the box-prompted SAM mask set to
 CLIP's mean colour), dense RoI (one CLIP pass, RoIAlign), and RegionSpot with its ablations
 (CLIP features: none / feature map / + class token; token after the prompt encoder /
-transformer / MLP; depth 1 / 3 / 6; and the attention prior: SAM mask / box / none), each trained
+transformer / MLP; depth 1 / 3 / 6; and ovdet's optional attention prior from the SAM mask or
+the box), each trained
 on det-train's base categories from one shared cache. Seconds per image: end to end for the
 baselines; for RegionSpot rows, the measured SAM + CLIP feature time per image (the cache build
 of det-val) plus the row's own module time.
@@ -43,15 +44,15 @@ KEYS = ("AP", "AP50", "APr", "APc", "APf")
 
 # name -> changes to the default RegionSpot configuration
 ABLATIONS: dict[str, dict[str, Any]] = {
-    "RegionSpot (token after transformer, depth 3, map + class token, mask prior)": {},
+    "RegionSpot (token after transformer, depth 3, feature map + class token)": {},
     "w/o CLIP (SAM token only)": {"feature_map": False, "class_token": False},
     "+ feature map (no class token)": {"class_token": False},
     "token after prompt encoder": {"token": "prompt"},
     "token after MLP": {"token": "mlp"},
     "depth 1": {"depth": 1},
     "depth 6": {"depth": 6},
-    "box prior instead of SAM mask": {"prior": "box"},
-    "no attention prior (paper's design)": {"prior": "none"},
+    "+ attention prior from the SAM mask": {"prior": "mask"},
+    "+ attention prior from the box": {"prior": "box"},
 }
 
 
@@ -173,13 +174,13 @@ def detection_rows(
 
     def on_vild(image: torch.Tensor):
         r = vild_boxes(image)
-        return spot.detect(image, text, r.xyxy, r.scores)
+        return spot.detect(image, text, r.xyxy, r.scores, labels_per_box=3)
 
     rows = {
         "detection: shapes-vild alone (its boxes and labels)": vild_boxes,
         "detection: RegionSpot on shapes-vild's boxes": on_vild,
         "detection: RegionSpot on SAM everything-mode proposals": lambda image: spot.detect(
-            image, text, everything=grid
+            image, text, everything=grid, labels_per_box=3
         ),
     }
     return {name: evaluate_on(gt, images, fn, ids) for name, fn in rows.items()}
