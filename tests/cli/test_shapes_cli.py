@@ -32,9 +32,11 @@ def test_generate_command(tmp_path, capsys):
 
 def test_demo_runs_offline_with_bundled_models(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps the tables to the terminal's width
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    assert "novel" in out and "crop says" in out and "dense says" in out
+    assert "novel" in out and "crop (p)" in out and "RegionSpot (sigmoid)" in out
+    assert Image.open(tmp_path / "demo" / "regionspot.png").size[0] >= 480
     entries = json.loads((tmp_path / "demo" / "recognized.json").read_text())
     assert len(entries) >= 3 and all(
         " " in e["category_name"] for e in entries

@@ -17,16 +17,16 @@ from ovdet.train.regionspot import (
 
 
 @pytest.fixture(scope="module")
-def cached(tmp_path_factory, tiny_sam_dir):
-    """A small shapes world cached with a random tiny SAM and the bundled shapes-clip."""
+def cached(tmp_path_factory):
+    """A small shapes world cached with the bundled shapes-sam and shapes-clip."""
     root = tmp_path_factory.mktemp("rs")
     world = generate_world(
         root / "world", WorldConfig(seed=5, captions=0, det_train=160, det_val=40)
     )
-    sam = SamBackend.from_pretrained(str(tiny_sam_dir))
+    sam = SamBackend.from_pretrained("shapes-sam")
     clip = load_model("shapes-clip")
     extractor = FeatureExtractor(sam, clip, 128)
-    names = {"sam": str(tiny_sam_dir), "clip": "shapes-clip"}
+    names = {"sam": "shapes-sam", "clip": "shapes-clip"}
     gts = {}
     for split in ("det-train", "det-val"):
         gts[split] = json.loads((world / split / "annotations.json").read_text())
@@ -36,7 +36,7 @@ def cached(tmp_path_factory, tiny_sam_dir):
 
 def cfg(**kw):
     return RegionSpotTrainConfig(
-        **{"batch_size": 8, "warmup": 10, "checkpoint_every": 50, "heads": 4, "prior": "box", **kw}
+        **{"batch_size": 8, "warmup": 10, "checkpoint_every": 50, "heads": 4, **kw}
     )
 
 
@@ -66,7 +66,9 @@ def test_training_raises_ap_on_novel_and_all(cached, tmp_path):
         model, spec = load_regionspot(folder)
         ap[name] = evaluate_cached(model, spec["token"], root / "det-val", gts["det-val"], clip)
     print(ap)
-    assert ap["after"]["AP"] >= ap["before"]["AP"] + 5
+    # untrained, every query reads the whole image alike; training teaches where to look
+    assert ap["after"]["AP"] >= ap["before"]["AP"] + 10
+    assert ap["after"]["APr"] >= ap["before"]["APr"] + 5  # novel shapes, never trained on
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(cached, tmp_path):
@@ -85,7 +87,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(cached, tmp_path):
         torch.testing.assert_close(a[k], b[k], msg=k)
 
 
-def test_recognizer_names_boxes_with_masks(cached, tmp_path, tiny_sam_dir):
+def test_recognizer_names_boxes_with_masks(cached, tmp_path):
     root, gts, clip = cached
     folder = train_regionspot(
         root / "det-train",
@@ -97,7 +99,7 @@ def test_recognizer_names_boxes_with_masks(cached, tmp_path, tiny_sam_dir):
         False,
     )
     spot = RegionSpotRecognizer(folder)
-    assert spot.spec["sam"] == str(tiny_sam_dir) and spot.spec["clip"] == "shapes-clip"
+    assert spot.spec["sam"] == "shapes-sam" and spot.spec["clip"] == "shapes-clip"
     image = torch.randint(0, 255, (3, 90, 120), dtype=torch.uint8)
     boxes = torch.tensor([[5.0, 5, 60, 50], [40, 20, 110, 85]])
     from ovdet.vocab.parse import parse_vocabulary

@@ -134,7 +134,10 @@ def _detect(console: Console, scene, image: torch.Tensor, text: torch.Tensor, ou
 
 
 def _print(console: Console, scene, results: dict) -> None:
-    table = Table(title="shapes-clip on a fresh scene (novel shapes: never annotated in det-train)")
+    table = Table(
+        title="a fresh scene's objects named from their boxes: shapes-clip crops and dense map, "
+        "RegionSpot (novel shapes: never annotated in det-train)"
+    )
     for col in ("#", "truth", "novel?", "crop (p)", "dense (p)", "RegionSpot (sigmoid)"):
         table.add_column(col, no_wrap=True)
     for i, obj in enumerate(scene.objects):

@@ -97,7 +97,7 @@ def load_regionspot(folder: str | os.PathLike) -> tuple[RegionSpot, dict[str, An
         raise OvdetError(f"{folder} is a {spec.get('kind')!r} checkpoint, not 'regionspot'")
     model = RegionSpot(RegionSpotConfig(**spec["config"]))
     model.load_state_dict(load_file(folder / "model.safetensors"))
-    return model.eval(), spec
+    return model.eval().requires_grad_(False), spec
 
 
 class RegionSpotRecognizer:
