@@ -4,8 +4,10 @@ from ovdet.errors import OvdetError
 from ovdet.io.images import load_image
 from ovdet.models.clip import ClipModel
 from ovdet.models.loader import load_model
+from ovdet.models.sam import SamBackend
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize import CropRecognizer, DenseRecognizer, classify_images, recognize, requery
+from ovdet.recognize.regionspot import RegionSpotRecognizer
 from ovdet.types import Regions, Vocabulary
 from ovdet.vocab import TextEmbedder, TextEmbeddingCache, parse_vocabulary
 
@@ -14,7 +16,9 @@ __all__ = [
     "CropRecognizer",
     "DenseRecognizer",
     "OvdetError",
+    "RegionSpotRecognizer",
     "Regions",
+    "SamBackend",
     "TextEmbedder",
     "TextEmbeddingCache",
     "VisionLanguageModel",
