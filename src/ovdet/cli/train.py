@@ -1,4 +1,4 @@
-"""`ovdet train vild ...`: train ViLD on a COCO-format dataset's base categories."""
+"""`ovdet train vild|regionspot ...`: train a head on a COCO-format set's base categories."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ from rich.console import Console
 
 from ovdet.errors import OvdetError
 from ovdet.eval.data import load_gt, make_split
+
+CHOICES = {
+    "token": ("transformer", "prompt", "mlp"),
+    "prior": ("none", "mask", "box"),
+    "templates": ("single", "vild", "ensemble"),
+}
 
 
 def _add_data_args(p: argparse.ArgumentParser, gt_help: str) -> None:
@@ -76,7 +82,12 @@ def _register_regionspot(train: argparse._SubParsersAction) -> None:
                 default=f.default,
             )
         else:
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
+            p.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                type=kind,
+                default=f.default,
+                choices=CHOICES.get(f.name),
+            )
     p.set_defaults(run=run_regionspot)
 
 

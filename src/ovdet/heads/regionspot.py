@@ -45,6 +45,12 @@ class RegionSpotConfig:
     prior: str = "none"  # attention prior on the map: "none" (the paper), "mask" or "box"
     prior_probability: float = 0.01  # initial sigmoid probability (focal-loss bias init)
 
+    def __post_init__(self) -> None:
+        if self.prior not in ("none", "mask", "box"):
+            raise ValueError(f'prior must be "none", "mask" or "box", got {self.prior!r}')
+        if self.depth < 1:
+            raise ValueError(f"depth must be at least 1, got {self.depth}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
