@@ -26,6 +26,7 @@ lint: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/recognize.py
+	cd benchmarks && HF_HUB_OFFLINE=1 ../$(BIN)/python regionspot.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
