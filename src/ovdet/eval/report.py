@@ -100,3 +100,31 @@ def save_plots(result: EvalResult, path: str | os.PathLike) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
+
+
+def save_method_bars(results: dict[str, dict[str, float]], path: str | os.PathLike) -> None:
+    """PNG of a reproduction table: AP and AP_r (novel) bars per method, and s/image."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(results)
+    fig = Figure(figsize=(12, 0.42 * len(names) + 1.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax, ax_time = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]}, sharey=True)
+    y = np.arange(len(names))
+    for offset, key, colour in ((-0.2, "AP", "#4c72b0"), (0.2, "APr", "#dd8452")):
+        values = [results[n].get(key, 0.0) for n in names]
+        ax.barh(y + offset, values, height=0.4, color=colour, label=key)
+        for yi, v in zip(y, values, strict=True):
+            ax.text(v + 0.5, yi + offset, f"{v:.1f}", va="center", fontsize=7)
+    ax.set_yticks(y, [n if len(n) < 60 else n[:57] + "..." for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 105), xlabel="AP (LVIS protocol); APr = novel categories")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    ax_time.barh(y, [results[n].get("s_per_image", 0.0) for n in names], color="#55a868")
+    ax_time.set(xlabel="seconds per image")
+    ax_time.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")

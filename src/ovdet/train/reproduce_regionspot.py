@@ -7,7 +7,7 @@ transformer / MLP; depth 1 / 3 / 6; and ovdet's optional attention prior from th
 the box), each trained
 on det-train's base categories from one shared cache. Seconds per image: end to end for the
 baselines; for RegionSpot rows, the measured SAM + CLIP feature time per image (the cache build
-of det-val) plus the row's own module time.
+of det-val) plus the row's own module time. Writes results.json and results.png (bars).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 from ovdet.eval.data import load_gt
 from ovdet.eval.detection import evaluate_detections
 from ovdet.eval.recognition import clip_box_scorer, recognize_dataset
+from ovdet.eval.report import save_method_bars
 from ovdet.io.atomic import write_json
 from ovdet.models.sam import SamBackend
 from ovdet.models.vlm import VisionLanguageModel
@@ -144,6 +145,7 @@ def reproduce_regionspot(
     main = results[next(iter(ABLATIONS))]["checkpoint"]
     results |= detection_rows(RegionSpotRecognizer(main, sam=sam, clip=clip), val_gt, val_images)
     write_json(out / "results.json", results, indent=1)
+    save_method_bars(results, out / "results.png")
     return results
 
 
