@@ -6,7 +6,7 @@ from synthetic import synthetic
 from ovdet.cli.main import main
 from ovdet.eval.data import make_split
 from ovdet.eval.detection import evaluate_detections
-from ovdet.eval.report import mean_pr_curve, metrics_table, save_plots
+from ovdet.eval.report import mean_pr_curve, metrics_table, save_method_bars, save_plots
 
 
 def test_plot_and_table(tmp_path):
@@ -89,3 +89,13 @@ def test_cli_eval_regions(tmp_path, tiny_clip_dir, capsys):
     )
     assert code == 0
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["metrics"]["AP"] >= 0
+
+
+def test_method_bars_picture(tmp_path):
+    results = {
+        "a method with a long name " * 4: {"AP": 80.0, "APr": 70.0, "s_per_image": 0.02},
+        "another": {"AP": 10.0, "APr": 2.0, "s_per_image": 0.1},
+    }
+    save_method_bars(results, tmp_path / "bars.png")
+    image = Image.open(tmp_path / "bars.png")
+    assert image.size[0] > 1000 and len(set(image.convert("L").getdata())) > 10
