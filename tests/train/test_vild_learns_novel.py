@@ -26,9 +26,9 @@ from ovdet.train.vild import (
     ViLDTrainConfig,
     build_distill_cache,
     load_detector,
-    text_embeddings,
     train_vild,
 )
+from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
 
 
@@ -125,7 +125,7 @@ def test_distillation_raises_novel_ap_above_vild_text(tmp_path):
         distill=cache,
     )
     cats = sorted(val["categories"], key=lambda c: c["id"])
-    text = text_embeddings(clip, vocabulary_from_categories(cats), "ensemble")
+    text = embed_vocabulary(clip, vocabulary_from_categories(cats), "ensemble")
     novel = torch.tensor([c["id"] not in base for c in cats])
     acc_text = novel_top1(text_only, val, tmp_path / "val", text, novel)
     acc_vild = novel_top1(distilled, val, tmp_path / "val", text, novel)

@@ -169,12 +169,12 @@ def run(args: argparse.Namespace) -> int:
     if args.val_gt:
         import torch
 
-        from ovdet.train.vild import text_embeddings
+        from ovdet.vocab.embed import embed_vocabulary
         from ovdet.vocab.parse import vocabulary_from_categories
 
         val = load_gt(args.val_gt)
         cats = sorted(val["categories"], key=lambda c: c["id"])
-        text = text_embeddings(clip, vocabulary_from_categories(cats), cfg.templates)
+        text = embed_vocabulary(clip, vocabulary_from_categories(cats), cfg.templates)
         novel = torch.tensor([c["id"] not in base for c in cats])
         model, spec = load_detector(folder)
         metrics = evaluate_on(

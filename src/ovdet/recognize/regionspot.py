@@ -120,10 +120,9 @@ class RegionSpotRecognizer:
 
     def text_embeddings(self, vocab: Vocabulary) -> torch.Tensor:
         """(C, D) embeddings of a vocabulary with the checkpoint's CLIP and templates (cached)."""
-        from ovdet.vocab.cache import TextEmbeddingCache
-        from ovdet.vocab.embed import TextEmbedder
+        from ovdet.vocab.embed import embed_vocabulary
 
-        return TextEmbedder(self.clip, self.spec["templates"], TextEmbeddingCache()).embed(vocab)
+        return embed_vocabulary(self.clip, vocab, self.spec["templates"])
 
     @torch.inference_mode()
     def detect(

@@ -35,7 +35,7 @@ from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.regionspot import FeatureExtractor
 from ovdet.train.common import save_checkpoint, warmup_cosine
 from ovdet.train.feature_cache import CacheReader, ShardedCache
-from ovdet.vocab.embed import TextEmbedder
+from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
 
 
@@ -155,11 +155,9 @@ def _embed(model: RegionSpot, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 def text_embeddings(
     clip: VisionLanguageModel, categories: list[dict[str, Any]], templates: str
 ) -> torch.Tensor:
-    """(C, D) text embeddings of COCO categories (names and synonyms, templates averaged)."""
-    from ovdet.vocab.cache import TextEmbeddingCache
-
+    """(C, D) text embeddings of COCO categories sorted by id (names and synonyms)."""
     vocab = vocabulary_from_categories(sorted(categories, key=lambda c: c["id"]))
-    return TextEmbedder(clip, templates, TextEmbeddingCache()).embed(vocab)
+    return embed_vocabulary(clip, vocab, templates)
 
 
 def train_regionspot(

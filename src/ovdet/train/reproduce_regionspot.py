@@ -158,14 +158,14 @@ def detection_rows(
     from ovdet.models.sam_everything import EverythingConfig
     from ovdet.train.reproduce_vild import evaluate_on
     from ovdet.train.vild import detect_image, load_detector
-    from ovdet.train.vild import text_embeddings as vild_text
+    from ovdet.vocab.embed import embed_vocabulary
     from ovdet.vocab.parse import vocabulary_from_categories
 
     cats = sorted(gt["categories"], key=lambda c: c["id"])
     ids = [c["id"] for c in cats]
     vild, vspec = load_detector("shapes-vild")
     vocab = vocabulary_from_categories(cats)
-    vtext = vild_text(load_model(vspec["clip"]), vocab, vspec["templates"])
+    vtext = embed_vocabulary(load_model(vspec["clip"]), vocab, vspec["templates"])
     base = {n.lower() for n in vspec["base_names"]}
     novel = torch.tensor([n.lower() not in base for n in vocab.names])
     text = spot.text_embeddings(vocab)

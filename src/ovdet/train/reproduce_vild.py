@@ -31,10 +31,10 @@ from ovdet.train.vild import (
     build_distill_cache,
     detect_image,
     load_detector,
-    text_embeddings,
     train_vild,
 )
 from ovdet.types import Regions
+from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
 
 METHODS = ("ViLD-text", "ViLD-image", "ViLD", "ViLD-ensemble")
@@ -96,7 +96,7 @@ def reproduce_vild(
     base = train_gt["ovd"]["base"]
     categories = sorted(val_gt["categories"], key=lambda c: c["id"])
     ids = [c["id"] for c in categories]
-    text = text_embeddings(clip, vocabulary_from_categories(categories), cfg.templates)
+    text = embed_vocabulary(clip, vocabulary_from_categories(categories), cfg.templates)
     novel = torch.tensor([c["id"] not in base for c in categories])
     vild = ViLDConfig(embed_dim=clip.embed_dim)
     configs = {

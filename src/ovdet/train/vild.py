@@ -29,8 +29,8 @@ from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.crop import CropRecognizer
 from ovdet.train.common import save_checkpoint, warmup_cosine
 from ovdet.train.feature_cache import ShardedCache
-from ovdet.types import Regions, Vocabulary
-from ovdet.vocab.embed import TextEmbedder
+from ovdet.types import Regions
+from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,6 @@ class ViLDTrainConfig:
 def build_model(spec: dict[str, Any], base_text: torch.Tensor) -> ViLD:
     backbone = ConvBackbone(spec["backbone_channels"])
     return ViLD(backbone, base_text, ViLDConfig(**spec["vild"]), RPNConfig(**spec["rpn"]))
-
-
-def text_embeddings(clip: VisionLanguageModel, vocab: Vocabulary, templates: str) -> torch.Tensor:
-    from ovdet.vocab.cache import TextEmbeddingCache
-
-    return TextEmbedder(clip, templates, TextEmbeddingCache()).embed(vocab)
 
 
 BUNDLED_DETECTORS = {"shapes-vild": "shapes-vild"}  # name -> folder under ovdet/resources
@@ -131,7 +125,7 @@ def train_vild(
         c["id"] for c in sorted(gt["categories"], key=lambda c: c["id"]) if c["id"] in base_ids
     ]
     base_vocab = vocabulary_from_categories([c for c in gt["categories"] if c["id"] in base_ids])
-    base_text = text_embeddings(clip, base_vocab, cfg.templates)
+    base_text = embed_vocabulary(clip, base_vocab, cfg.templates)
     spec = {
         "vild": asdict(vild),
         "rpn": asdict(RPNConfig()),

@@ -80,6 +80,13 @@ class TextEmbedder:
         return self.embed_groups([(ATTRIBUTE_TEMPLATE_WORD.format(a),) for a in vocab.attributes])
 
 
+def embed_vocabulary(
+    model: TextModel, vocab: Vocabulary, templates: str | Sequence[str] = "ensemble"
+) -> torch.Tensor:
+    """(C, D) class embeddings of `vocab` through the default on-disk text-embedding cache."""
+    return TextEmbedder(model, templates, TextEmbeddingCache()).embed(vocab)
+
+
 def expand_attributes(
     p_object: torch.Tensor, p_attribute: torch.Tensor, vocab: Vocabulary
 ) -> tuple[torch.Tensor, list[str]]:
