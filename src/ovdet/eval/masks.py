@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ovdet.eval.recognition import gt_boxes_by_image
+from ovdet.eval.recognition import gt_boxes_by_image, region_annotations
 from ovdet.io.images import load_image
 from ovdet.models.sam import SamBackend
 from ovdet.ops.masks import rle_decode
@@ -26,10 +26,7 @@ def box_prompt_miou(
     sam: SamBackend, gt: dict[str, Any], images_dir: str | Path, progress: bool = True
 ) -> dict[str, float]:
     """Mean IoU of SAM's single box-prompt mask against every non-crowd GT mask, and s/image."""
-    segs: dict[Any, list[dict]] = {im["id"]: [] for im in gt["images"]}
-    for a in gt["annotations"]:
-        if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0:
-            segs[a["image_id"]].append(a["segmentation"])
+    segs = {i: [a["segmentation"] for a in anns] for i, anns in region_annotations(gt).items()}
     boxes = gt_boxes_by_image(gt)
     ious, start = [], time.perf_counter()
     for im in tqdm(gt["images"], desc="box-prompt mIoU", unit="img", disable=not progress):

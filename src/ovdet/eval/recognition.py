@@ -83,15 +83,21 @@ def clip_box_scorer(
     return score
 
 
-def gt_boxes_by_image(gt: dict[str, Any]) -> dict[Any, torch.Tensor]:
-    """image id -> (N, 4) xyxy boxes of its non-crowd annotations with positive size, clipped."""
-    sizes = {im["id"]: (im.get("height"), im.get("width")) for im in gt["images"]}
-    boxes: dict[Any, list[list[float]]] = {im["id"]: [] for im in gt["images"]}
+def region_annotations(gt: dict[str, Any]) -> dict[Any, list[dict[str, Any]]]:
+    """image id -> its non-crowd annotations with a positive-size box, in file order."""
+    out: dict[Any, list[dict[str, Any]]] = {im["id"]: [] for im in gt["images"]}
     for a in gt["annotations"]:
         if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0:
-            boxes[a["image_id"]].append(a["bbox"])
+            out[a["image_id"]].append(a)
+    return out
+
+
+def gt_boxes_by_image(gt: dict[str, Any]) -> dict[Any, torch.Tensor]:
+    """image id -> (N, 4) xyxy boxes of its `region_annotations`, clipped to the image."""
+    sizes = {im["id"]: (im.get("height"), im.get("width")) for im in gt["images"]}
     out = {}
-    for image_id, b in boxes.items():
+    for image_id, anns in region_annotations(gt).items():
+        b = [a["bbox"] for a in anns]
         xyxy = xywh_to_xyxy(torch.tensor(b, dtype=torch.float32).reshape(-1, 4))
         h, w = sizes[image_id]
         out[image_id] = clip_boxes(xyxy, (h, w)) if h and w else xyxy

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from ovdet.errors import OvdetError
-from ovdet.eval.recognition import gt_boxes_by_image
+from ovdet.eval.recognition import gt_boxes_by_image, region_annotations
 from ovdet.heads.regionspot import RegionSpot, RegionSpotConfig
 from ovdet.io.images import load_image
 from ovdet.losses.vild import sigmoid_focal_loss
@@ -41,13 +41,10 @@ from ovdet.vocab.parse import vocabulary_from_categories
 
 def annotated_boxes(gt: dict[str, Any]) -> dict[Any, tuple[torch.Tensor, torch.Tensor]]:
     """image id -> ((N, 4) xyxy clipped boxes of at least 1 px, (N,) category ids)."""
-    labels: dict[Any, list[int]] = {im["id"]: [] for im in gt["images"]}
-    for a in gt["annotations"]:
-        if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0:
-            labels[a["image_id"]].append(int(a["category_id"]))
+    anns = region_annotations(gt)
     out = {}
     for image_id, xyxy in gt_boxes_by_image(gt).items():
-        ids = torch.tensor(labels[image_id], dtype=torch.int64)
+        ids = torch.tensor([int(a["category_id"]) for a in anns[image_id]], dtype=torch.int64)
         keep = ((xyxy[:, 2] - xyxy[:, 0]) >= 1) & ((xyxy[:, 3] - xyxy[:, 1]) >= 1)
         out[image_id] = (xyxy[keep], ids[keep])
     return out
