@@ -107,9 +107,15 @@ class CacheReader:
     def __len__(self) -> int:
         return len(self._where)
 
-    def __getitem__(self, image_id: Any) -> dict[str, torch.Tensor]:
-        key = str(image_id)
-        if key not in self._where:
+    def _file(self, image_id: Any) -> Any:
+        if str(image_id) not in self._where:
             raise KeyError(f"image {image_id!r} is not in the cache")
-        f = self._files[self._where[key]]
-        return {k.rsplit("/", 1)[1]: f.get_tensor(k) for k in self._keys[key]}
+        return self._files[self._where[str(image_id)]]
+
+    def __getitem__(self, image_id: Any) -> dict[str, torch.Tensor]:
+        f = self._file(image_id)
+        return {k.rsplit("/", 1)[1]: f.get_tensor(k) for k in self._keys[str(image_id)]}
+
+    def field(self, image_id: Any, name: str) -> torch.Tensor:
+        """One tensor of one image, read alone."""
+        return self._file(image_id).get_tensor(f"{image_id}/{name}")

@@ -183,7 +183,7 @@ def train_regionspot(
         len(cats)
     )
     text = text_embeddings(clip, cats, cfg.templates)
-    ids = [i for i in reader.ids() if bool((column[reader[i]["labels"]] >= 0).any())]
+    ids = [i for i in reader.ids() if bool((column[reader.field(i, "labels")] >= 0).any())]
     if not ids:
         raise OvdetError(f"no cached image has a box of the base categories {base[:20]}")
     first = reader[ids[0]]
@@ -270,7 +270,7 @@ def cached_class_scores(
         scores = model.logits(_embed(model, batch), text).sigmoid()
         for j, image_id in enumerate(chunk):
             k = int(batch["valid"][j].sum())
-            out[image_id] = (reader[image_id]["xyxy"], scores[j, :k])
+            out[image_id] = (reader.field(image_id, "xyxy"), scores[j, :k])
     return out
 
 
