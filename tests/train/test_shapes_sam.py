@@ -3,8 +3,9 @@ from transformers import SamModel
 
 from ovdet.data.shapes.generate import WorldConfig, generate_world
 from ovdet.eval.data import load_gt
-from ovdet.eval.masks import box_prompt_miou, mask_iou
+from ovdet.eval.masks import box_prompt_miou
 from ovdet.models.sam import SamBackend
+from ovdet.ops.masks import mask_iou
 from ovdet.train.shapes_sam import SamTrainConfig, jitter, scene_miou, train_shapes_sam
 
 

@@ -12,14 +12,7 @@ from tqdm import tqdm
 from ovdet.eval.recognition import gt_boxes_by_image, region_annotations
 from ovdet.io.images import load_image
 from ovdet.models.sam import SamBackend
-from ovdet.ops.masks import rle_decode
-
-
-def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) and (N, H, W) bool masks -> (N,) IoU (1 where both are empty)."""
-    inter = (a & b).flatten(1).sum(1).float()
-    union = (a | b).flatten(1).sum(1).float()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+from ovdet.ops.masks import mask_iou, rle_decode
 
 
 def box_prompt_miou(

@@ -60,6 +60,13 @@ def masks_to_boxes(masks: torch.Tensor | np.ndarray) -> torch.Tensor:
     return torch.where(cols.any(1)[:, None], boxes, torch.zeros_like(boxes))
 
 
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) and (N, H, W) bool masks -> (N,) IoU (1 where both are empty)."""
+    inter = (a & b).flatten(1).sum(1).float()
+    union = (a | b).flatten(1).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
 def rle_area(rle: dict[str, Any]) -> int:
     """Number of foreground pixels of a COCO RLE."""
     counts = rle["counts"]

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from ovdet.data.shapes.world import render_scene
 from ovdet.io.atomic import atomic_folder, write_json
 from ovdet.models.sam import SAM_MEAN, SAM_STD
+from ovdet.ops.masks import mask_iou
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +148,7 @@ def mask_losses(
     p = logits.sigmoid()
     dice = 1 - (2 * (p * t).sum((1, 2)) + 1) / (p.sum((1, 2)) + t.sum((1, 2)) + 1)
     with torch.no_grad():
-        hard = logits > 0
-        inter = (hard & target).sum((1, 2)).float()
-        iou = inter / (hard | target).sum((1, 2)).float().clamp(min=1)
+        iou = mask_iou(logits > 0, target)
     if not reduce:
         return bce + dice, (iou_pred - iou) ** 2
     return ((bce + dice) * w).sum(), (((iou_pred - iou) ** 2) * w).sum()
@@ -192,8 +191,7 @@ def scene_miou(model: Any, cfg: SamTrainConfig, count: int) -> float:
         emb = model.get_image_embeddings(normalize_sam(images))
         logits, _ = _decode(model, emb, cfg.size, boxes=boxes.float())
         hard, t = logits[:, 0] > 0, masks.flatten(0, 1)
-        iou = (hard & t).sum((1, 2)) / (hard | t).sum((1, 2)).clamp(min=1)
-        ious.append(iou[valid.flatten()])
+        ious.append(mask_iou(hard, t)[valid.flatten()])
     return float(torch.cat(ious).float().mean())
 
 
