@@ -112,11 +112,9 @@ def _bundled_out(out: str | None, name: str) -> str:
     """`out`, or the folder of the bundled model `name` inside the installed package."""
     if out is not None:
         return out
-    from importlib import resources
+    from ovdet.models.loader import BUNDLED, resource_folder
 
-    from ovdet.models.loader import BUNDLED
-
-    return str(resources.files("ovdet.resources").joinpath(BUNDLED[name][0]))
+    return str(resource_folder(BUNDLED[name][0]))
 
 
 def run_train_clip(args: argparse.Namespace) -> int:

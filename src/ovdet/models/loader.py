@@ -26,10 +26,15 @@ BUNDLED: dict[str, tuple[str, str]] = {
 BACKENDS = {"clip": ClipModel, MODEL_TYPE: ShapesClip}
 
 
+def resource_folder(folder: str) -> Path:
+    """A folder under ovdet/resources inside the installed package (it may not exist yet)."""
+    return Path(str(resources.files("ovdet.resources").joinpath(folder)))
+
+
 def bundled_path(name: str) -> Path:
     """The folder of a bundled model; a one-line error says how to rebuild a missing one."""
     folder, rebuild = BUNDLED[name]
-    path = Path(str(resources.files("ovdet.resources").joinpath(folder)))
+    path = resource_folder(folder)
     if not (path / "config.json").is_file():
         raise WeightsNotFoundError(
             f"the bundled model {name!r} is missing from {path}; rebuild it: {rebuild}"

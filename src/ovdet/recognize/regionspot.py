@@ -68,10 +68,9 @@ BUNDLED_REGIONSPOT = {"shapes-regionspot": "shapes-regionspot"}  # name -> resou
 def regionspot_folder(name_or_path: str | os.PathLike) -> Path:
     """A checkpoint folder, or the bundled `shapes-regionspot`."""
     if str(name_or_path) in BUNDLED_REGIONSPOT:
-        from importlib import resources
+        from ovdet.models.loader import resource_folder
 
-        folder = BUNDLED_REGIONSPOT[str(name_or_path)]
-        return Path(str(resources.files("ovdet.resources").joinpath(folder)))
+        return resource_folder(BUNDLED_REGIONSPOT[str(name_or_path)])
     return Path(name_or_path)
 
 

@@ -25,6 +25,7 @@ from ovdet.data.coco import CocoDetection, letterbox, normalize_imagenet
 from ovdet.detect.backbone import ConvBackbone
 from ovdet.detect.rpn import RPNConfig
 from ovdet.detect.vild import ViLD, ViLDConfig
+from ovdet.models.loader import resource_folder
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.crop import CropRecognizer
 from ovdet.train.common import save_checkpoint, warmup_cosine
@@ -64,9 +65,7 @@ def load_detector(folder: str | os.PathLike, device: str = "cpu") -> tuple[ViLD,
     from ovdet.errors import WeightsNotFoundError
 
     if str(folder) in BUNDLED_DETECTORS:
-        from importlib import resources
-
-        folder = str(resources.files("ovdet.resources").joinpath(BUNDLED_DETECTORS[str(folder)]))
+        folder = resource_folder(BUNDLED_DETECTORS[str(folder)])
     folder = Path(folder)
 
     if not (folder / "spec.json").is_file() or not (folder / "model.safetensors").is_file():
