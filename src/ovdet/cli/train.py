@@ -11,12 +11,6 @@ from rich.console import Console
 from ovdet.errors import OvdetError
 from ovdet.eval.data import load_gt, make_split
 
-CHOICES = {
-    "token": ("transformer", "prompt", "mlp"),
-    "prior": ("none", "mask", "box"),
-    "templates": ("single", "vild", "ensemble"),
-}
-
 
 def _add_data_args(p: argparse.ArgumentParser, gt_help: str) -> None:
     """--gt, --out and --base, shared by every trainer."""
@@ -63,7 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_regionspot(train: argparse._SubParsersAction) -> None:
+    from ovdet.heads.regionspot import PRIORS
+    from ovdet.models.sam import TOKEN_SOURCES
     from ovdet.train.regionspot import RegionSpotTrainConfig
+    from ovdet.vocab.prompts import TEMPLATE_SETS
+
+    choices = {"token": TOKEN_SOURCES, "prior": PRIORS, "templates": sorted(TEMPLATE_SETS)}
 
     p = train.add_parser(
         "regionspot", help="RegionSpot: train the fusion module on an `ovdet cache` folder"
@@ -86,7 +85,7 @@ def _register_regionspot(train: argparse._SubParsersAction) -> None:
                 f"--{f.name.replace('_', '-')}",
                 type=kind,
                 default=f.default,
-                choices=CHOICES.get(f.name),
+                choices=choices.get(f.name),
             )
     p.set_defaults(run=run_regionspot)
 

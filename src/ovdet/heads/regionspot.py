@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+PRIORS = ("none", "mask", "box")  # attention priors on the feature map
+
 
 @dataclass
 class RegionSpotConfig:
@@ -46,8 +48,8 @@ class RegionSpotConfig:
     prior_probability: float = 0.01  # initial sigmoid probability (focal-loss bias init)
 
     def __post_init__(self) -> None:
-        if self.prior not in ("none", "mask", "box"):
-            raise ValueError(f'prior must be "none", "mask" or "box", got {self.prior!r}')
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
         if self.depth < 1:
             raise ValueError(f"depth must be at least 1, got {self.depth}")
 

@@ -177,11 +177,9 @@ def train_regionspot(
         raise OvdetError(f"the cache {cache_dir} is empty; build it with `ovdet cache`")
     meta = cache.metadata()
     base = sorted(int(i) for i in base_ids)
-    cats = [c for c in gt["categories"] if c["id"] in set(base)]
+    cats = sorted((c for c in gt["categories"] if c["id"] in set(base)), key=lambda c: c["id"])
     column = torch.full((max(c["id"] for c in gt["categories"]) + 1,), -1, dtype=torch.int64)
-    column[torch.tensor([c["id"] for c in sorted(cats, key=lambda c: c["id"])])] = torch.arange(
-        len(cats)
-    )
+    column[torch.tensor([c["id"] for c in cats])] = torch.arange(len(cats))
     text = text_embeddings(clip, cats, cfg.templates)
     ids = [i for i in reader.ids() if bool((column[reader.field(i, "labels")] >= 0).any())]
     if not ids:
@@ -206,7 +204,7 @@ def train_regionspot(
         "clip_size": int(first["clip_map"].shape[-1]) * clip.patch_size,
         "templates": cfg.templates,
         "token": cfg.token,
-        "base_names": [c["name"] for c in sorted(cats, key=lambda c: c["id"])],
+        "base_names": [c["name"] for c in cats],
     }
     torch.manual_seed(cfg.seed)
     model = RegionSpot(mcfg)

@@ -25,7 +25,7 @@ from ovdet.eval.data import load_gt
 from ovdet.eval.detection import evaluate_detections
 from ovdet.eval.recognition import clip_box_scorer, recognize_dataset
 from ovdet.eval.report import save_method_bars
-from ovdet.io.atomic import write_json
+from ovdet.io.atomic import atomic_open, write_json
 from ovdet.models.sam import SamBackend
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.core import class_probabilities
@@ -104,7 +104,8 @@ def reproduce_regionspot(
     build_cache(val_gt, data / "det-val", out / "cache-val", extractor, names)
     cached = out / "cache-val" / "feature_seconds.txt"
     if not cached.is_file():  # measured once, when the val cache is first built
-        cached.write_text(f"{(time.perf_counter() - start) / len(val_gt['images']):.5f}")
+        with atomic_open(cached) as f:
+            f.write(f"{(time.perf_counter() - start) / len(val_gt['images']):.5f}")
     feature_s = float(cached.read_text())
 
     cats = sorted(val_gt["categories"], key=lambda c: c["id"])
