@@ -40,15 +40,19 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+def benchmark_args(doc: str | None) -> argparse.Namespace:
+    """--boxes and --threads, shared by the benchmarks; sets torch's thread count."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--boxes", type=int, nargs="+", default=[10, 100, 300])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    return args
+
+
+def main() -> None:
+    args = benchmark_args(__doc__)
     model, tokenizer = build_random_clip("vit-b16")
     clip = ClipModel(model, tokenizer, name="random ViT-B/16")
     g = torch.Generator().manual_seed(0)

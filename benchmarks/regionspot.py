@@ -11,11 +11,10 @@ per box, so it grows slowly with the number of boxes while crops grow linearly.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
-from recognize import random_boxes, timed  # benchmarks/recognize.py
+from recognize import benchmark_args, random_boxes, timed  # benchmarks/recognize.py
 from transformers import SamConfig, SamModel
 
 from ovdet.heads.regionspot import RegionSpot, RegionSpotConfig
@@ -27,14 +26,7 @@ from ovdet.recognize.regionspot import FeatureExtractor
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--boxes", type=int, nargs="+", default=[10, 100, 300])
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = benchmark_args(__doc__)
     torch.manual_seed(0)
     sam = SamBackend(SamModel(SamConfig()), name="random SAM ViT-B")
     model, tokenizer = build_random_clip("vit-b16")
