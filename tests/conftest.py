@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One thread per test process: two threads on two busy cores ran the suite up to 13x slower, and
+# `make test` runs two processes (pytest-xdist) instead.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

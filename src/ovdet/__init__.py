@@ -1,33 +1,27 @@
 """ovdet: open-vocabulary object detection and region recognition on frozen CLIP and SAM."""
 
-from ovdet.errors import OvdetError
-from ovdet.io.images import load_image
-from ovdet.models.clip import ClipModel
-from ovdet.models.loader import load_model
-from ovdet.models.sam import SamBackend
-from ovdet.models.vlm import VisionLanguageModel
-from ovdet.recognize import CropRecognizer, DenseRecognizer, classify_images, recognize, requery
-from ovdet.recognize.regionspot import RegionSpotRecognizer
-from ovdet.types import Regions, Vocabulary
-from ovdet.vocab import TextEmbedder, TextEmbeddingCache, parse_vocabulary
+from ovdet._lazy import lazy_exports
 
-__all__ = [
-    "ClipModel",
-    "CropRecognizer",
-    "DenseRecognizer",
-    "OvdetError",
-    "RegionSpotRecognizer",
-    "Regions",
-    "SamBackend",
-    "TextEmbedder",
-    "TextEmbeddingCache",
-    "VisionLanguageModel",
-    "Vocabulary",
-    "classify_images",
-    "load_image",
-    "load_model",
-    "parse_vocabulary",
-    "recognize",
-    "requery",
-]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "OvdetError": "ovdet.errors",
+        "load_image": "ovdet.io.images",
+        "ClipModel": "ovdet.models.clip",
+        "load_model": "ovdet.models.loader",
+        "SamBackend": "ovdet.models.sam",
+        "VisionLanguageModel": "ovdet.models.vlm",
+        "CropRecognizer": "ovdet.recognize.crop",
+        "DenseRecognizer": "ovdet.recognize.dense",
+        "classify_images": "ovdet.recognize.core",
+        "recognize": "ovdet.recognize.core",
+        "requery": "ovdet.recognize.core",
+        "RegionSpotRecognizer": "ovdet.recognize.regionspot",
+        "Regions": "ovdet.types",
+        "Vocabulary": "ovdet.types",
+        "TextEmbedder": "ovdet.vocab.embed",
+        "TextEmbeddingCache": "ovdet.vocab.cache",
+        "parse_vocabulary": "ovdet.vocab.parse",
+    },
+)
 __version__ = "0.1.0"

@@ -25,3 +25,11 @@ class FormatError(OvdetError, ValueError):
 
 class WeightsNotFoundError(OvdetError, OSError):
     """Model weights are neither cached nor reachable."""
+
+
+class ConfigError(OvdetError, ValueError):
+    """An option or configuration value out of its range (a count of 0, a NaN rate, ...)."""
+
+
+class DeviceError(OvdetError, ValueError):
+    """A torch device that this machine or torch build does not have."""

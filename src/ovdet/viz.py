@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import colorsys
+import io
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,17 +21,22 @@ def _colour(i: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
+MAX_SIDE = 4096  # longest side of a drawing; larger images are drawn scaled down
+
+
 def draw_regions(
     image: torch.Tensor,
     regions: Regions,
     names: Sequence[str] | None = None,
     min_side: int = 480,
     show_masks: bool = True,
+    max_side: int = MAX_SIDE,
 ) -> Image.Image:
     """Draw labelled regions (and their masks, tinted) on a (3, H, W) uint8 image; small images
-    are upscaled to `min_side`."""
+    are upscaled towards `min_side` on their short side, and no drawing is longer than
+    `max_side` (a 5 x 3000 strip is not drawn 480 x 288,000)."""
     arr = image.permute(1, 2, 0).cpu().numpy().astype(np.uint8)
-    scale = max(1.0, min_side / min(arr.shape[:2]))
+    scale = min(max(1.0, min_side / min(arr.shape[:2])), max_side / max(arr.shape[:2]))
     canvas = Image.fromarray(arr).convert("RGB")
     if show_masks and regions.masks is not None and len(regions):
         overlay = np.array(canvas, dtype=np.float32)
@@ -37,10 +44,9 @@ def draw_regions(
             colour = np.array(_colour(int(regions.labels[i]) if regions.labels is not None else i))
             overlay[mask] = 0.55 * overlay[mask] + 0.45 * colour
         canvas = Image.fromarray(overlay.astype(np.uint8))
-    if scale > 1:
-        canvas = canvas.resize(
-            (round(canvas.width * scale), round(canvas.height * scale)), Image.NEAREST
-        )
+    if scale != 1:
+        size = (max(1, round(canvas.width * scale)), max(1, round(canvas.height * scale)))
+        canvas = canvas.resize(size, Image.NEAREST if scale > 1 else Image.BILINEAR)
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(size=max(12, canvas.height // 40))
     for i in range(len(regions)):
@@ -58,7 +64,19 @@ def draw_regions(
     return canvas
 
 
+def encode_png(picture: Image.Image) -> bytes:
+    """A PIL image as PNG bytes (encode before writing, so a failure writes nothing)."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
 def save_png(picture: Image.Image, path: str | os.PathLike) -> None:
     """Save a PIL image as PNG atomically."""
-    with atomic_path(path) as tmp:
-        picture.save(tmp, format="PNG")
+    write_bytes(path, encode_png(picture))

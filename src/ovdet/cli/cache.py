@@ -6,6 +6,7 @@ import argparse
 
 from rich.console import Console
 
+from ovdet.cli.options import device, positive_int
 from ovdet.eval.data import load_gt
 
 
@@ -18,11 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sam", default="sam-b", help="SAM alias, hub id, folder or shapes-sam")
     p.add_argument("--clip", default="clip-b16", help="CLIP alias, hub id, folder or shapes-clip")
     p.add_argument(
-        "--clip-size", type=int, default=None, help="CLIP input side (default: the model's)"
+        "--clip-size",
+        type=positive_int,
+        default=None,
+        help="CLIP input side, a multiple of its patch (default: the model's dense size)",
     )
     p.add_argument("--out", required=True, help="cache folder (an interrupted run resumes)")
-    p.add_argument("--shard-size", type=int, default=256, help="images per shard")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--shard-size", type=positive_int, default=256, help="images per shard")
+    p.add_argument("--device", type=device, default="cpu")
     p.set_defaults(run=run)
 
 

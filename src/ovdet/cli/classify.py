@@ -4,30 +4,34 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
-from rich.table import Table
-
 from ovdet.cli.common import add_model_args, add_vocab_args, load_clip_and_text
-from ovdet.io.atomic import write_json
-from ovdet.io.images import load_image
-from ovdet.recognize.core import classify_images
+from ovdet.cli.options import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="zero-shot classification of whole images")
     p.add_argument("images", nargs="+", help="image files")
-    add_vocab_args(p)
+    add_vocab_args(p, attributes=False)
     add_model_args(p)
-    p.add_argument("--top-k", type=int, default=5, help="labels to show per image (default 5)")
+    p.add_argument(
+        "--top-k", type=positive_int, default=5, help="labels to show per image (default 5)"
+    )
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ovdet.io.atomic import write_json
+    from ovdet.io.images import load_image
+    from ovdet.recognize.core import classify_images
+
     images = [load_image(path) for path in args.images]
     clip, vocab, embedder = load_clip_and_text(args)
     probs = classify_images(clip, images, embedder.embed(vocab))
-    k = max(1, min(args.top_k, len(vocab)))
+    k = min(args.top_k, len(vocab))
     results, console = [], Console()
     for path, p in zip(args.images, probs, strict=True):
         top = p.topk(k)

@@ -1,33 +1,23 @@
-"""Arguments and set-up shared by the subcommands."""
+"""Arguments and set-up shared by the subcommands (heavy modules are imported when used)."""
 
 from __future__ import annotations
 
 import argparse
+from collections import Counter
+from pathlib import Path
+from typing import Any
 
-from ovdet.models.loader import load_model
-from ovdet.models.vlm import VisionLanguageModel
-from ovdet.types import Vocabulary
-from ovdet.vocab.cache import TextEmbeddingCache
-from ovdet.vocab.embed import TextEmbedder
-from ovdet.vocab.parse import parse_vocabulary
-from ovdet.vocab.prompts import TEMPLATE_SETS
+from ovdet.cli.options import device, positive_int
 
 DEFAULT_CLIP = "clip-b16"
+TEMPLATE_CHOICES = ("ensemble", "single", "vild")  # ovdet.vocab.prompts.TEMPLATE_SETS' keys
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--clip",
-        default=DEFAULT_CLIP,
-        help=f"CLIP alias, hub id or local folder (default {DEFAULT_CLIP})",
-    )
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument(
-        "--templates",
-        default="ensemble",
-        choices=sorted(TEMPLATE_SETS),
-        help="prompt templates (default: ensemble)",
-    )
+def add_device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", type=device, default="cpu", help="torch device: cpu, cuda, cuda:N")
+
+
+def add_cache_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-dir", default=None, help="text-embedding cache folder (default ~/.cache/ovdet)"
     )
@@ -36,32 +26,91 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_vocab_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--clip",
+        default=DEFAULT_CLIP,
+        help=f"CLIP alias, hub id or local folder (default {DEFAULT_CLIP})",
+    )
+    add_device_arg(p)
+    p.add_argument(
+        "--templates",
+        default="ensemble",
+        choices=TEMPLATE_CHOICES,
+        help="prompt templates (default: ensemble)",
+    )
+    add_cache_args(p)
+
+
+def add_vocab_args(p: argparse.ArgumentParser, attributes: bool = True) -> None:
     p.add_argument(
         "--vocab",
         required=True,
         help='class names: "cat, traffic cone|cone", a .txt/.json file, or "coco"',
     )
+    if attributes:
+        p.add_argument(
+            "--attributes", default=None, help='attribute words to expand with: "red, green"'
+        )
+
+
+def add_dense_size(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--attributes", default=None, help='attribute words to expand with: "red, green"'
+        "--dense-size",
+        type=positive_int,
+        default=None,
+        help="input side of the dense pass, a multiple of the patch size "
+        "(default: the model's dense size: CLIP's input side, 128 for shapes-clip)",
     )
 
 
-def load_clip(args: argparse.Namespace) -> VisionLanguageModel:
+def load_clip(args: argparse.Namespace) -> Any:
+    from ovdet.models.loader import load_model
+
     return load_model(args.clip, device=args.device)
 
 
-def text_embedder(args: argparse.Namespace, clip: VisionLanguageModel) -> TextEmbedder:
-    cache_dir = None if args.cache_dir is None else f"{args.cache_dir}/text"
-    return TextEmbedder(
-        clip, args.templates, None if args.no_cache else TextEmbeddingCache(cache_dir)
-    )
+def text_cache(args: argparse.Namespace) -> Any:
+    """The text-embedding cache `--cache-dir` / `--no-cache` ask for (None: no cache)."""
+    from ovdet.vocab.cache import TextEmbeddingCache
+
+    if args.no_cache:
+        return None
+    return TextEmbeddingCache(None if args.cache_dir is None else f"{args.cache_dir}/text")
 
 
-def load_clip_and_text(
-    args: argparse.Namespace,
-) -> tuple[VisionLanguageModel, Vocabulary, TextEmbedder]:
+def text_embedder(args: argparse.Namespace, clip: Any) -> Any:
+    from ovdet.vocab.embed import TextEmbedder
+
+    return TextEmbedder(clip, args.templates, text_cache(args))
+
+
+def load_clip_and_text(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """Parse --vocab first (bad input fails before any model loads), then load CLIP."""
-    vocab = parse_vocabulary(args.vocab, args.attributes)
+    from ovdet.vocab.parse import parse_vocabulary
+
+    vocab = parse_vocabulary(args.vocab, getattr(args, "attributes", None))
     clip = load_clip(args)
     return clip, vocab, text_embedder(args, clip)
+
+
+def output_names(paths: list[str]) -> list[str]:
+    """A distinct output name per input image: its stem; its file name where stems repeat
+    (a.png, a.jpg); its path with folders joined by "__" where file names repeat too."""
+    stems = Counter(Path(p).stem for p in paths)
+    names = Counter(Path(p).name for p in paths)
+    out = []
+    for p in paths:
+        path = Path(p)
+        if stems[path.stem] == 1:
+            out.append(path.stem)
+        elif names[path.name] == 1:
+            out.append(path.name)
+        else:
+            out.append("__".join(part for part in path.parts if part not in ("/", "..", ".")))
+    if len(set(out)) != len(out):
+        dup = next(n for n, c in Counter(out).items() if c > 1)
+        from ovdet.errors import OvdetError
+
+        raise OvdetError(f"the image {dup!r} is given twice")
+    return out

@@ -12,25 +12,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from PIL import Image
-from rich.console import Console
-from rich.table import Table
-
-from ovdet.data.shapes.world import CATEGORIES, render_scene
-from ovdet.io.atomic import atomic_path, write_json
-from ovdet.io.coco import regions_to_coco
-from ovdet.models.loader import load_model
-from ovdet.ops.masks import masks_to_boxes
-from ovdet.recognize.core import recognize, relabel_with_attributes
-from ovdet.recognize.crop import CropRecognizer
-from ovdet.recognize.dense import DenseRecognizer
-from ovdet.recognize.regionspot import RegionSpotRecognizer
-from ovdet.types import Regions
-from ovdet.viz import draw_regions, save_png
-from ovdet.vocab.embed import TextEmbedder
+if TYPE_CHECKING:
+    import torch
+    from rich.console import Console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def novel_scene(seed: int):
     """The first scene from `seed` on that holds a novel (rare) shape among 3-5 objects."""
+    import numpy as np
+
+    from ovdet.data.shapes.world import CATEGORIES, render_scene
+
     for k in range(1000):
         scene = render_scene(
             np.random.default_rng([seed, k]), (128, 128), max_objects=5, min_objects=3
@@ -57,7 +47,23 @@ def novel_scene(seed: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from PIL import Image
+    from rich.console import Console
+
     from ovdet.eval.shapes_clip import SHAPES_VOCAB
+    from ovdet.io.atomic import atomic_path, write_json
+    from ovdet.io.coco import regions_to_coco
+    from ovdet.models.loader import load_model
+    from ovdet.ops.masks import masks_to_boxes
+    from ovdet.recognize.core import recognize, relabel_with_attributes
+    from ovdet.recognize.crop import CropRecognizer
+    from ovdet.recognize.dense import DenseRecognizer
+    from ovdet.recognize.regionspot import RegionSpotRecognizer
+    from ovdet.types import Regions
+    from ovdet.viz import draw_regions, save_png
+    from ovdet.vocab.embed import TextEmbedder
 
     console = Console()
     scene = novel_scene(args.seed)
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         xyxy, tuple(scene.image.shape[:2]), masks=torch.from_numpy(np.stack(scene.masks))
     )
     results = {}
-    for name, rec in (("crop", CropRecognizer(model)), ("dense", DenseRecognizer(model, 128))):
+    for name, rec in (("crop", CropRecognizer(model)), ("dense", DenseRecognizer(model))):
         regions = recognize(image, shapes, text, rec, model.logit_scale)
         results[name] = relabel_with_attributes(regions, colours, SHAPES_VOCAB, model.logit_scale)
     spot = RegionSpotRecognizer("shapes-regionspot", clip=model)
@@ -102,9 +108,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _detect(console: Console, scene, image: torch.Tensor, text: torch.Tensor, out: Path) -> None:
     """Open-vocabulary detection of the same scene with the bundled ViLD (no boxes given)."""
+    import numpy as np
+    import torch
+    from rich.table import Table
+
+    from ovdet.data.shapes.world import CATEGORIES
     from ovdet.eval.shapes_clip import SHAPES_VOCAB
+    from ovdet.io.atomic import write_json
+    from ovdet.io.coco import regions_to_coco
     from ovdet.ops.boxes import box_iou
+    from ovdet.ops.masks import masks_to_boxes
     from ovdet.train.vild import detect_image, load_detector
+    from ovdet.viz import draw_regions, save_png
 
     model, spec = load_detector("shapes-vild")
     novel = torch.tensor([f == "r" for _, f, _ in CATEGORIES])
@@ -134,6 +149,10 @@ def _detect(console: Console, scene, image: torch.Tensor, text: torch.Tensor, ou
 
 
 def _print(console: Console, scene, results: dict) -> None:
+    from rich.table import Table
+
+    from ovdet.data.shapes.world import CATEGORIES
+
     table = Table(
         title="a fresh scene's objects named from their boxes: shapes-clip crops and dense map, "
         "RegionSpot (novel shapes: never annotated in det-train)"

@@ -1,8 +1,12 @@
-"""`ovdet detect IMAGE --model CHECKPOINT --vocab ...`: open-vocabulary detection.
+"""`ovdet detect IMAGE... --model CHECKPOINT --vocab ...`: open-vocabulary detection.
 
 A ViLD checkpoint detects with its own RPN. A RegionSpot checkpoint names proposals from any
 source: SAM's everything mode (default), a COCO results JSON of another detector (entries whose
-image_id is the image's file name or stem), or a COCO dataset's ground-truth boxes.
+image_id names the image), or a COCO dataset's ground-truth boxes.
+
+Writes `detections.json` (one COCO results list for every image, ready for `ovdet eval`: with
+`--gt`, image ids are that file's integer ids; without, each image's path), plus a picture and a
+JSON per image named by its stem (its file name where two inputs share a stem).
 """
 
 from __future__ import annotations
@@ -11,21 +15,9 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-from rich.console import Console
-from rich.table import Table
-
+from ovdet.cli.common import add_cache_args, add_device_arg, output_names
+from ovdet.cli.options import positive_int, unit_float
 from ovdet.errors import OvdetError
-from ovdet.io.atomic import write_json
-from ovdet.io.coco import read_boxes, regions_to_coco
-from ovdet.io.images import load_image
-from ovdet.models.loader import load_model
-from ovdet.ops.boxes import validate_input_boxes
-from ovdet.recognize.regionspot import is_regionspot
-from ovdet.types import Regions, Vocabulary
-from ovdet.viz import draw_regions, save_png
-from ovdet.vocab.embed import TextEmbedder
-from ovdet.vocab.parse import parse_vocabulary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,33 +35,61 @@ def register(sub: argparse._SubParsersAction) -> None:
         help='RegionSpot only: "sam" (SAM everything mode), or a JSON of boxes: COCO results '
         "of another detector or a COCO dataset (ground truth)",
     )
-    p.add_argument("--points-per-side", type=int, default=32, help="SAM everything-mode grid")
+    p.add_argument(
+        "--points-per-side", type=positive_int, default=32, help="SAM everything-mode grid"
+    )
     p.add_argument(
         "--vocab", required=True, help='class names: "cat, traffic cone", a file, or "coco"'
     )
     p.add_argument(
-        "--min-score", type=float, default=0.3, help="drawn and printed above this score"
+        "--min-score", type=unit_float, default=0.3, help="drawn and printed above this score"
     )
-    p.add_argument("--out", default="out", help="folder for <image>.json and <image>.png")
+    p.add_argument(
+        "--gt",
+        default=None,
+        help="COCO file whose images the inputs are: detections.json then uses its integer ids",
+    )
+    p.add_argument(
+        "--out", default="out", help="folder for detections.json, <image>.json and <image>.png"
+    )
+    add_device_arg(p)
+    add_cache_args(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from ovdet.io.atomic import write_json
+    from ovdet.io.coco import regions_to_coco
+    from ovdet.io.images import load_image
+    from ovdet.viz import draw_regions, encode_png, write_bytes
+    from ovdet.vocab.parse import parse_vocabulary
+
     vocab = parse_vocabulary(args.vocab)
-    images = [load_image(p) for p in args.images]
+    ids = _image_ids(args.images, args.gt)
+    keys = output_names(args.images)
+    for path in args.images:
+        if not Path(path).is_file():
+            raise OvdetError(f"image file not found: {path}")
     detect, base_names = _detector(args, vocab)
     base = {n.lower() for n in base_names}
     novel = torch.tensor([n.lower() not in base for n in vocab.names])
     console, out = Console(), Path(args.out)
-    for path, image in zip(args.images, images, strict=True):
+    everything = []
+    for path, image_id, key in zip(args.images, ids, keys, strict=True):
+        image = load_image(path)
         regions = detect(path, image, novel)
-        stem = Path(path).stem
-        entries = regions_to_coco(regions, image_id=stem)
+        entries = regions_to_coco(regions, image_id=image_id)
         for e in entries:
             e["category_name"] = vocab.names[e["category_id"] - 1]
-        write_json(out / f"{stem}.json", entries, indent=1)
         shown = regions[regions.scores >= args.min_score]
-        save_png(draw_regions(image, shown, list(vocab.names)), out / f"{stem}.png")
+        picture = encode_png(draw_regions(image, shown, list(vocab.names)))
+        write_bytes(out / f"{key}.png", picture)  # the picture first, the JSON last
+        write_json(out / f"{key}.json", entries, indent=1)
+        everything += entries
         table = Table(
             title=f"{path}: {len(shown)} of {len(regions)} detections >= {args.min_score}"
         )
@@ -84,20 +104,47 @@ def run(args: argparse.Namespace) -> int:
                 "novel" if novel[label] else "",
             )
         console.print(table)
+    write_json(out / "detections.json", everything, indent=1)
+    console.print(f"wrote {out / 'detections.json'} ({len(everything)} detections)")
     return 0
 
 
-def _detector(args: argparse.Namespace, vocab: Vocabulary) -> tuple[Callable, list[str]]:
+def _image_ids(paths: list[str], gt: str | None) -> list:
+    """Each image's COCO id: from `gt` by file name, else the path itself (`ovdet eval` maps
+    such ids to the ground truth's by file name)."""
+    if gt is None:
+        return [Path(p).as_posix() for p in paths]
+    from ovdet.eval.data import load_gt
+    from ovdet.io.coco import match_name
+
+    images = load_gt(gt)["images"]
+    names = [str(im.get("file_name", "")) for im in images]
+    ids = []
+    for p in paths:
+        hit = match_name(p, names)
+        if hit is None:
+            raise OvdetError(f"{gt} has no image named like {Path(p).name!r}")
+        ids.append(images[hit]["id"])
+    return ids
+
+
+def _detector(args: argparse.Namespace, vocab) -> tuple[Callable, list[str]]:
     """(detect(path, image, novel) -> Regions, base names) for the checkpoint's kind."""
+    from ovdet.cli.common import text_cache
+    from ovdet.io.coco import read_boxes
+    from ovdet.ops.boxes import validate_input_boxes
+    from ovdet.recognize.regionspot import is_regionspot
+    from ovdet.vocab.embed import TextEmbedder
+
     if is_regionspot(args.model):
         from ovdet.models.sam_everything import EverythingConfig
         from ovdet.recognize.regionspot import RegionSpotRecognizer
 
-        spot = RegionSpotRecognizer(args.model)
-        text = spot.text_embeddings(vocab)
+        spot = RegionSpotRecognizer(args.model, device=args.device)
+        text = TextEmbedder(spot.clip, spot.spec["templates"], text_cache(args)).embed(vocab)
         grid = EverythingConfig(points_per_side=args.points_per_side)
 
-        def detect(path: str, image: torch.Tensor, novel: torch.Tensor) -> Regions:
+        def detect(path, image, novel):
             boxes = None
             if args.proposals != "sam":
                 raw = read_boxes(args.proposals, image_name=path)
@@ -107,11 +154,12 @@ def _detector(args: argparse.Namespace, vocab: Vocabulary) -> tuple[Callable, li
         return detect, spot.spec["base_names"]
     if args.proposals != "sam":
         raise OvdetError("--proposals needs a RegionSpot --model; ViLD uses its own RPN")
+    from ovdet.models.loader import load_model
     from ovdet.train.vild import detect_image, load_detector
 
-    model, spec = load_detector(args.model)
-    clip = load_model(spec["clip"])
-    text = TextEmbedder(clip, spec["templates"]).embed(vocab)
+    model, spec = load_detector(args.model, device=args.device)
+    clip = load_model(spec["clip"], device=args.device)
+    text = TextEmbedder(clip, spec["templates"], text_cache(args)).embed(vocab)
     return (lambda path, image, novel: detect_image(model, spec, image, text, novel)), spec[
         "base_names"
     ]

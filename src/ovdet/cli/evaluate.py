@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+from ovdet.cli.common import add_dense_size, add_model_args, load_clip, text_embedder
+from ovdet.cli.options import positive_int
 
-from ovdet.cli.common import add_model_args, load_clip, text_embedder
-from ovdet.eval.data import load_gt, make_split
-from ovdet.eval.detection import EvalResult, evaluate_detections
-from ovdet.eval.recall import proposal_recall
-from ovdet.eval.recognition import clip_box_scorer, recognize_dataset
-from ovdet.eval.report import metrics_table, save_plots
-from ovdet.io.atomic import write_json
-from ovdet.vocab.parse import vocabulary_from_categories
+if TYPE_CHECKING:
+    from ovdet.eval.detection import EvalResult
 
 
 def _add_protocol_args(p: argparse.ArgumentParser) -> None:
@@ -45,9 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_protocol_args(p)
     p.add_argument("--images", required=True, help="folder the ground truth's file_names are in")
     p.add_argument("--method", choices=("crop", "dense"), default="dense")
+    add_dense_size(p)
     p.add_argument(
         "--labels-per-box",
-        type=int,
+        type=positive_int,
         default=None,
         help="labels kept per box (default: all; the protocol's budget keeps the best)",
     )
@@ -56,6 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(result: EvalResult, args: argparse.Namespace, extra: dict | None = None) -> None:
+    from rich.console import Console
+
+    from ovdet.eval.report import metrics_table, save_plots
+    from ovdet.io.atomic import write_json
+
     console = Console()
     console.print(metrics_table(result))
     if extra:
@@ -72,6 +74,10 @@ def _report(result: EvalResult, args: argparse.Namespace, extra: dict | None = N
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from ovdet.eval.data import load_gt, make_split
+    from ovdet.eval.detection import evaluate_detections
+    from ovdet.eval.recall import proposal_recall
+
     gt = load_gt(args.gt)
     split = make_split(args.split, gt)
     result = evaluate_detections(gt, args.dt, args.iou_type, args.protocol, split)
@@ -81,12 +87,17 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_eval_regions(args: argparse.Namespace) -> int:
+    from ovdet.eval.data import load_gt, make_split
+    from ovdet.eval.detection import evaluate_detections
+    from ovdet.eval.recognition import clip_box_scorer, recognize_dataset
+    from ovdet.vocab.parse import vocabulary_from_categories
+
     gt = load_gt(args.gt)
     split = make_split(args.split, gt)
     vocab = vocabulary_from_categories(gt["categories"], args.gt)
     clip = load_clip(args)
     text = text_embedder(args, clip).embed(vocab)
-    score = clip_box_scorer(clip, text, args.method)
+    score = clip_box_scorer(clip, text, args.method, args.dense_size)
     dets = recognize_dataset(gt, args.images, score, args.labels_per_box)
     _report(evaluate_detections(gt, dets, "bbox", args.protocol, split), args)
     return 0

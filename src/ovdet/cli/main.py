@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
     )
-    if not args.verbose:  # ovdet shows its own progress; transformers' per-load bars are noise
+    if not args.verbose and args.command != "eval":  # eval loads no model
+        # ovdet shows its own progress; transformers' per-load bars are noise
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -41,9 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     except OvdetError as e:
         print(f"ovdet: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file system refusal: read-only folder, disk full, a file for a folder
+        print(f"ovdet: error: {os_error_line(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("ovdet: interrupted", file=sys.stderr)
         return 130
+
+
+def os_error_line(e: OSError) -> str:
+    """One line naming the path and the reason of a file-system error."""
+    reason = e.strerror or str(e) or type(e).__name__
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    return f"{reason}: {' -> '.join(paths)}" if paths else reason
 
 
 if __name__ == "__main__":

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
+from ovdet.cli.common import (
+    add_dense_size,
+    add_model_args,
+    add_vocab_args,
+    load_clip_and_text,
+    text_embedder,
+)
 
-from ovdet.cli.common import add_model_args, add_vocab_args, load_clip_and_text, text_embedder
-from ovdet.io.atomic import write_json
-from ovdet.io.coco import read_boxes, regions_to_coco
-from ovdet.io.images import load_image
-from ovdet.ops.boxes import validate_input_boxes
-from ovdet.recognize.core import class_probabilities, recognize, relabel_with_attributes
-from ovdet.recognize.crop import CropRecognizer
-from ovdet.recognize.dense import DenseRecognizer
-from ovdet.types import Regions
-from ovdet.viz import draw_regions, save_png
-from ovdet.vocab.parse import parse_vocabulary
+if TYPE_CHECKING:
+    from ovdet.types import Regions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a RegionSpot checkpoint (from `ovdet train regionspot`, or shapes-regionspot): "
         "SAM + CLIP + fusion; adds masks (--clip and --method are then the checkpoint's)",
     )
-    p.add_argument("--dense-size", type=int, default=None, help="input side for --method dense")
+    add_dense_size(p)
     p.add_argument(
         "--query",
         default=None,
@@ -56,6 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ovdet.io.atomic import write_json
+    from ovdet.io.coco import read_boxes, regions_to_coco
+    from ovdet.io.images import load_image
+    from ovdet.ops.boxes import validate_input_boxes
+    from ovdet.recognize.core import recognize, relabel_with_attributes
+    from ovdet.recognize.crop import CropRecognizer
+    from ovdet.recognize.dense import DenseRecognizer
+    from ovdet.viz import draw_regions, encode_png, write_bytes
+    from ovdet.vocab.parse import parse_vocabulary
+
     image = load_image(args.image)
     boxes = validate_input_boxes(
         read_boxes(args.boxes, image_name=args.image), tuple(image.shape[-2:])
@@ -83,12 +92,13 @@ def run(args: argparse.Namespace) -> int:
         regions, names = relabel_with_attributes(regions, attribute_text, vocab, clip.logit_scale)
     stem = Path(args.image).stem
     out = Path(args.out)
-    entries = regions_to_coco(regions, image_id=stem)
+    entries = regions_to_coco(regions, image_id=Path(args.image).as_posix())
     for e in entries:
         e["category_name"] = names[e["category_id"] - 1]
-    write_json(out / f"{stem}.json", entries, indent=1)
-    save_png(draw_regions(image, regions, names), out / f"{stem}.png")
+    picture = encode_png(draw_regions(image, regions, names))  # drawn before anything is written
     _print(regions, names, args, embedder, clip.logit_scale)
+    write_bytes(out / f"{stem}.png", picture)
+    write_json(out / f"{stem}.json", entries, indent=1)  # the JSON last: it marks a finished run
     Console().print(f"wrote {out / f'{stem}.json'} and {out / f'{stem}.png'}")
     return 0
 
@@ -96,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
 def _print(
     regions: Regions, names: list[str], args: argparse.Namespace, embedder, logit_scale
 ) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ovdet.recognize.core import class_probabilities
+
     table = Table(title=f"{args.image}: {len(regions)} regions ({args.method})")
     for col in ("#", "box (xyxy)", "label", "score"):
         table.add_column(col)

@@ -3,36 +3,34 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from ovdet.data.shapes.generate import WorldConfig, generate_world
-from ovdet.io.atomic import write_json
+from ovdet.cli.options import (
+    add_dataclass_args,
+    dataclass_from_args,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 
 DEFAULT_DATA = "data/shapes"
-
-
-def _add_dataclass_args(p: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    for f in fields(cls):
-        if f.name not in skip:
-            p.add_argument(
-                f"--{f.name.replace('_', '-')}",
-                type=type(f.default),
-                default=f.default,
-                help=f"(default {f.default})",
-            )
+VILD_FIXED = ("templates", "init", "freeze_backbone")  # the reproduction sets these per row
+REGIONSPOT_FIXED = ("token", "depth", "feature_map", "class_token", "box_position", "prior")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     shapes = sub.add_parser("shapes", help="the synthetic shapes world").add_subparsers(
         dest="shapes_command", required=True
     )
+    from ovdet.data.shapes.generate import WorldConfig
+
     p = shapes.add_parser("generate", help="render the caption, det-train and det-val splits")
     p.add_argument("--out", default=DEFAULT_DATA)
-    _add_dataclass_args(p, WorldConfig)
+    add_dataclass_args(p, WorldConfig)
     p.set_defaults(run=run_generate)
 
     from ovdet.train.shapes_clip import ClipTrainConfig
@@ -40,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = shapes.add_parser("train-clip", help="train the tiny CLIP on the caption split")
     p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--out", default=None, help="model folder (default: the bundled shapes-clip)")
-    _add_dataclass_args(p, ClipTrainConfig)
+    add_dataclass_args(p, ClipTrainConfig)
     p.set_defaults(run=run_train_clip)
 
     p = shapes.add_parser(
@@ -48,8 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--clip", default="shapes-clip")
     p.add_argument("--data", default=DEFAULT_DATA, help="a generated world (its det-val is used)")
-    p.add_argument("--seed", type=int, default=1234, help="seed of the fresh single-object images")
-    p.add_argument("--count", type=int, default=1600)
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=1234, help="seed of the fresh single-object images"
+    )
+    p.add_argument("--count", type=positive_int, default=1600)
     p.add_argument("--out", default=None, help="write the report as JSON here")
     p.set_defaults(run=run_eval_clip)
 
@@ -61,15 +61,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--out", default="runs/shapes-vild")
     p.add_argument("--clip", default="shapes-clip")
-    p.add_argument("--image-weight", type=float, default=0.5, help="w of the ViLD row")
-    _add_dataclass_args(p, ViLDTrainConfig, skip=("backbone_channels", "templates"))
+    p.add_argument("--image-weight", type=positive_float, default=0.5, help="w of the ViLD row")
+    add_dataclass_args(p, ViLDTrainConfig, skip=VILD_FIXED)
     p.set_defaults(run=run_reproduce_vild)
 
     from ovdet.train.shapes_sam import SamTrainConfig
 
     p = shapes.add_parser("train-sam", help="train the tiny SAM on rendered scenes' masks")
     p.add_argument("--out", default=None, help="model folder (default: the bundled shapes-sam)")
-    _add_dataclass_args(p, SamTrainConfig)
+    add_dataclass_args(p, SamTrainConfig)
     p.set_defaults(run=run_train_sam)
 
     p = shapes.add_parser("eval-sam", help="box-prompt mask mIoU of a SAM on det-val")
@@ -87,23 +87,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/shapes-regionspot")
     p.add_argument("--sam", default="shapes-sam")
     p.add_argument("--clip", default="shapes-clip")
-    p.add_argument("--clip-size", type=int, default=128, help="CLIP input side (whole image)")
+    p.add_argument(
+        "--clip-size", type=positive_int, default=128, help="CLIP input side (whole image)"
+    )
     p.add_argument(
         "--bundle",
         action="store_true",
         help="copy the main RegionSpot checkpoint into the package as shapes-regionspot",
     )
-    _add_dataclass_args(
-        p,
-        RegionSpotTrainConfig,
-        skip=("token", "depth", "feature_map", "class_token", "box_position", "prior"),
-    )
+    add_dataclass_args(p, RegionSpotTrainConfig, skip=REGIONSPOT_FIXED)
     p.set_defaults(run=run_reproduce_regionspot)
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    cfg = WorldConfig(**{f.name: getattr(args, f.name) for f in fields(WorldConfig)})
-    out = generate_world(args.out, cfg)
+    from ovdet.data.shapes.generate import WorldConfig, generate_world
+
+    out = generate_world(args.out, dataclass_from_args(WorldConfig, args))
     Console().print(f"wrote the shapes world to {out}")
     return 0
 
@@ -120,7 +119,7 @@ def _bundled_out(out: str | None, name: str) -> str:
 def run_train_clip(args: argparse.Namespace) -> int:
     from ovdet.train.shapes_clip import ClipTrainConfig, train_shapes_clip
 
-    cfg = ClipTrainConfig(**{f.name: getattr(args, f.name) for f in fields(ClipTrainConfig)})
+    cfg = dataclass_from_args(ClipTrainConfig, args)
     out = _bundled_out(args.out, "shapes-clip")
     Console().print(f"saved to {train_shapes_clip(args.data, out, cfg)}")
     return 0
@@ -129,7 +128,7 @@ def run_train_clip(args: argparse.Namespace) -> int:
 def run_train_sam(args: argparse.Namespace) -> int:
     from ovdet.train.shapes_sam import SamTrainConfig, train_shapes_sam
 
-    cfg = SamTrainConfig(**{f.name: getattr(args, f.name) for f in fields(SamTrainConfig)})
+    cfg = dataclass_from_args(SamTrainConfig, args)
     out = _bundled_out(args.out, "shapes-sam")
     report = train_shapes_sam(out, cfg)
     Console().print(
@@ -199,6 +198,8 @@ def run_eval_clip(args: argparse.Namespace) -> int:
             )
         console.print(table)
     if args.out:
+        from ovdet.io.atomic import write_json
+
         write_json(args.out, report, indent=1)
     return 0
 
@@ -208,10 +209,7 @@ def run_reproduce_vild(args: argparse.Namespace) -> int:
     from ovdet.train.reproduce_vild import reproduce_vild
     from ovdet.train.vild import ViLDTrainConfig
 
-    skip = ("backbone_channels", "templates")
-    cfg = ViLDTrainConfig(
-        **{f.name: getattr(args, f.name) for f in fields(ViLDTrainConfig) if f.name not in skip}
-    )
+    cfg = dataclass_from_args(ViLDTrainConfig, args, skip=VILD_FIXED)
     results = reproduce_vild(
         args.data, args.out, load_model(args.clip), args.clip, cfg, args.image_weight
     )
@@ -241,14 +239,7 @@ def run_reproduce_regionspot(args: argparse.Namespace) -> int:
     from ovdet.train.regionspot import RegionSpotTrainConfig
     from ovdet.train.reproduce_regionspot import reproduce_regionspot
 
-    fixed = ("token", "depth", "feature_map", "class_token", "box_position", "prior")
-    cfg = RegionSpotTrainConfig(
-        **{
-            f.name: getattr(args, f.name)
-            for f in fields(RegionSpotTrainConfig)
-            if f.name not in fixed
-        }
-    )
+    cfg = dataclass_from_args(RegionSpotTrainConfig, args, skip=REGIONSPOT_FIXED)
     results = reproduce_regionspot(
         args.data,
         args.out,
@@ -265,7 +256,7 @@ def run_reproduce_regionspot(args: argparse.Namespace) -> int:
     if args.bundle:
         import shutil
 
-        from ovdet.io.atomic import atomic_folder
+        from ovdet.io.atomic import atomic_folder, write_json
         from ovdet.recognize.regionspot import BUNDLED_REGIONSPOT, regionspot_folder
 
         source = Path(next(r["checkpoint"] for r in results.values() if "checkpoint" in r))

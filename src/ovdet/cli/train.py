@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 from pathlib import Path
 
 from rich.console import Console
 
+from ovdet.cli.options import add_dataclass_args, dataclass_from_args, nonnegative_float
 from ovdet.errors import OvdetError
 from ovdet.eval.data import load_gt, make_split
 
@@ -26,6 +26,7 @@ def _add_data_args(p: argparse.ArgumentParser, gt_help: str) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ovdet.train.vild import ViLDTrainConfig
+    from ovdet.vocab.prompts import TEMPLATE_SETS
 
     train = sub.add_parser("train", help="train a detector head").add_subparsers(
         dest="train_command", required=True
@@ -36,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--clip", default="clip-b16", help="CLIP for text embeddings and crop distillation"
     )
-    p.add_argument("--image-weight", type=float, default=0.0, help="w of L_image (0: ViLD-text)")
+    p.add_argument(
+        "--image-weight", type=nonnegative_float, default=0.0, help="w of L_image (0: ViLD-text)"
+    )
     p.add_argument("--ensemble", action="store_true", help="separate text and image heads")
     p.add_argument(
         "--proposals",
@@ -49,9 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate on this set at the end (LVIS protocol if it has frequencies)",
     )
     p.add_argument("--val-images", default=None)
-    for f in fields(ViLDTrainConfig):
-        if f.name not in ("backbone_channels",):
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    add_dataclass_args(p, ViLDTrainConfig, choices={"templates": TEMPLATE_SETS})
     p.set_defaults(run=run)
     _register_regionspot(train)
 
@@ -62,7 +63,7 @@ def _register_regionspot(train: argparse._SubParsersAction) -> None:
     from ovdet.train.regionspot import RegionSpotTrainConfig
     from ovdet.vocab.prompts import TEMPLATE_SETS
 
-    choices = {"token": TOKEN_SOURCES, "prior": PRIORS, "templates": sorted(TEMPLATE_SETS)}
+    choices = {"token": TOKEN_SOURCES, "prior": PRIORS, "templates": TEMPLATE_SETS}
 
     p = train.add_parser(
         "regionspot", help="RegionSpot: train the fusion module on an `ovdet cache` folder"
@@ -72,21 +73,7 @@ def _register_regionspot(train: argparse._SubParsersAction) -> None:
     p.add_argument("--clip", default=None, help="CLIP for text (default: the cache's)")
     p.add_argument("--val-cache", default=None, help="cached val set to evaluate at the end")
     p.add_argument("--val-gt", default=None, help="its annotations")
-    for f in fields(RegionSpotTrainConfig):
-        kind = type(f.default)
-        if kind is bool:
-            p.add_argument(
-                f"--{f.name.replace('_', '-')}",
-                action=argparse.BooleanOptionalAction,
-                default=f.default,
-            )
-        else:
-            p.add_argument(
-                f"--{f.name.replace('_', '-')}",
-                type=kind,
-                default=f.default,
-                choices=choices.get(f.name),
-            )
+    add_dataclass_args(p, RegionSpotTrainConfig, choices=choices)
     p.set_defaults(run=run_regionspot)
 
 
@@ -104,10 +91,10 @@ def run_regionspot(args: argparse.Namespace) -> int:
     from ovdet.train.feature_cache import ShardedCache
     from ovdet.train.regionspot import RegionSpotTrainConfig, evaluate_cached, train_regionspot
 
+    if bool(args.val_cache) != bool(args.val_gt):
+        raise OvdetError("--val-cache and --val-gt go together: give both or neither")
+    cfg = dataclass_from_args(RegionSpotTrainConfig, args)
     gt = load_gt(args.gt)
-    cfg = RegionSpotTrainConfig(
-        **{f.name: getattr(args, f.name) for f in fields(RegionSpotTrainConfig)}
-    )
     clip_name = args.clip or ShardedCache(args.cache).metadata().get("clip")
     if not clip_name:
         raise OvdetError(f"{args.cache} is not an `ovdet cache` folder (no shards)")
@@ -115,8 +102,6 @@ def run_regionspot(args: argparse.Namespace) -> int:
     folder = train_regionspot(args.cache, gt, args.out, clip, base_ids_of(gt, args.base), cfg)
     Console().print(f"checkpoint: {folder}")
     if args.val_cache:
-        if not args.val_gt:
-            raise OvdetError("--val-cache needs --val-gt")
         model, spec = load_regionspot(folder)
         metrics = evaluate_cached(
             model, spec["token"], args.val_cache, load_gt(args.val_gt), clip, spec["templates"]
@@ -138,15 +123,11 @@ def run(args: argparse.Namespace) -> int:
         train_vild,
     )
 
+    if bool(args.val_gt) != bool(args.val_images):
+        raise OvdetError("--val-gt and --val-images go together: give both or neither")
+    cfg = dataclass_from_args(ViLDTrainConfig, args)
     gt = load_gt(args.gt)
     base = base_ids_of(gt, args.base)
-    cfg = ViLDTrainConfig(
-        **{
-            f.name: getattr(args, f.name)
-            for f in fields(ViLDTrainConfig)
-            if f.name != "backbone_channels"
-        }
-    )
     clip = load_model(args.clip)
     vild = ViLDConfig(
         embed_dim=clip.embed_dim, image_weight=args.image_weight, ensemble=args.ensemble

@@ -70,6 +70,10 @@ def select_detections(
     return rows[keep], cls[keep], s[keep]
 
 
+def _trainable(module: nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
+
+
 class ViLD(nn.Module):
     """The detector. `backbone` maps (B, 3, H, W) pixels to (B, C, H/s, W/s) with attributes
     `out_channels` and `stride`; `base_text` is the (C_base, D) training vocabulary."""
@@ -137,9 +141,12 @@ class ViLD(nn.Module):
         distill_embeddings: Sequence[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """All training losses of a batch; `distill_*` are the cached proposals of each image and
-        their (M, D) CLIP crop embeddings (needed when image_weight > 0 or ensemble)."""
-        features = self.backbone(pixels)
-        proposals, _, losses = self.rpn(features, image_sizes, gt_boxes)
+        their (M, D) CLIP crop embeddings (needed when image_weight > 0 or ensemble). A frozen
+        backbone or RPN (no parameter requiring grad) runs without a graph and adds no loss."""
+        with torch.set_grad_enabled(_trainable(self.backbone) and torch.is_grad_enabled()):
+            features = self.backbone(pixels)
+        rpn_targets = gt_boxes if _trainable(self.rpn) else None
+        proposals, _, losses = self.rpn(features, image_sizes, rpn_targets)
         rois, labels, targets, fg = self.sample_rois(proposals, gt_boxes, gt_labels)
         emb, deltas = self.text_head(features, rois)
         if self.config.text_weight > 0:

@@ -85,7 +85,7 @@ def region_recognition_report(
     import time
 
     text = TextEmbedder(model, templates).embed(SHAPES_VOCAB)
-    score = clip_box_scorer(model, text, method, dense_size=128)
+    score = clip_box_scorer(model, text, method)  # dense: the model's dense_size (128)
     start = time.perf_counter()
     dets = recognize_dataset(gt, images_dir, score)
     seconds = (time.perf_counter() - start) / max(1, len(gt["images"]))

@@ -1,5 +1,10 @@
 """Trainable modules on top of frozen models."""
 
-from ovdet.heads.text_classifier import TextClassifier
+from ovdet._lazy import lazy_exports
 
-__all__ = ["TextClassifier"]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "TextClassifier": "ovdet.heads.text_classifier",
+    },
+)

@@ -48,10 +48,16 @@ class RegionSpotConfig:
     prior_probability: float = 0.01  # initial sigmoid probability (focal-loss bias init)
 
     def __post_init__(self) -> None:
-        if self.prior not in PRIORS:
-            raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
-        if self.depth < 1:
-            raise ValueError(f"depth must be at least 1, got {self.depth}")
+        from ovdet.config import check_fields
+        from ovdet.errors import ConfigError
+
+        check_fields(self, positive=("token_dim", "clip_dim", "depth", "heads"))
+        check_fields(self, choices={"prior": PRIORS})
+        width = self.width or self.clip_dim
+        if width % self.heads:
+            raise ConfigError(
+                f"heads must divide the fusion width {width}, got {self.heads} heads"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

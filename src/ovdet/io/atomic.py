@@ -1,14 +1,81 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename over it."""
+"""Atomic file writes: write to a temporary file beside the target, then rename over it.
+
+Temporary names carry the writer's process id (`.<name>.<pid>.<random>.tmp`), so a later run can
+tell the leftovers of a killed writer (SIGKILL, power loss) from those of one still running and
+sweeps them (`sweep_stale`) the first time it writes into that folder. Outputs get the mode the
+umask gives a new file (mkstemp alone would make every output 0600).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+_SWEPT: set[Path] = set()
+_LOCK = threading.Lock()
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    """The process umask (read once; setting it back at once leaves the process unchanged)."""
+    global _UMASK
+    if _UMASK is None:
+        with _LOCK:
+            current = os.umask(0o022)
+            os.umask(current)
+            _UMASK = current
+    return _UMASK
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def sweep_stale(folder: str | os.PathLike) -> list[Path]:
+    """Remove `.<name>.<pid>.<random>.tmp` files and folders in `folder` whose writer is dead.
+
+    Returns the removed paths. Temporary files of live processes (a concurrent writer) are kept.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.glob(".*.tmp"):
+        parts = entry.name.rsplit(".", 3)  # [".name", pid, random, "tmp"]
+        if len(parts) != 4 or not parts[1].isdigit() or _pid_alive(int(parts[1])):
+            continue
+        with contextlib.suppress(OSError):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def _prepare(folder: Path) -> None:
+    """Create `folder` and sweep its stale temporary files once per process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = folder.resolve()
+    if key not in _SWEPT:
+        sweep_stale(folder)
+        _SWEPT.add(key)
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
 
 
 @contextlib.contextmanager
@@ -18,12 +85,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     On an exception the temporary file is removed and `path` keeps its old content.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _prepare(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -52,14 +121,13 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     A reader sees the old folder or the new one, never a half-written mix; on an exception the
     temporary folder is removed and `path` is untouched.
     """
-    import shutil
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _prepare(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
-        old = path.with_name(f".{path.name}.old")
+        old = path.with_name(f".{path.name}.old")  # not swept: it may be all that is left
         if old.exists():
             shutil.rmtree(old)
         if path.exists():

@@ -10,7 +10,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -116,6 +116,12 @@ def check_results(entries: Any, source: str = "results") -> list[dict[str, Any]]
         for key in ("image_id", "bbox"):
             if key not in e:
                 raise FormatError(f"{where} lacks {key!r}: {json.dumps(e)[:120]}")
+        if not _hashable(e["image_id"]):
+            raise FormatError(
+                f"{where} has image_id {e['image_id']!r}; expected an int or a string"
+            )
+        if "category_id" in e and not _hashable(e["category_id"]):
+            raise FormatError(f"{where} has category_id {e['category_id']!r}; expected an int")
         box = e["bbox"]
         if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
             raise FormatError(f"{where} has bbox {box!r}; expected [x, y, width, height] numbers")
@@ -132,14 +138,49 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def match_name(query: str, names: Sequence[str], what: str = "image") -> int | None:
+    """Index of the one name in `names` that `query` (a path or file name) denotes, else None.
+
+    Tried in order, the first rule with any match decides: the same path; one path ends with the
+    other by whole folders ("val/images/1.png" ~ "images/1.png"); the same file name; the same
+    stem ("1.png" ~ "1.jpg"). Never a substring: "1.png" does not match "11.png".
+
+    Raises:
+        FormatError: when the deciding rule matches more than one name.
+    """
+    q = PurePosixPath(str(query).replace(os.sep, "/"))
+    paths = [PurePosixPath(str(n).replace(os.sep, "/")) for n in names]
+
+    def tail(a: PurePosixPath, b: PurePosixPath) -> bool:
+        n = min(len(a.parts), len(b.parts))
+        return n > 0 and a.parts[-n:] == b.parts[-n:] and len(b.parts) >= 1
+
+    rules = (
+        lambda p: p == q,
+        lambda p: len(p.parts) > 1 and len(q.parts) > 1 and tail(p, q),
+        lambda p: p.name == q.name,
+        lambda p: p.stem == q.stem,
+    )
+    for rule in rules:
+        hits = [i for i, p in enumerate(paths) if rule(p)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            shown = ", ".join(repr(str(names[i])) for i in hits[:4])
+            raise FormatError(f"{query!r} matches {len(hits)} {what}s ({shown}); name it exactly")
+    return None
+
+
 def read_boxes(path: str | os.PathLike, image_name: str | None = None) -> torch.Tensor:
     """Read the boxes of one image from JSON -> (N, 4) xyxy pixels.
 
     Accepted forms:
-      - a COCO results list (all entries must name one image, or one matching `image_name`);
+      - a COCO results list: the entries whose image_id names `image_name` (see `match_name`);
+        a list of one image with an integer id is taken as that image's;
       - a COCO dataset {"images", "annotations"}: the annotations of the image whose file_name
-        ends with `image_name` (or of the only image);
+        `image_name` names (or of the only image);
       - {"xyxy": [[x1, y1, x2, y2], ...]}.
+    A file that holds boxes of other images only is refused, never read as "no boxes".
     """
     data = read_json(path)
     if isinstance(data, dict) and "xyxy" in data:
@@ -153,15 +194,7 @@ def read_boxes(path: str | os.PathLike, image_name: str | None = None) -> torch.
         image_id = _pick_image(data["images"], image_name, str(path))
         entries = [a for a in data["annotations"] if a.get("image_id") == image_id]
     elif isinstance(data, list):
-        entries = check_results(data, str(path))
-        ids = sorted({str(e["image_id"]) for e in entries})
-        if len(ids) > 1 and image_name is not None:  # keep this image's (by id = name or stem)
-            names = {image_name, Path(image_name).name, Path(image_name).stem}
-            entries = [e for e in entries if str(e["image_id"]) in names]
-        elif len(ids) > 1:
-            raise FormatError(
-                f"{path} holds boxes of {len(ids)} images {ids[:5]}; split it per image"
-            )
+        entries = _entries_of_image(check_results(data, str(path)), image_name, str(path))
     else:
         raise FormatError(
             f"{path}: expected a COCO results list, a COCO dataset or {{'xyxy': [...]}}, "
@@ -172,14 +205,41 @@ def read_boxes(path: str | os.PathLike, image_name: str | None = None) -> torch.
     return xywh_to_xyxy(xywh)
 
 
+def _entries_of_image(
+    entries: list[dict[str, Any]], image_name: str | None, source: str
+) -> list[dict[str, Any]]:
+    """The entries of a results list that belong to `image_name`."""
+    ids = list(dict.fromkeys(e["image_id"] for e in entries))
+    if not entries:
+        return entries
+    if image_name is None:
+        if len(ids) > 1:
+            raise FormatError(
+                f"{source} holds boxes of {len(ids)} images {ids[:5]}; say which image"
+            )
+        return entries
+    named = [i for i in ids if isinstance(i, str)]
+    hit = match_name(image_name, named) if named else None
+    if hit is not None:
+        return [e for e in entries if e["image_id"] == named[hit]]
+    if len(ids) == 1 and not isinstance(ids[0], str):  # one image with a numeric id: its boxes
+        return entries
+    raise FormatError(
+        f"{source} holds boxes of {len(ids)} image(s) {[str(i) for i in ids[:5]]}, "
+        f"none named like {Path(image_name).name!r}"
+    )
+
+
+def _hashable(v: Any) -> bool:
+    return isinstance(v, (int, str)) and not isinstance(v, bool)
+
+
 def _pick_image(images: list[dict[str, Any]], image_name: str | None, source: str) -> Any:
     if image_name is not None:
-        matches = [
-            im for im in images if str(im.get("file_name", "")).endswith(Path(image_name).name)
-        ]
-        if len(matches) == 1:
-            return matches[0]["id"]
-        raise FormatError(f"{source}: {len(matches)} images match {Path(image_name).name!r}")
+        hit = match_name(image_name, [str(im.get("file_name", "")) for im in images])
+        if hit is None:
+            raise FormatError(f"{source}: no image is named like {Path(image_name).name!r}")
+        return images[hit]["id"]
     if len(images) != 1:
         raise FormatError(f"{source} has {len(images)} images; say which one")
     return images[0]["id"]

@@ -1,8 +1,14 @@
 """Frozen foundation models behind small interfaces (transformers is the model zoo)."""
 
-from ovdet.models.clip import ClipModel
-from ovdet.models.loader import BUNDLED, load_model
-from ovdet.models.registry import CLIP_ALIASES
-from ovdet.models.vlm import VisionLanguageModel
+from ovdet._lazy import lazy_exports
 
-__all__ = ["BUNDLED", "CLIP_ALIASES", "ClipModel", "VisionLanguageModel", "load_model"]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "ClipModel": "ovdet.models.clip",
+        "BUNDLED": "ovdet.models.loader",
+        "load_model": "ovdet.models.loader",
+        "CLIP_ALIASES": "ovdet.models.registry",
+        "VisionLanguageModel": "ovdet.models.vlm",
+    },
+)

@@ -10,9 +10,7 @@ from pathlib import Path
 import torch
 
 from ovdet.errors import WeightsNotFoundError
-from ovdet.models.clip import ClipModel
 from ovdet.models.registry import CLIP_ALIASES, load_weights
-from ovdet.models.shapes_clip import MODEL_TYPE, ShapesClip
 from ovdet.models.vlm import VisionLanguageModel
 
 # Models that ship inside the package (folders under ovdet/resources), with how to rebuild them.
@@ -23,7 +21,14 @@ BUNDLED: dict[str, tuple[str, str]] = {
     ),
     "shapes-sam": ("shapes-sam", "ovdet shapes train-sam"),
 }
-BACKENDS = {"clip": ClipModel, MODEL_TYPE: ShapesClip}
+
+
+def backends() -> dict[str, type]:
+    """transformers `model_type` -> the ovdet backend class (imported when first needed)."""
+    from ovdet.models.clip import ClipModel
+    from ovdet.models.shapes_clip import MODEL_TYPE, ShapesClip
+
+    return {"clip": ClipModel, MODEL_TYPE: ShapesClip}
 
 
 def resource_folder(folder: str) -> Path:
@@ -53,11 +58,12 @@ def load_model(
 
         with open(cached_file(resolved, "config.json")) as f:
             model_type = json.load(f).get("model_type")
-        if model_type not in BACKENDS:
+        known = backends()
+        if model_type not in known:
             raise WeightsNotFoundError(
-                f"{name_or_path!r} is a {model_type!r} model; supported: {sorted(BACKENDS)}"
+                f"{name_or_path!r} is a {model_type!r} model; supported: {sorted(known)}"
             )
-        return BACKENDS[model_type].from_target(resolved, name_or_path, dtype)
+        return known[model_type].from_target(resolved, name_or_path, dtype)
 
     aliases = {**CLIP_ALIASES}
     return load_weights(load, target, aliases, "model").to(device)

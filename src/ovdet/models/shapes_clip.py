@@ -45,6 +45,7 @@ class ShapesClipConfig(PretrainedConfig):
         max_text_length: int = 24,
         channels: Sequence[int] = (32, 64, 96, 128),
         image_size: int = 64,
+        dense_size: int = 128,  # whole scenes are 128 px: the dense map's default input side
         embed_dim: int = 128,
         logit_scale_init: float = math.log(1 / 0.07),
         image_mean: Sequence[float] = SHAPES_MEAN,
@@ -59,6 +60,7 @@ class ShapesClipConfig(PretrainedConfig):
         self.text_layers, self.text_heads = text_layers, text_heads
         self.max_text_length = max_text_length
         self.channels, self.image_size, self.embed_dim = list(channels), image_size, embed_dim
+        self.dense_size = dense_size
         self.logit_scale_init = logit_scale_init
         self.image_mean, self.image_std = list(image_mean), list(image_std)
 
@@ -194,6 +196,7 @@ class ShapesClip(VisionLanguageModel):
             mean=c.image_mean,
             std=c.image_std,
             name=name,
+            dense_size=getattr(c, "dense_size", None),
         )
 
     @classmethod

@@ -18,6 +18,17 @@ import torch.nn.functional as F
 
 from ovdet.errors import ImageError
 
+MAX_ASPECT = 20.0  # long side / short side past which an image is refused (see `check_aspect`)
+
+
+def check_aspect(h: int, w: int, limit: float = MAX_ASPECT) -> None:
+    """Refuse an (H, W) image whose sides differ by more than `limit` times, in one line."""
+    if max(h, w) > limit * max(1, min(h, w)):
+        raise ImageError(
+            f"image is {w}x{h} (aspect ratio {max(h, w) / max(1, min(h, w)):.0f}:1); ovdet "
+            f"takes images up to {limit:.0f}:1: crop or tile the image first"
+        )
+
 
 class VisionLanguageModel:
     """A frozen dual encoder (CLIP-like) with batched torch pre-processing.
@@ -25,6 +36,8 @@ class VisionLanguageModel:
     Attributes:
         embed_dim: D, the width of the joint image-text space.
         image_size: S, the side of the square input the image tower was trained on.
+        dense_size: the default input side of the one-pass dense map (`DenseRecognizer`): S for
+            CLIP; a model trained on small crops may ask for more (shapes-clip: 128).
         patch_size: P, the stride of `encode_dense`: an (S, S) input gives (S/P, S/P) locations.
         text_forwards: number of text-tower forward passes run so far (the cache test counts them).
     """
@@ -40,8 +53,10 @@ class VisionLanguageModel:
         mean: Sequence[float],
         std: Sequence[float],
         name: str,
+        dense_size: int | None = None,
     ) -> None:
         self.model = model.eval().requires_grad_(False)
+        self.dense_size = int(dense_size or image_size)
         self.tokenizer = tokenizer
         self.name = name
         self.image_size, self.patch_size = int(image_size), int(patch_size)
@@ -105,16 +120,22 @@ class VisionLanguageModel:
     def preprocess(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         """CLIP's pre-processing in torch: list of (3, H, W) uint8 -> (B, 3, S, S) pixel values.
 
-        Resize the shortest side to S (bicubic, antialiased), centre crop S x S, normalise.
+        Resize the shortest side to S (bicubic, antialiased), centre crop S x S, normalise. The
+        long side is `int(S * long / short)`, truncated as `CLIPImageProcessor` and torchvision's
+        Resize do (rounding shifts the crop by a column on e.g. 640x480 at 224). Images whose
+        sides differ by more than `MAX_ASPECT` are refused: the shortest-side resize of a 1x65500
+        strip would need gigabytes.
         """
         out = []
         for image in images:
             if image.ndim != 3 or image.shape[0] != 3:
                 raise ImageError(f"expected a (3, H, W) image, got {tuple(image.shape)}")
+            h, w = image.shape[-2:]
+            check_aspect(h, w)
             x = image.to(self.device, torch.float32)[None]
-            h, w = x.shape[-2:]
-            scale = self.image_size / min(h, w)
-            nh, nw = max(self.image_size, round(h * scale)), max(self.image_size, round(w * scale))
+            short, long = min(h, w), max(h, w)
+            new_long = max(self.image_size, int(self.image_size * long / short))
+            nh, nw = (self.image_size, new_long) if h <= w else (new_long, self.image_size)
             x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
             top, left = (nh - self.image_size) // 2, (nw - self.image_size) // 2
             out.append(x[..., top : top + self.image_size, left : left + self.image_size])

@@ -1,14 +1,15 @@
 """(image, regions, vocabulary) -> labelled regions, with CLIP on crops or on one dense map."""
 
-from ovdet.recognize.core import classify_images, recognize, requery
-from ovdet.recognize.crop import CropRecognizer, crop_regions
-from ovdet.recognize.dense import DenseRecognizer
+from ovdet._lazy import lazy_exports
 
-__all__ = [
-    "CropRecognizer",
-    "DenseRecognizer",
-    "classify_images",
-    "crop_regions",
-    "recognize",
-    "requery",
-]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "classify_images": "ovdet.recognize.core",
+        "recognize": "ovdet.recognize.core",
+        "requery": "ovdet.recognize.core",
+        "CropRecognizer": "ovdet.recognize.crop",
+        "crop_regions": "ovdet.recognize.crop",
+        "DenseRecognizer": "ovdet.recognize.dense",
+    },
+)

@@ -21,14 +21,25 @@ class DenseRecognizer:
 
     Args:
         clip: the CLIP model.
-        input_size: side of the square input, a multiple of the patch size; default the model's
-            own resolution (larger sides interpolate position embeddings: finer maps, more compute).
+        input_size: side of the square input, a positive multiple of the patch size; default the
+            model's `dense_size` (CLIP: its own resolution; larger sides interpolate position
+            embeddings: finer maps, more compute).
     """
 
     def __init__(self, clip: VisionLanguageModel, input_size: int | None = None):
-        size = input_size or clip.image_size
-        if size % clip.patch_size:
-            raise ValueError(f"input_size must be a multiple of {clip.patch_size}, got {size}")
+        from ovdet.errors import ConfigError
+
+        size = clip.dense_size if input_size is None else input_size
+        if (
+            isinstance(size, bool)
+            or not isinstance(size, int)
+            or size <= 0
+            or size % clip.patch_size
+        ):
+            raise ConfigError(
+                f"dense size must be a positive multiple of the patch size {clip.patch_size}, "
+                f"got {size!r}"
+            )
         self.clip, self.input_size = clip, size
 
     def letterbox(self, image: torch.Tensor) -> tuple[torch.Tensor, float]:

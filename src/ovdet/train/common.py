@@ -1,7 +1,17 @@
-"""What every trainer shares: the learning-rate schedule and atomic checkpoint folders."""
+"""What every trainer shares: the learning-rate schedule, checkpoints and exact resume.
+
+A checkpoint folder holds three files:
+- `train_state.pt`: **the resume unit**, one file written atomically: the model's weights, the
+  optimizer and schedule states, the step and the run's spec. A kill at any moment leaves either
+  the previous or the new one, never a mix, so a resumed run equals an uninterrupted one.
+- `model.safetensors` and `spec.json`: the inference view (what loaders read), rewritten after
+  the state at every checkpoint, each atomically. They are never read to resume.
+State files are read with `torch.load(..., weights_only=True)`.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -10,7 +20,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from ovdet.errors import FormatError, OvdetError
 from ovdet.io.atomic import atomic_path, write_json
+
+STATE = "train_state.pt"
 
 
 def warmup_cosine(
@@ -27,14 +40,63 @@ def warmup_cosine(
     )
 
 
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
 def save_checkpoint(
-    folder: Path, model: nn.Module, spec: dict[str, Any], state: dict[str, Any] | None
+    folder: Path,
+    model: nn.Module,
+    spec: dict[str, Any],
+    opt: torch.optim.Optimizer | None = None,
+    sched: Any = None,
+    step: int | None = None,
 ) -> None:
-    """`model.safetensors`, `spec.json` and (if given) `train_state.pt`, each written atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "model.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    write_json(folder / "spec.json", spec, indent=1)
-    if state is not None:
-        with atomic_path(folder / "train_state.pt") as tmp:
+    """Write the resume unit (when `opt` is given) and then the inference view of `folder`."""
+    folder = Path(folder)
+    weights = _weights(model)
+    if opt is not None:
+        state = {
+            "model": weights,
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict() if sched is not None else {},
+            "step": int(step or 0),
+            "spec": json.dumps(spec, sort_keys=True),
+        }
+        with atomic_path(folder / STATE) as tmp:
             torch.save(state, tmp)
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file(weights, str(tmp))
+    write_json(folder / "spec.json", spec, indent=1)
+
+
+def resume(
+    folder: Path,
+    model: nn.Module,
+    spec: dict[str, Any],
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    same: tuple[str, ...],
+) -> int:
+    """Load `folder`'s resume unit into model, optimizer and schedule; return its step (0 if the
+    folder holds no run). Refuses a run whose spec differs from `spec` in any key of `same`."""
+    path = Path(folder) / STATE
+    if not path.is_file():
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        previous = json.loads(state["spec"])
+    except Exception as e:  # a truncated or foreign file: say which, never unpickle
+        raise FormatError(f"cannot resume from {path}: {type(e).__name__}: {e}") from None
+    now = json.loads(json.dumps(spec))  # tuples and lists compare as JSON sees them
+    changed = [k for k in same if previous.get(k) != now.get(k)]
+    if changed:
+        raise OvdetError(
+            f"{folder} holds a run with another configuration ({changed[0]}: "
+            f"{previous.get(changed[0])!r} there, {now.get(changed[0])!r} now); resume it with "
+            "the same options or use another --out"
+        )
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    return int(state["step"])

@@ -7,14 +7,13 @@ scale from image pixels to the letterbox side. Training reads single images from
 shards, so a cache larger than memory trains as well.
 
 A checkpoint folder holds `spec.json` (module config, SAM and CLIP names, CLIP input side,
-templates, token source, base vocabulary), `model.safetensors` and `train_state.pt` (optimizer,
-schedule, step; loaded with `weights_only=True`), all written atomically. Step k's batch is drawn
-from (seed, k) alone, so a killed run resumes to the same weights as an uninterrupted one.
+templates, token source, base vocabulary), `model.safetensors` and `train_state.pt`, the one-file
+resume unit (see `train.common`). Step k's batch is drawn from (seed, k) alone, so a run killed at
+any moment resumes to the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from tqdm import tqdm
 
 from ovdet.errors import OvdetError
@@ -33,7 +31,7 @@ from ovdet.losses.vild import sigmoid_focal_loss
 from ovdet.models.sam import TOKEN_SOURCES
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.regionspot import FeatureExtractor
-from ovdet.train.common import save_checkpoint, warmup_cosine
+from ovdet.train.common import resume, save_checkpoint, warmup_cosine
 from ovdet.train.feature_cache import CacheReader, ShardedCache
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
@@ -105,6 +103,22 @@ class RegionSpotTrainConfig:
     class_token: bool = True
     box_position: bool = True
     prior: str = "none"  # attention prior: "none" (the paper), "mask" or "box"
+
+    def __post_init__(self) -> None:
+        from ovdet.config import check_fields
+        from ovdet.heads.regionspot import PRIORS
+        from ovdet.vocab.prompts import TEMPLATE_SETS
+
+        check_fields(
+            self,
+            positive=("batch_size", "lr", "checkpoint_every", "depth", "heads"),
+            nonnegative=("steps", "weight_decay", "warmup", "seed"),  # steps 0: the initial model
+            choices={
+                "templates": sorted(TEMPLATE_SETS),
+                "token": TOKEN_SOURCES,
+                "prior": PRIORS,
+            },
+        )
 
 
 def collate(
@@ -210,19 +224,8 @@ def train_regionspot(
     model = RegionSpot(mcfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
-    out, start = Path(out), 0
-    if (out / "train_state.pt").is_file():
-        previous = json.loads((out / "spec.json").read_text())
-        if (previous.get("config"), previous.get("train")) != (spec["config"], spec["train"]):
-            raise OvdetError(
-                f"{out} holds a run with another configuration "
-                f"({previous.get('train')}); resume it with the same options or use another --out"
-            )
-        state = torch.load(out / "train_state.pt", weights_only=True)
-        model.load_state_dict(load_file(out / "model.safetensors"))
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = int(state["step"])
+    out = Path(out)
+    start = resume(out, model, spec, opt, sched, same=("config", "train", "sam", "clip"))
     model.train()
     bar = tqdm(range(start, cfg.steps), desc="train regionspot", disable=not progress)
     for step in bar:
@@ -242,16 +245,11 @@ def train_regionspot(
         bar.set_postfix(loss=f"{loss.item():.4f}")
         done = step + 1
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            state = {
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "step": done,
-            }
-            save_checkpoint(out, model, spec, state)
+            save_checkpoint(out, model, spec, opt, sched, done)
             if stop_after is not None and done >= stop_after:
                 break
     if start >= cfg.steps and not (out / "model.safetensors").is_file():
-        save_checkpoint(out, model, spec, None)
+        save_checkpoint(out, model, spec)
     return out
 
 

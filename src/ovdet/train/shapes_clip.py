@@ -27,7 +27,6 @@ from tqdm import tqdm
 from ovdet.data.shapes.captions import MULTI, SINGLE
 from ovdet.data.shapes.world import CATEGORIES, COLOURS
 from ovdet.io.images import load_image
-from ovdet.models.shapes_clip import SPECIAL_TOKENS, ShapesClipConfig, ShapesClipModel
 from ovdet.ops.roi_align import roi_align
 from ovdet.train.common import warmup_cosine
 from ovdet.vocab.prompts import TEMPLATE_SETS
@@ -44,6 +43,16 @@ class ClipTrainConfig:
     warmup: int = 100
     seed: int = 0
     crop_scale: float = 0.7  # smallest side of a random crop, relative to the image
+
+    def __post_init__(self) -> None:
+        from ovdet.config import check_fields
+
+        check_fields(
+            self,
+            positive=("steps", "batch_size", "lr", "crop_scale"),
+            nonnegative=("weight_decay", "warmup", "seed"),
+            unit=("crop_scale",),
+        )
 
 
 def words_of(text: str) -> list[str]:
@@ -64,6 +73,8 @@ def build_tokenizer(texts: list[str]) -> Any:
         "object",
         *(n for name, _, syn in CATEGORIES for n in (name, *syn)),
     ]
+    from ovdet.models.shapes_clip import SPECIAL_TOKENS
+
     vocab = dict(SPECIAL_TOKENS)
     for word in sorted({w for t in corpus for w in words_of(t.replace("{}", " "))}):
         vocab.setdefault(word, len(vocab))
@@ -143,6 +154,8 @@ def train_shapes_clip(
     g = torch.Generator().manual_seed(cfg.seed)
     images, records = load_caption_split(Path(data) / "captions")
     tokenizer = build_tokenizer([r["caption"] for r in records])
+    from ovdet.models.shapes_clip import ShapesClipConfig, ShapesClipModel
+
     config = ShapesClipConfig(vocab_size=len(tokenizer), image_size=int(images.shape[-1]))
     model = ShapesClipModel(config).train()
     mean, std = (

@@ -49,6 +49,19 @@ class SamTrainConfig:
     init: str = ""  # continue from this saved model instead of random weights
     first_scene: int = 0  # index of the first training scene (continue on unseen scenes)
 
+    def __post_init__(self) -> None:
+        from ovdet.config import check_fields
+
+        check_fields(
+            self,
+            positive=("steps", "batch_size", "lr", "val_scenes"),
+            nonnegative=("weight_decay", "warmup", "seed", "box_noise", "first_scene"),
+        )
+        if self.size < 32 or self.size % 8:
+            from ovdet.errors import ConfigError
+
+            raise ConfigError(f"size must be a multiple of 8 and at least 32, got {self.size}")
+
 
 def shapes_sam_config(size: int = 128) -> Any:
     """The `SamConfig` of the shapes world's SAM (~0.7 M parameters)."""

@@ -2,10 +2,13 @@
 
 A checkpoint folder holds `spec.json` (everything needed to rebuild the model and its text
 embeddings: backbone, configs, CLIP name, templates, input side, base vocabulary),
-`model.safetensors`, and `train_state.pt` (optimizer, schedule, step; loaded with
-`weights_only=True`). All three are written atomically. Every random choice of step k depends only
-on (seed, k), so a run killed after a checkpoint and resumed ends with the same weights as an
-uninterrupted one.
+`model.safetensors`, and `train_state.pt`, the one-file resume unit (see `train.common`). Every
+random choice of step k depends only on (seed, k), so a run killed at any moment and resumed ends
+with the same weights as an uninterrupted one; resuming with another configuration is refused.
+
+`init` starts a run from another checkpoint's backbone and RPN (fine-tuning, e.g. from a ViLD-text
+run); with `freeze_backbone` those stay fixed and only the RoI heads train, which is ViLD's
+setting when the proposals come from a base-trained RPN and is far cheaper per step.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from ovdet.data.coco import CocoDetection, letterbox, normalize_imagenet
 from ovdet.detect.backbone import ConvBackbone
 from ovdet.detect.rpn import RPNConfig
 from ovdet.detect.vild import ViLD, ViLDConfig
+from ovdet.errors import OvdetError, WeightsNotFoundError
 from ovdet.models.loader import resource_folder
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.crop import CropRecognizer
-from ovdet.train.common import save_checkpoint, warmup_cosine
+from ovdet.train.common import resume, save_checkpoint, warmup_cosine
 from ovdet.train.feature_cache import ShardedCache
 from ovdet.types import Regions
 from ovdet.vocab.embed import embed_vocabulary
@@ -50,6 +54,21 @@ class ViLDTrainConfig:
     distill_proposals: int = 32  # M cached proposals per image for ViLD-image
     templates: str = "ensemble"
     backbone_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    init: str = ""  # checkpoint (folder or bundled name) whose backbone and RPN start the run
+    freeze_backbone: bool = False  # keep the backbone and RPN fixed; train the RoI heads only
+
+    def __post_init__(self) -> None:
+        from ovdet.config import check_fields
+        from ovdet.vocab.prompts import TEMPLATE_SETS
+
+        check_fields(
+            self,
+            positive=("batch_size", "lr", "side", "checkpoint_every", "distill_proposals"),
+            nonnegative=("steps", "weight_decay", "warmup", "seed"),  # steps 0: the initial model
+            choices={"templates": sorted(TEMPLATE_SETS)},
+        )
+        if self.freeze_backbone and not self.init:
+            raise OvdetError("freeze_backbone needs init: a checkpoint to take the backbone from")
 
 
 def build_model(spec: dict[str, Any], base_text: torch.Tensor) -> ViLD:
@@ -62,8 +81,6 @@ BUNDLED_DETECTORS = {"shapes-vild": "shapes-vild"}  # name -> folder under ovdet
 
 def load_detector(folder: str | os.PathLike, device: str = "cpu") -> tuple[ViLD, dict[str, Any]]:
     """A trained ViLD and its spec from a checkpoint folder or a bundled name ("shapes-vild")."""
-    from ovdet.errors import WeightsNotFoundError
-
     if str(folder) in BUNDLED_DETECTORS:
         folder = resource_folder(BUNDLED_DETECTORS[str(folder)])
     folder = Path(folder)
@@ -138,19 +155,20 @@ def train_vild(
     }
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed alone
     model = build_model(spec, base_text)
+    if cfg.init:
+        _init_backbone(model, cfg.init, cfg.backbone_channels)
+    trained = [p for n, p in model.named_parameters() if not _frozen(n, cfg)]
     dataset = CocoDetection(gt, images_dir, order, cfg.side)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
-    start = 0
-    if (out / "train_state.pt").is_file():
-        state = torch.load(out / "train_state.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(load_file(out / "model.safetensors"))
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = int(state["step"])
+    start = resume(out, model, spec, opt, sched, same=tuple(spec))
+    if start:
         log.info("resuming %s at step %d", out, start)
     cached = distill.load() if distill is not None else None
     model.train()
+    if cfg.freeze_backbone:
+        model.backbone.eval().requires_grad_(False)
+        model.rpn.eval().requires_grad_(False)
     bar = tqdm(
         range(start, cfg.steps),
         desc=f"train ViLD (w={vild.image_weight}, ensemble={vild.ensemble})",
@@ -189,11 +207,27 @@ def train_vild(
             bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
         done = step + 1
         if done % cfg.checkpoint_every == 0 or done == cfg.steps or done == stop_after:
-            state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": done}
-            save_checkpoint(out, model, spec, state)
+            save_checkpoint(out, model, spec, opt, sched, done)
             if done == stop_after:
                 break
+    if not (out / "model.safetensors").is_file():  # steps 0: the initial model is the result
+        save_checkpoint(out, model, spec)
     return out
+
+
+def _frozen(name: str, cfg: ViLDTrainConfig) -> bool:
+    return cfg.freeze_backbone and name.startswith(("backbone.", "rpn."))
+
+
+def _init_backbone(model: ViLD, init: str, channels: list[int]) -> None:
+    """Copy the backbone and RPN weights of checkpoint `init` into `model` (heads stay fresh)."""
+    source, spec = load_detector(init)
+    if spec["backbone_channels"] != channels:
+        raise OvdetError(
+            f"--init {init} has backbone channels {spec['backbone_channels']}, this run {channels}"
+        )
+    model.backbone.load_state_dict(source.backbone.state_dict())
+    model.rpn.load_state_dict(source.rpn.state_dict())
 
 
 @torch.no_grad()

@@ -1,16 +1,16 @@
 """Vocabularies, prompt templates, text-embedding cache and attribute expansion."""
 
-from ovdet.vocab.cache import TextEmbeddingCache
-from ovdet.vocab.embed import TextEmbedder, expand_attributes
-from ovdet.vocab.parse import COCO80, parse_vocabulary
-from ovdet.vocab.prompts import TEMPLATE_SETS, get_templates
+from ovdet._lazy import lazy_exports
 
-__all__ = [
-    "COCO80",
-    "TEMPLATE_SETS",
-    "TextEmbedder",
-    "TextEmbeddingCache",
-    "expand_attributes",
-    "get_templates",
-    "parse_vocabulary",
-]
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "TextEmbeddingCache": "ovdet.vocab.cache",
+        "TextEmbedder": "ovdet.vocab.embed",
+        "expand_attributes": "ovdet.vocab.embed",
+        "COCO80": "ovdet.vocab.parse",
+        "parse_vocabulary": "ovdet.vocab.parse",
+        "TEMPLATE_SETS": "ovdet.vocab.prompts",
+        "get_templates": "ovdet.vocab.prompts",
+    },
+)

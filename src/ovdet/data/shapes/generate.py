@@ -42,6 +42,21 @@ class WorldConfig:
     caption_size: int = 64  # side of caption images
     max_objects: int = 4  # per detection image
 
+    def __post_init__(self) -> None:
+        from ovdet.config import check_fields
+        from ovdet.errors import ConfigError
+
+        check_fields(
+            self,
+            positive=("max_objects",),
+            nonnegative=("seed", "captions", "det_train", "det_val"),
+        )
+        for name in ("size", "caption_size"):
+            if getattr(self, name) < 32:
+                raise ConfigError(
+                    f"{name.replace('_', '-')} must be >= 32 px, got {getattr(self, name)}"
+                )
+
 
 def category_records(image_counts: dict[int, int] | None = None) -> list[dict[str, Any]]:
     """COCO/LVIS `categories`: id (1-based), name, synonyms, frequency, image_count."""
