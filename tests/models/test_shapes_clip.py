@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ovdet.errors import WeightsNotFoundError
+from ovdet.errors import FormatError
 from ovdet.models.loader import bundled_path, load_model
 from ovdet.models.shapes_clip import ShapesClip, ShapesClipConfig, ShapesClipModel
 from ovdet.train.shapes_clip import build_tokenizer
@@ -62,5 +62,5 @@ def test_bundled_model_loads_offline(monkeypatch):
 
 def test_unknown_model_type_is_one_line(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
-    with pytest.raises(WeightsNotFoundError, match="'bert' model; supported"):
+    with pytest.raises(FormatError, match="'bert' model; supported"):
         load_model(str(tmp_path))

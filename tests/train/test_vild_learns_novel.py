@@ -83,7 +83,7 @@ def uniform_val(folder: Path, count: int, seed: int) -> dict:
     return {"images": images, "annotations": anns, "categories": category_records()}
 
 
-STEPS = 120
+STEPS = 250
 
 
 @pytest.mark.slow

@@ -65,7 +65,7 @@ def test_builtin_coco():
         ("cat|, dog", "empty name or synonym"),
         ("cat, Cat", "appears twice"),
         ("missing.txt", "not found"),
-        ("some/dir/missing", "not found"),
+        ("some/dir/missing.json", "not found"),
     ],
 )
 def test_malformed_inline(spec, message):

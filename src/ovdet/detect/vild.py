@@ -147,6 +147,23 @@ class ViLD(nn.Module):
             features = self.backbone(pixels)
         rpn_targets = gt_boxes if _trainable(self.rpn) else None
         proposals, _, losses = self.rpn(features, image_sizes, rpn_targets)
+        return losses | self.head_losses(
+            features, proposals, gt_boxes, gt_labels, distill_boxes, distill_embeddings
+        )
+
+    def head_losses(
+        self,
+        features: torch.Tensor,
+        proposals: list[torch.Tensor],
+        gt_boxes: Sequence[torch.Tensor],
+        gt_labels: Sequence[torch.Tensor],
+        distill_boxes: Sequence[torch.Tensor] | None = None,
+        distill_embeddings: Sequence[torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The RoI heads' losses given (B, C, h, w) backbone features and each image's (P, 4)
+        proposals (what `losses` computes after the backbone and RPN)."""
+        device = features.device
+        losses: dict[str, torch.Tensor] = {}
         rois, labels, targets, fg = self.sample_rois(proposals, gt_boxes, gt_labels)
         emb, deltas = self.text_head(features, rois)
         if self.config.text_weight > 0:
@@ -158,8 +175,8 @@ class ViLD(nn.Module):
             self.config.image_weight > 0 or self.image_head is not None
         ):
             head = self.image_head or self.text_head
-            img_emb, _ = head(features, [b.to(pixels.device) for b in distill_boxes])
-            clip_emb = torch.cat([e.to(pixels.device) for e in distill_embeddings])
+            img_emb, _ = head(features, [b.to(device) for b in distill_boxes])
+            clip_emb = torch.cat([e.to(device) for e in distill_embeddings])
             weight = 1.0 if self.image_head is not None else self.config.image_weight
             losses["image"] = weight * vild_image_loss(img_emb, clip_emb)
         return losses

@@ -19,13 +19,18 @@ from typing import Any
 import numpy as np
 
 from ovdet.errors import FormatError
-from ovdet.io.coco import read_json
+from ovdet.io.coco import is_file, read_json
 
 FREQUENCIES = ("r", "c", "f")  # LVIS: rare (1-10 training images), common (11-100), frequent
 
 
-def load_gt(gt: str | os.PathLike | dict[str, Any]) -> dict[str, Any]:
-    """Read and check a COCO/LVIS ground-truth dataset (a path or an already-loaded dict)."""
+def load_gt(gt: str | os.PathLike | dict[str, Any], iou_type: str = "bbox") -> dict[str, Any]:
+    """Read and check a COCO/LVIS ground-truth dataset (a path or an already-loaded dict).
+
+    Every image, category and annotation needs a unique id; boxes are four finite numbers with
+    non-negative width and height; annotations name a known image and category; with
+    `iou_type="segm"` every annotation has a segmentation. The first bad record is named.
+    """
     data = read_json(gt) if not isinstance(gt, dict) else gt
     source = str(gt) if not isinstance(gt, dict) else "ground truth"
     if not isinstance(data, dict):
@@ -35,16 +40,86 @@ def load_gt(gt: str | os.PathLike | dict[str, Any]) -> dict[str, Any]:
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise FormatError(f"{source}: ground truth lacks the list {key!r}")
-    for i, im in enumerate(data["images"]):
-        if not isinstance(im, dict) or "id" not in im:
-            raise FormatError(f"{source}: image {i} has no 'id'")
+    images = _unique_ids(data["images"], "image", source)
     for i, c in enumerate(data["categories"]):
-        if not isinstance(c, dict) or "id" not in c or "name" not in c:
+        if not isinstance(c, dict) or "name" not in c:
             raise FormatError(f"{source}: category {i} needs 'id' and 'name', got {c!r}")
+    categories = _unique_ids(data["categories"], "category", source)
+    _unique_ids(data["annotations"], "annotation", source)
     for i, a in enumerate(data["annotations"]):
-        if not isinstance(a, dict) or not {"image_id", "category_id", "bbox"} <= set(a):
-            raise FormatError(f"{source}: annotation {i} needs image_id, category_id and bbox")
+        where = f"{source}: annotation {i} (id {a.get('id')!r})"
+        if not {"image_id", "category_id", "bbox"} <= set(a):
+            raise FormatError(f"{where} needs image_id, category_id and bbox")
+        if not _hashable_id(a["image_id"]) or a["image_id"] not in images:
+            raise FormatError(f"{where} names image_id {a['image_id']!r}, not among the images")
+        if not _hashable_id(a["category_id"]) or a["category_id"] not in categories:
+            raise FormatError(f"{where} names category_id {a['category_id']!r}, not a category")
+        _check_box(a["bbox"], where)
+        if iou_type == "segm":
+            _check_segmentation(a.get("segmentation"), where, images[a["image_id"]])
     return data
+
+
+def _hashable_id(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _unique_ids(records: list[Any], what: str, source: str) -> dict[int, Any]:
+    """id -> record; every record is an object with an integer id, no id twice."""
+    seen: dict[int, Any] = {}
+    for i, r in enumerate(records):
+        if not isinstance(r, dict) or not _hashable_id(r.get("id")):
+            got = r.get("id") if isinstance(r, dict) else r
+            raise FormatError(f"{source}: {what} {i} needs an integer 'id', got {got!r}")
+        if r["id"] in seen:
+            raise FormatError(
+                f"{source}: {what} id {r['id']} appears twice (records {i} and "
+                f"{records.index(seen[r['id']])})"
+            )
+        seen[r["id"]] = r
+    return seen
+
+
+def _check_box(box: Any, where: str) -> None:
+    if not (
+        isinstance(box, list)
+        and len(box) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+    ):
+        raise FormatError(f"{where} has bbox {box!r}; expected [x, y, width, height] numbers")
+    if not all(math.isfinite(v) for v in box) or box[2] < 0 or box[3] < 0:
+        raise FormatError(f"{where} has a non-finite or negative-size bbox {box}")
+
+
+def _check_segmentation(seg: Any, where: str, image: dict[str, Any] | None) -> None:
+    """A polygon list (each polygon an even list of >= 6 numbers) or an RLE of the image's size."""
+    if isinstance(seg, list):
+        ok = seg and all(
+            isinstance(poly, list)
+            and len(poly) >= 6
+            and len(poly) % 2 == 0
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in poly)
+            for poly in seg
+        )
+        if not ok:
+            raise FormatError(f"{where} has a malformed polygon segmentation")
+        return
+    if not isinstance(seg, dict):
+        raise FormatError(f"{where} has no segmentation (needed for --iou-type segm)")
+    size, counts = seg.get("size"), seg.get("counts")
+    if not (
+        isinstance(size, list) and len(size) == 2 and all(_hashable_id(v) and v > 0 for v in size)
+    ):
+        raise FormatError(f"{where} has an RLE 'size' {size!r}; expected [height, width]")
+    if image is not None and "height" in image and list(size) != [image["height"], image["width"]]:
+        raise FormatError(
+            f"{where} has an RLE of size {size}, its image is {[image['height'], image['width']]}"
+        )
+    if isinstance(counts, list):
+        if not all(_hashable_id(v) and v >= 0 for v in counts) or sum(counts) != size[0] * size[1]:
+            raise FormatError(f"{where} has RLE counts that do not cover its {size} pixels")
+    elif not isinstance(counts, str) or not counts:
+        raise FormatError(f"{where} has RLE counts {str(counts)[:40]!r}; expected a string or list")
 
 
 def load_detections(
@@ -52,32 +127,62 @@ def load_detections(
 ) -> list[dict[str, Any]]:
     """Read detections (path or list) and check every entry against `gt`.
 
+    An image_id that is a string (what `ovdet detect` writes without --gt: the image's path) is
+    mapped to the ground truth's integer id by file name (`io.coco.match_name`). For segm, boxes
+    are dropped when only some entries carry one (the box is recomputed from the mask).
     Returns a new list of new dicts (the caller's entries are not modified).
     """
     data = read_json(dt) if not isinstance(dt, list) else dt
     source = str(dt) if not isinstance(dt, list) else "detections"
     if not isinstance(data, list):
         raise FormatError(f"{source}: detections must be a JSON list, got {type(data).__name__}")
-    images = {im["id"] for im in gt["images"]}
+    images = {im["id"]: im for im in gt["images"]}
     categories = {c["id"] for c in gt["categories"]}
+    by_name = _name_resolver(gt, source)
     out = []
     for i, e in enumerate(data):
+        if isinstance(e, dict) and isinstance(e.get("image_id"), str):
+            e = {**e, "image_id": by_name(e["image_id"], i)}
         _check_detection(i, e, images, categories, iou_type, source)
         out.append(dict(e))
+    if iou_type == "segm" and 0 < sum("bbox" in e for e in out) < len(out):
+        for e in out:
+            e.pop("bbox", None)
     return out
 
 
+def _name_resolver(gt: dict[str, Any], source: str):
+    """(name, index) -> the ground truth's image id for an image named `name` (memoised)."""
+    from ovdet.io.coco import match_name
+
+    names = [str(im.get("file_name", "")) for im in gt["images"]]
+    memo: dict[str, int] = {}
+
+    def resolve(name: str, i: int) -> int:
+        if name not in memo:
+            hit = match_name(name, names)
+            if hit is None:
+                raise FormatError(
+                    f"{source}: detection {i} names image {name!r}; no ground-truth image has "
+                    "that file name"
+                )
+            memo[name] = gt["images"][hit]["id"]
+        return memo[name]
+
+    return resolve
+
+
 def _check_detection(
-    i: int, e: Any, images: set, categories: set, iou_type: str, source: str
+    i: int, e: Any, images: dict, categories: set, iou_type: str, source: str
 ) -> None:
     where = f"{source}: detection {i}"
     if not isinstance(e, dict):
         raise FormatError(f"{where} must be an object, got {type(e).__name__}")
-    if e.get("image_id") not in images:
+    if not _hashable_id(e.get("image_id")) or e["image_id"] not in images:
         raise FormatError(
             f"{where} names image_id {e.get('image_id')!r}, which the ground truth lacks"
         )
-    if e.get("category_id") not in categories:
+    if not _hashable_id(e.get("category_id")) or e["category_id"] not in categories:
         raise FormatError(
             f"{where} names category_id {e.get('category_id')!r}, unknown to the ground truth"
         )
@@ -86,16 +191,9 @@ def _check_detection(
         raise FormatError(f"{where} has score {score!r}; expected a finite number")
     box = e.get("bbox")
     if iou_type == "bbox" or box is not None:
-        if not (
-            isinstance(box, list)
-            and len(box) == 4
-            and all(isinstance(v, (int, float)) for v in box)
-        ):
-            raise FormatError(f"{where} has bbox {box!r}; expected [x, y, width, height]")
-        if not all(math.isfinite(v) for v in box) or box[2] < 0 or box[3] < 0:
-            raise FormatError(f"{where} has a non-finite or negative-size bbox {box}")
-    if iou_type == "segm" and not isinstance(e.get("segmentation"), (dict, list)):
-        raise FormatError(f"{where} has no segmentation, needed for --iou-type segm")
+        _check_box(box, where)
+    if iou_type == "segm":
+        _check_segmentation(e.get("segmentation"), where, images[e["image_id"]])
 
 
 def cap_per_image(detections: list[dict[str, Any]], max_per_image: int) -> list[dict[str, Any]]:
@@ -103,7 +201,8 @@ def cap_per_image(detections: list[dict[str, Any]], max_per_image: int) -> list[
     (LVIS's rule: 300 per image; lvis-api's LVISResults does the same)."""
     if not detections:
         return detections
-    image_ids = np.array([hash(d["image_id"]) for d in detections])
+    index: dict[Any, int] = {}  # image id -> a dense group number (ids, not hashes, decide)
+    image_ids = np.array([index.setdefault(d["image_id"], len(index)) for d in detections])
     scores = np.array([d["score"] for d in detections], dtype=np.float64)
     order = np.lexsort((-scores, image_ids))  # by image, then score descending
     sorted_images = image_ids[order]
@@ -152,7 +251,7 @@ def make_split(spec: str | Sequence[str | int] | None, gt: dict[str, Any]) -> Sp
         novel = frozenset(c["id"] for c in gt["categories"] if c["frequency"] == "r")
         return Split("lvis", all_ids - novel, novel)
     items: Sequence[str | int]
-    if isinstance(spec, str) and Path(spec).is_file():
+    if isinstance(spec, str) and is_file(spec):
         text = Path(spec).read_text()
         items = (
             json.loads(text) if spec.endswith(".json") else [ln.strip() for ln in text.splitlines()]

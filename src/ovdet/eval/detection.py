@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from ovdet.eval.data import FREQUENCIES, Split, cap_per_image, load_detections, load_gt
+
+log = logging.getLogger(__name__)
 
 LVIS_MAX_DETS = 300
 COCO_MAX_DETS = 100
@@ -82,12 +85,17 @@ def evaluate_detections(
         raise ValueError(f"protocol must be 'coco' or 'lvis', got {protocol!r}")
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
-    gt_data = load_gt(gt)
+    gt_data = load_gt(gt, iou_type)
     dets = load_detections(dt, gt_data, iou_type)
     lvis = protocol == "lvis"
+    notes = []
     if lvis:
         _check_frequencies(gt_data)
         dets = cap_per_image(dets, max_dets or LVIS_MAX_DETS)
+        note = _federated_note(gt_data)
+        if note:
+            log.warning(note)
+            notes.append(note)
     budget = max_dets or (LVIS_MAX_DETS if lvis else COCO_MAX_DETS)
     coco_eval = _run(gt_data, dets, iou_type, lvis, budget)
     precision = coco_eval.eval["precision"][:, :, :, 0, -1]  # (T, R, K) area all, max budget
@@ -104,6 +112,20 @@ def evaluate_detections(
         np.asarray(coco_eval.params.recThrs),
         cat_ids,
         split.name if split else None,
+        notes,
+    )
+
+
+def _federated_note(gt: dict[str, Any]) -> str | None:
+    """A warning when LVIS's federated matching will ignore most wrong labels: an image's
+    detections of a category neither annotated nor in its `neg_category_ids` do not count."""
+    missing = sum("neg_category_ids" not in im for im in gt["images"])
+    if not missing:
+        return None
+    return (
+        f"LVIS protocol: {missing} of {len(gt['images'])} images have no 'neg_category_ids', so "
+        "detections of categories not annotated there are ignored, not counted as false positives "
+        "(federated matching); use --protocol coco for an exhaustively annotated set"
     )
 
 

@@ -89,11 +89,20 @@ def coco_to_regions(
     )
 
 
+def is_file(text: str | os.PathLike) -> bool:
+    """True if `text` names an existing file; False for anything that cannot be a path (a 300-
+    character inline list makes `Path.is_file` raise ENAMETOOLONG, a NUL byte ValueError)."""
+    try:
+        return Path(text).expanduser().is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """Read JSON with one-line errors for a missing or malformed file."""
-    path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise FormatError(f"JSON file not found: {path}")
+    path = Path(path).expanduser()
     try:
         with open(path) as f:
             return json.load(f)

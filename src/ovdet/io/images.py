@@ -7,8 +7,11 @@ float images become 8-bit RGB. Missing, unreadable, truncated, empty and oversiz
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,18 @@ from ovdet.errors import ImageError
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
 MAX_PIXELS = 178_956_970  # PIL's own error threshold (2x its warning threshold)
+
+
+MAX_ASPECT = 20.0  # long side / short side past which an image is refused (see `check_aspect`)
+
+
+def check_aspect(h: int, w: int, limit: float = MAX_ASPECT) -> None:
+    """Refuse an (H, W) image whose sides differ by more than `limit` times, in one line."""
+    if max(h, w) > limit * max(1, min(h, w)):
+        raise ImageError(
+            f"image is {w}x{h} (aspect ratio {max(h, w) / max(1, min(h, w)):.0f}:1); ovdet "
+            f"takes images up to {limit:.0f}:1: crop or tile the image first"
+        )
 
 
 def load_image(image: ImageInput, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
@@ -35,10 +50,10 @@ def load_image(image: ImageInput, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
         (3, H, W) uint8 tensor.
     """
     if isinstance(image, (str, os.PathLike)):
-        return _from_pil(_open(Path(image), max_pixels), str(image))
+        return _from_pil(_open(Path(image), max_pixels), str(image), max_pixels)
     if isinstance(image, Image.Image):
         _check_size(image.size, max_pixels, "PIL image")
-        return _from_pil(image, "PIL image")
+        return _from_pil(image, "PIL image", max_pixels)
     if isinstance(image, torch.Tensor):
         t = image.detach().cpu()
         if t.ndim == 3 and t.shape[0] in (1, 3, 4) and t.shape[-1] not in (3, 4):
@@ -59,8 +74,10 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     if path.stat().st_size == 0:
         raise ImageError(f"image file is empty (0 bytes): {path}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _pil_limit(max_pixels), warnings.catch_warnings():
+            # our own limit decides (checked from the header, before any pixel is decoded);
+            # PIL's warning-as-error at 89.5 Mpx would otherwise override `max_pixels`
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
             _check_size(img.size, max_pixels, str(path))
             img.load()
@@ -75,6 +92,21 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     return img
 
 
+_PIL_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pil_limit(max_pixels: int) -> Iterator[None]:
+    """Let PIL open images up to `max_pixels` (its own bomb error fires at 2x its global limit)."""
+    with _PIL_LOCK:
+        before = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = max(before or 0, max_pixels // 2 + 1)
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = before
+
+
 def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
     w, h = size
     if w <= 0 or h <= 0:
@@ -86,17 +118,17 @@ def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
         )
 
 
-def _from_pil(img: Image.Image, name: str) -> torch.Tensor:
+def _from_pil(img: Image.Image, name: str, max_pixels: int) -> torch.Tensor:
     try:
         img = ImageOps.exif_transpose(img)
     except Exception as e:  # a malformed EXIF block must not lose the image
         raise ImageError(f"cannot apply EXIF orientation of {name}: {e}") from None
-    _check_size(img.size, MAX_PIXELS * 4, name)
+    _check_size(img.size, max_pixels, name)  # EXIF rotation keeps the pixel count
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img)
         if img.mode != "F":  # PIL opens 16-bit files as "I;16" or "I": scale by the 16-bit range
             arr = np.round(np.clip(arr, 0, 65535) / 257.0).astype(np.uint8)
-        return _from_array(arr, name, MAX_PIXELS * 4)
+        return _from_array(arr, name, max_pixels)
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):

@@ -3,14 +3,13 @@ the backend its `config.json` names (transformers CLIP or ovdet's shapes-world C
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
 import torch
 
-from ovdet.errors import WeightsNotFoundError
-from ovdet.models.registry import CLIP_ALIASES, load_weights
+from ovdet.errors import FormatError, WeightsNotFoundError
+from ovdet.models.registry import CLIP_ALIASES, load_weights, model_type_of
 from ovdet.models.vlm import VisionLanguageModel
 
 # Models that ship inside the package (folders under ovdet/resources), with how to rebuild them.
@@ -54,13 +53,10 @@ def load_model(
     target = str(bundled_path(name_or_path)) if name_or_path in BUNDLED else name_or_path
 
     def load(resolved: str) -> VisionLanguageModel:
-        from transformers.utils import cached_file
-
-        with open(cached_file(resolved, "config.json")) as f:
-            model_type = json.load(f).get("model_type")
+        model_type = model_type_of(resolved)
         known = backends()
         if model_type not in known:
-            raise WeightsNotFoundError(
+            raise FormatError(
                 f"{name_or_path!r} is a {model_type!r} model; supported: {sorted(known)}"
             )
         return known[model_type].from_target(resolved, name_or_path, dtype)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ovdet.errors import WeightsNotFoundError
+from ovdet.errors import OvdetError, WeightsNotFoundError
 
 T = TypeVar("T")
 
@@ -29,6 +29,23 @@ def looks_like_path(name: str) -> bool:
     return name.startswith((os.sep, ".", "~")) or Path(name).exists()
 
 
+def model_type_of(target: str) -> str | None:
+    """The `model_type` in a checkpoint's config.json (a hub id or a folder)."""
+    import json
+
+    from transformers.utils import cached_file
+
+    from ovdet.errors import FormatError
+
+    path = cached_file(target, "config.json")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path} is not valid JSON: {e}") from None
+    return config.get("model_type") if isinstance(config, dict) else None
+
+
 def load_weights(load: Callable[[str], T], name: str, aliases: dict[str, str], what: str) -> T:
     """Call `load(resolved_name)`; a missing folder or unreachable hub id becomes one line.
 
@@ -46,12 +63,22 @@ def load_weights(load: Callable[[str], T], name: str, aliases: dict[str, str], w
         target = str(folder)
     try:
         return load(target)
+    except OvdetError:
+        raise
     except OSError as e:
         hint = (
-            f"the folder {target} lacks model files ({str(e).splitlines()[0][:160]})"
+            f"the folder {target} lacks model files ({(str(e).splitlines() or [''])[0][:160]})"
             if Path(target).is_dir()
             else f"{what} weights {target!r} are not cached and the hub is unreachable; "
             f"download them once with `hf download {target}` (cache: $HF_HOME), "
             f"or pass a local folder. Known aliases: {', '.join(sorted(aliases))}"
         )
         raise WeightsNotFoundError(hint) from None
+    except Exception as e:
+        if not Path(target).is_dir():
+            raise
+        # a local folder with a malformed config.json, truncated or mismatched weights
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise WeightsNotFoundError(
+            f"cannot load {what} from the folder {target}: {type(e).__name__}: {reason}"
+        ) from None

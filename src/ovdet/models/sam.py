@@ -17,7 +17,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ovdet.models.registry import load_weights
+from ovdet.errors import FormatError
+from ovdet.io.images import check_aspect
+from ovdet.models.registry import load_weights, model_type_of
 from ovdet.ops.boxes import check_boxes
 
 SAM_ALIASES: dict[str, str] = {
@@ -72,6 +74,9 @@ class SamBackend:
         target = str(bundled_path(name_or_path)) if name_or_path in BUNDLED else name_or_path
 
         def load(target: str) -> SamBackend:
+            kind = model_type_of(target)
+            if kind != "sam":  # SamModel would load anything, filling the gaps with random weights
+                raise FormatError(f"{name_or_path!r} is a {kind!r} checkpoint, not a SAM ('sam')")
             return cls(SamModel.from_pretrained(target), name=name_or_path)
 
         backend = load_weights(load, target, SAM_ALIASES, "SAM")
@@ -85,8 +90,9 @@ class SamBackend:
     def preprocess(self, image: torch.Tensor) -> tuple[torch.Tensor, float, tuple[int, int]]:
         """(3, H, W) uint8 -> (1, 3, S, S) pixel values, scale, resized (h, w)."""
         h, w = image.shape[-2:]
+        check_aspect(h, w)
         scale = self.image_size / max(h, w)
-        nh, nw = int(h * scale + 0.5), int(w * scale + 0.5)
+        nh, nw = max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
         x = image.to(self.device, torch.float32)[None]
         x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
         mean = torch.tensor(SAM_MEAN, device=self.device).view(1, 3, 1, 1)

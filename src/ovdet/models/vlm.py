@@ -17,17 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ovdet.errors import ImageError
-
-MAX_ASPECT = 20.0  # long side / short side past which an image is refused (see `check_aspect`)
-
-
-def check_aspect(h: int, w: int, limit: float = MAX_ASPECT) -> None:
-    """Refuse an (H, W) image whose sides differ by more than `limit` times, in one line."""
-    if max(h, w) > limit * max(1, min(h, w)):
-        raise ImageError(
-            f"image is {w}x{h} (aspect ratio {max(h, w) / max(1, min(h, w)):.0f}:1); ovdet "
-            f"takes images up to {limit:.0f}:1: crop or tile the image first"
-        )
+from ovdet.io.images import check_aspect
 
 
 class VisionLanguageModel:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ovdet.io.images import check_aspect
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import check_boxes
 from ovdet.ops.roi_align import roi_align
@@ -37,7 +38,7 @@ class DenseRecognizer:
             or size % clip.patch_size
         ):
             raise ConfigError(
-                f"dense size must be a positive multiple of the patch size {clip.patch_size}, "
+                f"dense size must be a positive multiple of {clip.patch_size} (the patch size), "
                 f"got {size!r}"
             )
         self.clip, self.input_size = clip, size
@@ -45,6 +46,7 @@ class DenseRecognizer:
     def letterbox(self, image: torch.Tensor) -> tuple[torch.Tensor, float]:
         """(3, H, W) image -> (1, 3, S, S) pixel values and the scale from image to input pixels."""
         h, w = image.shape[-2:]
+        check_aspect(h, w)
         scale = self.input_size / max(h, w)
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
         x = image.to(self.clip.device, torch.float32)[None]

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from ovdet.errors import ConfigError, FormatError
 from ovdet.io.atomic import atomic_path, write_json
 
 
@@ -24,11 +25,12 @@ class ShardedCache:
     """Per-image tensors in shards of `shard_size` images under `folder`."""
 
     def __init__(self, folder: str | os.PathLike, shard_size: int = 256) -> None:
+        if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+            raise ConfigError(f"shard size must be an integer >= 1, got {shard_size!r}")
         self.folder, self.shard_size = Path(folder), shard_size
-        index = self.folder / "index.json"
-        self.index: dict[str, Any] = (
-            json.loads(index.read_text()) if index.is_file() else {"shards": {}}
-        )
+        if self.folder.exists() and not self.folder.is_dir():
+            raise FormatError(f"the cache folder {self.folder} is a file")
+        self.index: dict[str, Any] = _read_index(self.folder / "index.json")
 
     def done(self) -> set[str]:
         """Image ids (as strings) of every completed shard."""
@@ -66,10 +68,8 @@ class ShardedCache:
 
     def metadata(self) -> dict[str, str]:
         """The metadata stored with the first shard ({} for an empty cache)."""
-        from safetensors import safe_open
-
         for name in self.index["shards"]:
-            with safe_open(self.folder / name, "pt") as f:
+            with _open_shard(self.folder / name) as f:
                 return dict(f.metadata() or {})
         return {}
 
@@ -80,20 +80,55 @@ class ShardedCache:
         for name, ids in self.index["shards"].items():
             if wanted is not None and not wanted.intersection(ids):
                 continue
-            for key, value in load_file(self.folder / name).items():
+            try:
+                tensors = load_file(self.folder / name)
+            except Exception as e:  # SafetensorError or OSError: a truncated shard
+                raise FormatError(f"the cache shard {self.folder / name} is damaged: {e}") from None
+            for key, value in tensors.items():
                 image_id, field = key.rsplit("/", 1)
                 if wanted is None or image_id in wanted:
                     out.setdefault(image_id, {})[field] = value
         return out
 
 
+def _read_index(path: Path) -> dict[str, Any]:
+    """The cache's index: {"shards": {name: [image ids]}}; a damaged one is a one-line error."""
+    if not path.is_file():
+        return {"shards": {}}
+    try:
+        index = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"the cache index {path} is damaged ({e}); delete the folder") from None
+    shards = index.get("shards") if isinstance(index, dict) else None
+    if not isinstance(shards, dict) or not all(
+        isinstance(v, list) and all(isinstance(i, str) for i in v) for v in shards.values()
+    ):
+        raise FormatError(f"the cache index {path} is not an ovdet cache index")
+    missing = [n for n in shards if not (path.parent / n).is_file()]
+    if missing:
+        raise FormatError(
+            f"the cache {path.parent} lacks its shard {missing[0]}; delete the folder"
+        )
+    return index
+
+
+def _open_shard(path: Path) -> Any:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        return safe_open(path, "pt")
+    except (SafetensorError, OSError) as e:
+        raise FormatError(
+            f"the cache shard {path} is damaged ({e}); delete it and its index entry, "
+            "or the folder, and build again"
+        ) from None
+
+
 class CacheReader:
     """`reader[image_id] -> {name: tensor}` through memory-mapped shards (opened once each)."""
 
     def __init__(self, folder: Path, index: dict[str, Any]) -> None:
-        from safetensors import safe_open
-
-        self._files = {name: safe_open(folder / name, "pt") for name in index["shards"]}
+        self._files = {name: _open_shard(folder / name) for name in index["shards"]}
         self._where = {i: name for name, ids in index["shards"].items() for i in ids}
         self._keys: dict[str, list[str]] = {}
         for f in self._files.values():

@@ -45,6 +45,7 @@ class TextEmbeddingCache:
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir() / "text"
         self._memory: dict[Path, dict[str, torch.Tensor]] = {}
+        self._warned = False
 
     def _file(self, fingerprint: str, templates: Sequence[str]) -> Path:
         return self.root / fingerprint / f"{templates_key(templates)}.safetensors"
@@ -84,5 +85,14 @@ class TextEmbeddingCache:
                 pass
         entries.update({k: v.detach().float().cpu().contiguous() for k, v in new.items()})
         metadata = {"templates": "\n".join(templates), **(labels or {})}
-        with atomic_path(path) as tmp:
-            save_file(entries, str(tmp), metadata=metadata)
+        try:
+            with atomic_path(path) as tmp:
+                save_file(entries, str(tmp), metadata=metadata)
+        except OSError as e:  # a read-only or full cache costs speed next time, never the result
+            if not self._warned:
+                log.warning(
+                    "text-embedding cache not written (%s: %s); results are unaffected",
+                    e.strerror or e,
+                    e.filename or path,
+                )
+                self._warned = True

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ovdet.errors import VocabularyError
+from ovdet.io.coco import is_file
 from ovdet.types import Vocabulary
 
 # The 80 COCO detection categories with their official ids.
@@ -123,17 +124,17 @@ def parse_vocabulary(spec: str | os.PathLike, attributes: str | None = None) -> 
     Raises:
         VocabularyError: empty, malformed or duplicated entries, or a missing file.
     """
-    attrs = tuple(_split_list(attributes)) if attributes else ()
+    attrs = tuple(_split_list(attributes)) if attributes is not None else ()
     text = str(spec)
-    path = Path(text).expanduser()
     if text in BUILTIN:
         base = BUILTIN[text]
-    elif path.is_file():
+    elif is_file(text):
+        path = Path(text).expanduser()
         base = _from_json(path) if path.suffix.lower() == ".json" else _from_lines(path)
-    elif path.suffix.lower() in (".json", ".txt") or os.sep in text:
-        raise VocabularyError(f"vocabulary file not found: {path}")
-    else:
-        base = _from_entries(_split_list(text), f"vocabulary {text!r}")
+    elif "," not in text and Path(text).suffix.lower() in (".json", ".txt"):
+        raise VocabularyError(f"vocabulary file not found: {text}")
+    else:  # an inline list; a name may hold "/" ("AC/DC") and the list may be long
+        base = _from_entries(_split_list(text), f"vocabulary {text[:80]!r}")
     return Vocabulary(base.names, base.synonyms, attrs or base.attributes)
 
 
@@ -183,17 +184,39 @@ def _from_json(path: Path) -> Vocabulary:
             data["categories"], key=lambda c: c.get("id", 0) if isinstance(c, dict) else 0
         )
     if isinstance(data, dict) and "names" in data:
-        attrs = data.get("attributes", [])
-        syn = data.get("synonyms") or [[] for _ in data["names"]]
-        if not isinstance(data["names"], list) or not isinstance(syn, list):
-            raise VocabularyError(f"{source}: 'names' and 'synonyms' must be lists")
-        return Vocabulary(tuple(data["names"]), tuple(tuple(s) for s in syn), tuple(attrs))
+        names = _strings(data["names"], f"{source}: 'names'")
+        syn = data.get("synonyms")
+        if syn is None:
+            syn = [[] for _ in names]
+        if not isinstance(syn, list) or len(syn) != len(names):
+            raise VocabularyError(
+                f"{source}: 'synonyms' must be a list of one list per name ({len(names)}), "
+                f"got {str(syn)[:80]}"
+            )
+        synonyms = tuple(
+            tuple(_strings(x, f"{source}: synonyms of {n!r}", empty=True))
+            for n, x in zip(names, syn, strict=True)
+        )
+        attrs = _strings(data.get("attributes", []), f"{source}: 'attributes'", empty=True)
+        return Vocabulary(tuple(names), synonyms, tuple(attrs))
     if isinstance(data, list):
         return _from_json_list(data, source)
     raise VocabularyError(
         f"{source}: expected a list of names, a list of {{'name', 'synonyms'}}, "
         f"{{'names': [...]}} or a COCO file with 'categories', got {type(data).__name__}"
     )
+
+
+def _strings(value: Any, where: str, empty: bool = False) -> list[str]:
+    """`value` as a list of non-empty strings; a bare string is refused, not split into letters."""
+    if not isinstance(value, list):
+        raise VocabularyError(f"{where} is {str(value)[:60]!r}; expected a list of strings")
+    bad = [v for v in value if not isinstance(v, str) or not v.strip()]
+    if bad:
+        raise VocabularyError(f"{where} holds {bad[0]!r}; expected non-empty strings")
+    if not value and not empty:
+        raise VocabularyError(f"{where} is empty")
+    return [v.strip() for v in value]
 
 
 def vocabulary_from_categories(categories: list[Any], source: str = "categories") -> Vocabulary:
@@ -211,9 +234,8 @@ def _from_json_list(items: list[Any], source: str) -> Vocabulary:
             names.append(item)
             synonyms.append(())
         elif isinstance(item, dict) and isinstance(item.get("name"), str):
-            syn = item.get("synonyms") or []
-            if not isinstance(syn, list):
-                raise VocabularyError(f"{source}: entry {i} has synonyms {syn!r}; expected a list")
+            syn = item.get("synonyms")
+            syn = _strings([] if syn is None else syn, f"{source}: entry {i}'s synonyms", True)
             # LVIS synonyms are snake_case and repeat the name; normalise both.
             name = item["name"].replace("_", " ")
             extra = [

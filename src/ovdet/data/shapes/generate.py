@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from ovdet.data.shapes.captions import caption
 from ovdet.data.shapes.world import CATEGORIES, Scene, render_scene
-from ovdet.io.atomic import atomic_path, write_json
+from ovdet.errors import OvdetError
+from ovdet.io.atomic import atomic_folder, atomic_path, write_json
 from ovdet.ops.masks import rle_encode
 
 SPLIT_CODES = {"captions": 0, "det-train": 1, "det-val": 2}
@@ -167,8 +168,26 @@ def generate_captions(out: Path, count: int, cfg: WorldConfig) -> list[dict[str,
 
 
 def generate_world(out: str | os.PathLike, cfg: WorldConfig) -> Path:
-    """Generate every split of the shapes world into `out`; returns `out`."""
+    """Generate every split of the shapes world into `out`; returns `out`.
+
+    The world is written into a temporary folder beside `out` and renamed into place when
+    complete, so a killed run leaves the previous world (or none), never images of one seed with
+    annotations of another. `out` must be new, empty or an earlier shapes world.
+    """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OvdetError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "categories.json").is_file():
+        raise OvdetError(
+            f"--out {out} holds other files; the shapes world replaces its folder whole, so give "
+            "a new or empty folder (or an earlier shapes world)"
+        )
+    with atomic_folder(out) as tmp:
+        _write_world(tmp, cfg)
+    return out
+
+
+def _write_world(out: Path, cfg: WorldConfig) -> None:
     base, novel = split_ids()
     write_json(out / "captions" / "captions.json", generate_captions(out, cfg.captions, cfg))
     train = generate_detection_split(out, "det-train", cfg.det_train, cfg)
@@ -189,4 +208,3 @@ def generate_world(out: str | os.PathLike, cfg: WorldConfig) -> Path:
         {"categories": categories, "ovd": ovd, "config": vars(cfg)},
         indent=1,
     )
-    return out

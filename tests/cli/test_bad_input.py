@@ -1,0 +1,447 @@
+"""Every bad input a hostile but fair user tries gets one line on stderr and exit status 2, and
+leaves nothing half-written. One table per kind of input; each row is (arguments, message)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ovdet.cli.main import main
+
+
+@pytest.fixture
+def photo(tmp_path):
+    arr = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    path = tmp_path / "photo.png"
+    Image.fromarray(arr).save(path)
+    return path
+
+
+@pytest.fixture
+def boxes(tmp_path):
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps({"xyxy": [[2, 2, 30, 30], [10, 5, 60, 40]]}))
+    return path
+
+
+def run(args, capsys):
+    """(exit status, the stderr lines) of `ovdet args`."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse refuses: status 2, usage + one error line
+        code = e.code
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    return code, err
+
+
+def one_line(err, message):
+    """The error is one `ovdet: error:` line (argparse adds its usage line above its own)."""
+    errors = [ln for ln in err if "error:" in ln]
+    assert len(errors) == 1 and message in errors[0], err
+    assert not any("Traceback" in ln for ln in err), err
+
+
+NUMERIC = [
+    (
+        [
+            "recognize",
+            "{photo}",
+            "--boxes",
+            "{boxes}",
+            "--vocab",
+            "a, b",
+            "--method",
+            "dense",
+            "--dense-size",
+            "13",
+            "--clip",
+            "shapes-clip",
+        ],
+        "multiple of 8",
+    ),
+    (
+        ["recognize", "{photo}", "--boxes", "{boxes}", "--vocab", "a, b", "--dense-size", "-8"],
+        "an integer > 0",
+    ),
+    (["classify", "{photo}", "--vocab", "a, b", "--top-k", "0"], "an integer > 0"),
+    (["classify", "{photo}", "--vocab", "a, b", "--attributes", "red"], "unrecognized"),
+    (
+        [
+            "detect",
+            "{photo}",
+            "--model",
+            "shapes-regionspot",
+            "--vocab",
+            "a",
+            "--points-per-side",
+            "0",
+        ],
+        "an integer > 0",
+    ),
+    (
+        ["detect", "{photo}", "--model", "shapes-vild", "--vocab", "a", "--min-score", "nan"],
+        "a number in [0, 1]",
+    ),
+    (
+        ["cache", "--gt", "{gt}", "--images", "{tmp}", "--out", "{tmp}/c", "--shard-size", "-2"],
+        "an integer > 0",
+    ),
+    (
+        ["cache", "--gt", "{gt}", "--images", "{tmp}", "--out", "{tmp}/c", "--clip-size", "0"],
+        "an integer > 0",
+    ),
+    (
+        ["eval-regions", "--gt", "{gt}", "--images", "{tmp}", "--labels-per-box", "0"],
+        "an integer > 0",
+    ),
+    (
+        ["train", "vild", "--gt", "{gt}", "--images", "{tmp}", "--out", "{tmp}/r", "--lr", "nan"],
+        "a finite number",
+    ),
+    (
+        [
+            "train",
+            "vild",
+            "--gt",
+            "{gt}",
+            "--images",
+            "{tmp}",
+            "--out",
+            "{tmp}/r",
+            "--batch-size",
+            "0",
+        ],
+        "batch-size must be > 0",
+    ),
+    (
+        [
+            "train",
+            "vild",
+            "--gt",
+            "{gt}",
+            "--images",
+            "{tmp}",
+            "--out",
+            "{tmp}/r",
+            "--checkpoint-every",
+            "0",
+        ],
+        "checkpoint-every must be > 0",
+    ),
+    (
+        ["train", "vild", "--gt", "{gt}", "--images", "{tmp}", "--out", "{tmp}/r", "--steps", "-1"],
+        "steps must be >= 0",
+    ),
+    (
+        [
+            "train",
+            "vild",
+            "--gt",
+            "{gt}",
+            "--images",
+            "{tmp}",
+            "--out",
+            "{tmp}/r",
+            "--templates",
+            "nope",
+        ],
+        "invalid choice",
+    ),
+    (
+        [
+            "train",
+            "vild",
+            "--gt",
+            "{gt}",
+            "--images",
+            "{tmp}",
+            "--out",
+            "{tmp}/r",
+            "--val-gt",
+            "{gt}",
+        ],
+        "--val-gt and --val-images go together",
+    ),
+    (
+        [
+            "train",
+            "regionspot",
+            "--cache",
+            "{tmp}",
+            "--gt",
+            "{gt}",
+            "--out",
+            "{tmp}/r",
+            "--heads",
+            "0",
+        ],
+        "heads must be > 0",
+    ),
+    (
+        [
+            "train",
+            "regionspot",
+            "--cache",
+            "{tmp}",
+            "--gt",
+            "{gt}",
+            "--out",
+            "{tmp}/r",
+            "--depth",
+            "0",
+        ],
+        "depth must be > 0",
+    ),
+    (
+        [
+            "train",
+            "regionspot",
+            "--cache",
+            "{tmp}",
+            "--gt",
+            "{gt}",
+            "--out",
+            "{tmp}/r",
+            "--seed",
+            "-1",
+        ],
+        "seed must be >= 0",
+    ),
+    (["shapes", "generate", "--out", "{tmp}/w", "--size", "0"], "size must be >= 32"),
+    (["shapes", "generate", "--out", "{tmp}/w", "--max-objects", "0"], "max-objects must be > 0"),
+    (["shapes", "generate", "--out", "{tmp}/w", "--seed", "-1"], "seed must be >= 0"),
+    (["shapes", "train-sam", "--out", "{tmp}/s", "--side", "0"], "unrecognized"),
+    (["shapes", "train-sam", "--out", "{tmp}/s", "--size", "0"], "size must be a multiple of 8"),
+    (["classify", "{photo}", "--vocab", "a, b", "--device", "bogus"], "unknown device"),
+    (["classify", "{photo}", "--vocab", "a, b", "--device", "cuda:7"], "device 'cuda:7'"),
+]
+
+
+def fill(args, tmp_path, photo, boxes, gt):
+    return [
+        a.format(photo=photo, boxes=boxes, tmp=tmp_path, gt=gt) if isinstance(a, str) else a
+        for a in args
+    ]
+
+
+@pytest.fixture
+def gt(tmp_path):
+    path = tmp_path / "gt.json"
+    data = {
+        "images": [{"id": 1, "file_name": "photo.png", "height": 48, "width": 64}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 20, 20]}],
+        "categories": [{"id": 1, "name": "circle"}],
+    }
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("args, message", NUMERIC)
+def test_numeric_and_device_options_are_checked(
+    args, message, tmp_path, photo, boxes, gt, capsys, monkeypatch
+):
+    import torch
+
+    if "cuda:7" in args and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    code, err = run(fill(args, tmp_path, photo, boxes, gt), capsys)
+    assert code == 2
+    one_line(err, message)
+
+
+def test_vocabulary_and_split_of_forty_classes_are_not_paths(tmp_path, photo, boxes, capsys):
+    names = ", ".join(f"category number {i}" for i in range(40))  # ~700 characters
+    assert len(names) > 255
+    from ovdet.vocab.parse import parse_vocabulary
+
+    assert len(parse_vocabulary(names)) == 40
+    assert parse_vocabulary("AC/DC, cat").names == ("AC/DC", "cat")
+    assert parse_vocabulary("AC/DC").names == ("AC/DC",)
+    from ovdet.eval.data import make_split
+
+    gt = {"categories": [{"id": i, "name": f"category number {i}"} for i in range(40)]}
+    assert len(make_split(names, gt).novel) == 40
+
+
+def test_bad_clip_folders_are_one_line(tmp_path, photo, tiny_clip_dir, capsys):
+    import shutil
+
+    cases = {}
+    cases["no config"] = tmp_path / "a"
+    cases["no config"].mkdir()
+    (cases["no config"] / "model.safetensors").write_bytes(b"x")
+    bad = tmp_path / "b"
+    shutil.copytree(tiny_clip_dir, bad)
+    (bad / "config.json").write_text("{not json")
+    cases["bad config"] = bad
+    truncated = tmp_path / "c"
+    shutil.copytree(tiny_clip_dir, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    cases["truncated"] = truncated
+    for what, folder in cases.items():
+        code, err = run(["classify", photo, "--vocab", "a, b", "--clip", folder], capsys)
+        assert code == 2, what
+        one_line(err, str(folder))
+
+
+def test_a_clip_checkpoint_is_not_taken_for_a_sam(tmp_path, capsys, gt):
+    code, err = run(
+        [
+            "cache",
+            "--gt",
+            gt,
+            "--images",
+            tmp_path,
+            "--sam",
+            "shapes-clip",
+            "--clip",
+            "shapes-clip",
+            "--out",
+            tmp_path / "cache",
+        ],
+        capsys,
+    )
+    assert code == 2
+    one_line(err, "not a SAM")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_damaged_caches_are_one_line(tmp_path, capsys):
+    import torch
+
+    from ovdet.train.feature_cache import ShardedCache
+
+    cache = ShardedCache(tmp_path / "c", shard_size=2)
+    cache.build([1, 2, 3], lambda i: {"x": torch.ones(3) * i}, progress=False)
+    shard = tmp_path / "c" / "shard_00000.safetensors"
+    shard.write_bytes(shard.read_bytes()[:40])
+    from ovdet.errors import FormatError
+
+    with pytest.raises(FormatError, match="damaged"):
+        ShardedCache(tmp_path / "c").reader()
+    (tmp_path / "c" / "index.json").write_text("{broken")
+    with pytest.raises(FormatError, match="cache index .* is damaged"):
+        ShardedCache(tmp_path / "c")
+
+
+def test_file_system_refusals_name_the_path(tmp_path, photo, boxes, tiny_clip_dir, capsys):
+    common = ["--vocab", "a, b", "--clip", tiny_clip_dir, "--no-cache"]
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    code, err = run(["recognize", photo, "--boxes", boxes, *common, "--out", a_file], capsys)
+    assert code == 2
+    one_line(err, str(a_file))
+    if os.geteuid() != 0:  # root ignores permissions
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        code, err = run(["recognize", photo, "--boxes", boxes, *common, "--out", ro], capsys)
+        assert code == 2
+        one_line(err, "Permission denied")
+
+
+def test_a_read_only_text_cache_warns_once_and_the_result_stands(
+    tmp_path, photo, boxes, tiny_clip_dir, capsys, monkeypatch, caplog
+):
+    from ovdet.io import atomic
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "cache"))
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr("ovdet.viz.write_bytes", lambda path, data: None)
+    monkeypatch.setattr("ovdet.io.atomic.write_json", lambda *a, **k: None)
+    code, err = run(
+        [
+            "recognize",
+            photo,
+            "--boxes",
+            boxes,
+            "--vocab",
+            "a, b",
+            "--clip",
+            tiny_clip_dir,
+            "--cache-dir",
+            tmp_path / "cache",
+            "--out",
+            tmp_path / "out",
+        ],
+        capsys,
+    )
+    assert code == 0
+    warnings = [r.getMessage() for r in caplog.records if "cache not written" in r.getMessage()]
+    assert len(warnings) == 1 and "Permission denied" in warnings[0], caplog.records
+
+
+def test_extreme_aspect_ratios_are_refused_or_bounded(tmp_path, tiny_clip_dir, capsys):
+    boxes = tmp_path / "strip-boxes.json"
+    boxes.write_text(json.dumps({"xyxy": [[0, 0, 100, 5]]}))
+    strip = tmp_path / "strip.png"
+    Image.fromarray(np.zeros((5, 3000, 3), np.uint8)).save(strip)
+    code, err = run(
+        ["classify", strip, "--vocab", "a, b", "--clip", tiny_clip_dir, "--no-cache"], capsys
+    )
+    assert code == 2
+    one_line(err, "aspect ratio 600:1")
+    code, err = run(
+        [
+            "recognize",
+            strip,
+            "--boxes",
+            boxes,
+            "--vocab",
+            "a, b",
+            "--method",
+            "dense",
+            "--clip",
+            tiny_clip_dir,
+            "--no-cache",
+            "--out",
+            tmp_path / "o",
+        ],
+        capsys,
+    )
+    assert code == 2 and not (tmp_path / "o").exists()
+    one_line(err, "aspect ratio 600:1")
+    import torch
+
+    from ovdet.types import Regions
+    from ovdet.viz import MAX_SIDE, draw_regions
+
+    picture = draw_regions(
+        torch.zeros(3, 5, 3000, dtype=torch.uint8),
+        Regions(torch.tensor([[0.0, 0, 100, 5]]), (5, 3000), labels=torch.tensor([0])),
+        ["a"],
+    )
+    assert max(picture.size) <= MAX_SIDE and picture.size[0] > picture.size[1]
+
+
+def test_recognize_writes_nothing_when_drawing_fails(
+    tmp_path, photo, boxes, tiny_clip_dir, capsys, monkeypatch
+):
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device", str(tmp_path / "out" / "photo.png"))
+
+    monkeypatch.setattr("ovdet.viz.encode_png", broken)
+    code, err = run(
+        [
+            "recognize",
+            photo,
+            "--boxes",
+            boxes,
+            "--vocab",
+            "a, b",
+            "--clip",
+            tiny_clip_dir,
+            "--no-cache",
+            "--out",
+            tmp_path / "out",
+        ],
+        capsys,
+    )
+    assert code == 2
+    one_line(err, "No space left on device")
+    assert not (tmp_path / "out" / "photo.json").exists()
