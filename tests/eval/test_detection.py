@@ -161,3 +161,143 @@ def test_empty_results_score_zero_and_inputs_untouched():
     assert dets == before
     with pytest.raises(FormatError, match="segmentation"):
         evaluate_detections(gt, dets, "segm")
+
+
+def test_lvis_cap_groups_by_image_id_not_its_hash():
+    # hash(-1) == hash(-2) in CPython: grouped by hash, the two images would share one budget
+    dets = [{"image_id": i, "score": s} for i in (-1, -2) for s in (0.9, 0.8, 0.7)]
+    kept = cap_per_image(dets, 2)
+    assert sorted((d["image_id"], d["score"]) for d in kept) == [
+        (-2, 0.8),
+        (-2, 0.9),
+        (-1, 0.8),
+        (-1, 0.9),
+    ]
+
+
+def _gt():
+    return {
+        "images": [
+            {"id": 1, "file_name": "images/a.png", "height": 20, "width": 20},
+            {"id": 2, "file_name": "images/b.png", "height": 20, "width": 20},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 8, 8]},
+            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [2, 2, 8, 8]},
+        ],
+        "categories": [{"id": 1, "name": "a", "frequency": "f"}],
+    }
+
+
+def _set(path, value):
+    def mutate(gt):
+        *keys, last = path
+        node = gt
+        for k in keys:
+            node = node[k]
+        if value is KeyError:
+            del node[last]
+        else:
+            node[last] = value
+        return gt
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (_set(("annotations", 1, "id"), 1), "annotation id 1 appears twice"),
+        (_set(("annotations", 1, "id"), KeyError), "annotation 1 needs an integer 'id'"),
+        (
+            _set(("categories",), [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]),
+            "category id 1 appears twice",
+        ),
+        (_set(("images", 1, "id"), 1), "image id 1 appears twice"),
+        (_set(("annotations", 0, "bbox"), "1 1 8 8"), "expected [x, y, width, height]"),
+        (_set(("annotations", 0, "bbox"), [1, 1, 8]), "expected [x, y, width, height]"),
+        (_set(("annotations", 0, "bbox"), [1, 1, float("nan"), 8]), "non-finite"),
+        (_set(("annotations", 0, "image_id"), 9), "not among the images"),
+        (_set(("annotations", 0, "category_id"), 9), "not a category"),
+    ],
+)
+def test_bad_ground_truth_names_the_record(mutate, message):
+    with pytest.raises(FormatError) as info:
+        evaluate_detections(mutate(_gt()), [])
+    assert message in str(info.value)
+
+
+def test_segm_ground_truth_needs_masks():
+    with pytest.raises(FormatError, match="no segmentation"):
+        evaluate_detections(_gt(), [], iou_type="segm")
+
+
+def _det(**kw):
+    return {"image_id": 1, "category_id": 1, "bbox": [1, 1, 8, 8], "score": 0.9, **kw}
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (_det(image_id=[1]), "image_id [1]"),
+        (_det(category_id={"id": 1}), "category_id {'id': 1}"),
+        (_det(image_id="c.png"), "no ground-truth image has that file name"),
+        (_det(bbox=[1, 1, True, 8]), "expected [x, y, width, height]"),
+    ],
+)
+def test_bad_detections_never_reach_faster_coco_eval(entry, message):
+    with pytest.raises(FormatError) as info:
+        evaluate_detections(_gt(), [entry])
+    assert message in str(info.value)
+
+
+def test_malformed_rle_and_partial_boxes_in_segm_results():
+    import torch
+
+    from ovdet.ops.masks import rle_encode
+
+    gt = _gt()
+    for a in gt["annotations"]:
+        m = torch.zeros(20, 20, dtype=torch.bool)
+        x, y, w, h = a["bbox"]
+        m[y : y + h, x : x + w] = True
+        a["segmentation"] = rle_encode(m)
+    good = rle_encode(torch.ones(20, 20, dtype=torch.bool))
+    bad = [
+        ({**good, "size": [10, 10]}, "its image is [20, 20]"),
+        ({"size": [20, 20], "counts": [5, 5]}, "do not cover"),
+        ({"size": [20, 20]}, "RLE counts 'None'"),
+    ]
+    for rle, message in bad:
+        with pytest.raises(FormatError) as info:
+            evaluate_detections(gt, [_det(segmentation=rle)], iou_type="segm")
+        assert message in str(info.value)
+    # some entries with a bbox, some without: boxes are dropped and the masks decide
+    mask = gt["annotations"][0]["segmentation"]
+    dets = [
+        _det(segmentation=mask),
+        {k: v for k, v in _det(segmentation=mask, score=0.5).items() if k != "bbox"},
+    ]
+    result = evaluate_detections(gt, dets, iou_type="segm")
+    assert result.metrics["AP50"] == pytest.approx(50.5, abs=0.6)  # one of two images found
+
+
+def test_file_name_image_ids_from_detect_map_to_the_ground_truth():
+    by_id = evaluate_detections(_gt(), [_det(), _det(image_id=2, bbox=[2, 2, 8, 8])])
+    by_name = evaluate_detections(
+        _gt(),
+        [_det(image_id="val/images/a.png"), _det(image_id="b.png", bbox=[2, 2, 8, 8])],
+    )
+    assert by_name.metrics == by_id.metrics and by_id.metrics["AP"] == pytest.approx(100.0)
+
+
+def test_lvis_without_negative_ids_warns(caplog):
+    gt = _gt()
+    gt["categories"].append({"id": 2, "name": "b", "frequency": "f"})
+    wrong = [_det(category_id=2)]
+    result = evaluate_detections(gt, [_det(), *wrong], protocol="lvis")
+    assert any("neg_category_ids" in n for n in result.notes)
+    assert any("federated" in r.getMessage() for r in caplog.records)
+    for im in gt["images"]:
+        im["neg_category_ids"] = [2]
+    assert not evaluate_detections(gt, [_det()], protocol="lvis").notes

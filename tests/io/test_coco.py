@@ -90,3 +90,54 @@ def test_atomic_write_keeps_old_content_on_failure(tmp_path):
         raise RuntimeError("crash mid-write")
     assert json.loads(path.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+@pytest.mark.parametrize(
+    "query, names, want",
+    [
+        ("1.png", ["11.png", "1.png"], 1),
+        ("k.png", ["images/ok.png"], None),
+        ("val/images/000001.png", ["images/000001.png", "images/000011.png"], 0),
+        ("000001.png", ["images/000001.png"], 0),
+        ("a.jpg", ["a.png"], 0),  # the stem, when nothing closer names it
+        ("x/a.png", ["a.png", "a.jpg"], 0),
+        ("a.gif", ["a.png", "a.jpg"], "matches 2 images"),
+        ("b.png", ["x/b.png", "y/b.png"], "matches 2 images"),
+    ],
+)
+def test_match_name_is_exact_first_never_a_substring(query, names, want):
+    from ovdet.io.coco import match_name
+
+    if isinstance(want, str):
+        with pytest.raises(FormatError, match=want):
+            match_name(query, names)
+    else:
+        assert match_name(query, names) == want
+
+
+def test_box_files_for_other_images_are_refused(tmp_path):
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([{"image_id": "o.png", "bbox": [1, 1, 4, 4]}]))
+    with pytest.raises(FormatError, match="none named like 'k.png'"):
+        read_boxes(other, image_name="k.png")
+    several = tmp_path / "several.json"
+    several.write_text(
+        json.dumps([{"image_id": n, "bbox": [1, 1, 4, 4]} for n in ("a.png", "b.png", "11.png")])
+    )
+    with pytest.raises(FormatError, match="none named like '1.png'"):
+        read_boxes(several, image_name="1.png")
+    assert read_boxes(several, image_name="imgs/11.png").tolist() == [[1.0, 1.0, 5.0, 5.0]]
+    dataset = tmp_path / "d.json"
+    dataset.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "images/ok.png"}],
+                "annotations": [{"image_id": 1, "bbox": [0, 0, 2, 2]}],
+            }
+        )
+    )
+    with pytest.raises(FormatError, match="no image is named like 'k.png'"):
+        read_boxes(dataset, image_name="k.png")
+    one_id = tmp_path / "one.json"  # one image with a numeric id: its boxes, whatever the name
+    one_id.write_text(json.dumps([{"image_id": 7, "bbox": [0, 0, 2, 2]}]))
+    assert len(read_boxes(one_id, image_name="x.png")) == 1

@@ -1,7 +1,9 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from ovdet.data.shapes.generate import WorldConfig, generate_world
@@ -62,24 +64,25 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(world, tiny_clip, tiny_
         torch.testing.assert_close(a[k], b[k], msg=k)
 
 
-def test_checkpoint_detects_any_vocabulary(world, tiny_clip, tiny_clip_dir, tmp_path):
+def test_checkpoint_detects_any_vocabulary_in_image_pixels(
+    world, tiny_clip, tiny_clip_dir, tmp_path
+):
     folder = run(world, tiny_clip, tiny_clip_dir, tmp_path / "c")
     model, spec = load_detector(folder)
     assert spec["clip"] == str(tiny_clip_dir) and len(spec["base_names"]) == 11
     image = torch.randint(0, 255, (3, 80, 100), dtype=torch.uint8)
-    regions = detect_image(
-        model,
-        spec,
-        image,
-        torch.randn(5, tiny_clip.embed_dim),
-        torch.tensor([0, 0, 0, 1, 1]).bool(),
-    )
-    assert regions.image_size == (80, 100) and len(regions) <= 100
-    assert (
-        (regions.xyxy[:, 2] <= 100).all()
-        and (regions.xyxy[:, 3] <= 80).all()
-        and (regions.labels < 5).all()
-    )
+    text, novel = torch.randn(5, tiny_clip.embed_dim), torch.tensor([0, 0, 0, 1, 1]).bool()
+    regions = detect_image(model, spec, image, text, novel)
+    # the same detections as the model on the letterboxed image, mapped back to image pixels
+    from ovdet.data.coco import letterbox, normalize_imagenet
+
+    pixels, scale, size = letterbox(image, spec["side"])
+    (raw,) = model.detect(normalize_imagenet(pixels)[None], [size], text, novel)
+    assert len(raw) > 0 and regions.image_size == (80, 100)
+    want = torch.minimum((raw.xyxy / scale).clamp(min=0), torch.tensor([100.0, 80, 100, 80]))
+    torch.testing.assert_close(regions.xyxy, want)
+    assert torch.equal(regions.labels, raw.labels) and torch.equal(regions.scores, raw.scores)
+    assert regions.data["class_scores"].shape == (len(regions), 5)
 
 
 def test_sharded_cache_resumes(tmp_path):
@@ -125,6 +128,123 @@ def test_detect_cli_writes_json_and_png(world, tiny_clip, tiny_clip_dir, tmp_pat
     assert code == 0
     entries = json.loads((tmp_path / "out" / "000000.json").read_text())
     assert entries and {e["category_name"] for e in entries} <= {"circle", "crescent"}
+    assert json.loads((tmp_path / "out" / "detections.json").read_text()) == entries
     assert (tmp_path / "out" / "000000.png").is_file()
     assert main(["detect", str(image), "--model", str(tmp_path / "nope"), "--vocab", "circle"]) == 2
     assert "not a ViLD checkpoint" in capsys.readouterr().err
+
+
+class Killed(BaseException):
+    """A kill: nothing after it runs (not even `except Exception` blocks)."""
+
+
+@pytest.mark.parametrize("point", [0, 1, 2])
+def test_a_kill_at_any_point_of_a_checkpoint_write_resumes_exactly(
+    world, tiny_clip, tiny_clip_dir, tmp_path, monkeypatch, point
+):
+    """The step-4 checkpoint renames three files (state, weights, spec); kill before rename
+    `point`, resume, and the final weights equal an uninterrupted run's."""
+    import os
+
+    from ovdet.io import atomic
+
+    straight = run(world, tiny_clip, tiny_clip_dir, tmp_path / "a")
+    run(world, tiny_clip, tiny_clip_dir, tmp_path / "b", stop_after=2)
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) > point:
+            raise Killed()
+        real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    with pytest.raises(Killed):
+        run(world, tiny_clip, tiny_clip_dir, tmp_path / "b", stop_after=4)
+    monkeypatch.setattr(atomic.os, "replace", real)
+    resumed = run(world, tiny_clip, tiny_clip_dir, tmp_path / "b")
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    leftovers = [p.name for p in (tmp_path / "b").iterdir() if p.name.endswith(".tmp")]
+    assert not leftovers
+
+
+def test_resuming_with_another_configuration_is_refused(world, tiny_clip, tiny_clip_dir, tmp_path):
+    from ovdet.errors import OvdetError
+
+    run(world, tiny_clip, tiny_clip_dir, tmp_path / "r", stop_after=2)
+    gt = json.loads((world / "det-train" / "annotations.json").read_text())
+    vild = ViLDConfig(embed_dim=tiny_clip.embed_dim, image_weight=0.0, hidden=32)
+    with pytest.raises(OvdetError, match="another configuration"):
+        train_vild(
+            gt,
+            world / "det-train",
+            tmp_path / "r",
+            tiny_clip,
+            str(tiny_clip_dir),
+            gt["ovd"]["base"],
+            vild,
+            small_cfg(lr=0.5),
+        )
+
+
+def test_detect_output_chains_into_eval(world, tiny_clip, tiny_clip_dir, tmp_path, capsys):
+    """`ovdet detect`'s detections.json goes straight into `ovdet eval`, with file-name ids or
+    the --gt file's integer ids (same metrics); two inputs sharing a stem keep both outputs."""
+    import shutil
+
+    from ovdet.cli.main import main
+
+    folder = run(world, tiny_clip, tiny_clip_dir, tmp_path / "d")
+    val = world / "det-val"
+    images = [str(val / "images" / "000000.png"), str(val / "images" / "000001.png")]
+    base = ["detect", *images, "--model", str(folder), "--vocab", "circle, square, star"]
+    assert main([*base, "--min-score", "0", "--out", str(tmp_path / "o1")]) == 0
+    assert main([*base, "--gt", str(val / "annotations.json"), "--out", str(tmp_path / "o2")]) == 0
+    by_name = json.loads((tmp_path / "o1" / "detections.json").read_text())
+    by_id = json.loads((tmp_path / "o2" / "detections.json").read_text())
+    assert by_name and {e["image_id"] for e in by_id} == {1, 2}
+    assert {e["image_id"] for e in by_name} == {Path(p).as_posix() for p in images}
+    gt = json.loads((val / "annotations.json").read_text())
+    names = {c["name"]: c["id"] for c in gt["categories"]}
+    metrics = []
+    for out, entries in (("m1", by_name), ("m2", by_id)):
+        for e in entries:  # vocabulary index -> the ground truth's category id
+            e["category_id"] = names[e["category_name"]]
+        dt = tmp_path / f"{out}.json"
+        dt.write_text(json.dumps(entries))
+        code = main(
+            [
+                "eval",
+                "--gt",
+                str(val / "annotations.json"),
+                "--dt",
+                str(dt),
+                "--out",
+                str(tmp_path / out),
+            ]
+        )
+        assert code == 0
+        metrics.append(json.loads((tmp_path / out / "metrics.json").read_text())["metrics"])
+    assert metrics[0] == metrics[1]
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    shutil.copy(images[0], twin / "a.png")
+    Image.open(images[1]).convert("RGB").save(twin / "a.jpg")
+    code = main(
+        [
+            "detect",
+            str(twin / "a.png"),
+            str(twin / "a.jpg"),
+            "--model",
+            str(folder),
+            "--vocab",
+            "circle",
+            "--out",
+            str(tmp_path / "o3"),
+        ]
+    )
+    assert code == 0
+    written = sorted(p.name for p in (tmp_path / "o3").iterdir())
+    assert written == ["a.jpg.json", "a.jpg.png", "a.png.json", "a.png.png", "detections.json"]

@@ -248,8 +248,8 @@ def train_regionspot(
             save_checkpoint(out, model, spec, opt, sched, done)
             if stop_after is not None and done >= stop_after:
                 break
-    if start >= cfg.steps and not (out / "model.safetensors").is_file():
-        save_checkpoint(out, model, spec)
+    if start >= cfg.steps:  # nothing trained now: steps 0, or a run killed after its last state
+        save_checkpoint(out, model, spec)  # the inference view, from the state just loaded
     return out
 
 

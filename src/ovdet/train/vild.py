@@ -212,8 +212,8 @@ def train_vild(
             save_checkpoint(out, model, spec, opt, sched, done)
             if done == stop_after:
                 break
-    if not (out / "model.safetensors").is_file():  # steps 0: the initial model is the result
-        save_checkpoint(out, model, spec)
+    if start >= cfg.steps:  # nothing trained now: steps 0, or a run killed after its last state
+        save_checkpoint(out, model, spec)  # the inference view, from the state just loaded
     return out
 
 
