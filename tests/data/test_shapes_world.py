@@ -116,3 +116,41 @@ def test_occlusion_leaves_objects_visible():
         for obj, mask in zip(scene.objects, scene.masks, strict=True):
             full = shape_mask(obj.name, (128, 128), obj.centre, obj.radius, obj.angle)
             assert mask.sum() >= 0.6 * full.sum() - 1
+
+
+def test_a_killed_generation_leaves_the_previous_world(tmp_path, monkeypatch):
+    from ovdet.data.shapes import generate
+
+    small = WorldConfig(seed=1, captions=2, det_train=3, det_val=2, size=64)
+    out = generate_world(tmp_path / "w", small)
+    before = (out / "det-train" / "annotations.json").read_text()
+    calls = []
+
+    def dies(*a, **k):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # killed in the middle of det-train
+        return real(*a, **k)
+
+    real = generate._save_png
+    monkeypatch.setattr(generate, "_save_png", dies)
+    with pytest.raises(KeyboardInterrupt):
+        generate_world(out, WorldConfig(seed=2, captions=2, det_train=3, det_val=2, size=64))
+    assert (out / "det-train" / "annotations.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]  # no half-written world beside
+    with pytest.raises(Exception, match="holds other files"):
+        (tmp_path / "mine").mkdir()
+        (tmp_path / "mine" / "notes.txt").write_text("x")
+        generate_world(tmp_path / "mine", small)
+
+
+def test_import_and_help_do_not_load_transformers():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ovdet, ovdet.cli.main as m; m.build_parser(); "
+        "import ovdet.eval.detection; print('transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

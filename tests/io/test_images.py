@@ -101,3 +101,14 @@ def test_bad_arrays(arr, message):
 def test_unsupported_type():
     with pytest.raises(ImageError, match="got int"):
         load_image(3)
+
+
+def test_max_pixels_decides_over_pils_own_limit(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 20_000)  # PIL alone refuses 120,000 px
+    assert load_image(tmp_path / "big.png", max_pixels=200_000).shape == (3, 300, 400)
+    assert PILImage.MAX_IMAGE_PIXELS == 20_000  # restored
+    with pytest.raises(ImageError, match="over the limit of 100000"):
+        load_image(tmp_path / "big.png", max_pixels=100_000)

@@ -98,3 +98,20 @@ def test_missing_weights_give_one_line(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsNotFoundError, match="lacks model files"):
         ClipModel.from_pretrained(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("hw", [(60, 80), (480, 640), (80, 60)])
+def test_preprocess_equals_transformers_on_noise(tiny_clip, tiny_clip_dir, reference, hw):
+    """On noise a crop shifted by one column is a different image: 4:3 at side 32 resizes the
+    long side to int(42.67) = 42 columns in CLIPImageProcessor; rounding to 43 moved the crop."""
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    processor = CLIPImageProcessorPil.from_pretrained(str(tiny_clip_dir))
+    arr = np.random.default_rng(0).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    want = processor(images=arr, return_tensors="pt")["pixel_values"]
+    got = tiny_clip.preprocess([torch.from_numpy(arr).permute(2, 0, 1)])
+    # bicubic kernels differ (PIL a=-0.5, torch a=-0.75): 0.004 mean; a shifted crop: > 0.3
+    assert (got - want).abs().mean() < 0.02
+    with torch.no_grad():
+        emb = F.normalize(pooled(reference.get_image_features(pixel_values=want)), dim=-1)
+    assert (tiny_clip.encode_image(got) - emb).norm(dim=-1).max() < 0.01

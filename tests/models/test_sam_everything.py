@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import torch
 from transformers import SamModel
 
@@ -56,5 +58,12 @@ def test_everything_yields_nms_free_proposals_with_their_masks(tiny_sam_dir):
     assert (regions.scores[:-1] >= regions.scores[1:]).all()
     iou = box_iou(regions.xyxy, regions.xyxy).fill_diagonal_(0)
     assert (iou <= 0.5 + 1e-6).all()
-    strict = everything(sam, sam.set_image(image), EverythingConfig(points_per_side=6))
-    assert len(strict) <= len(regions)  # untrained SAM: its predicted IoU passes nothing or little
+    # the predicted-IoU filter: greedy NMS keeps higher scores first, so thresholding before
+    # NMS (what `everything` does) keeps exactly the loose run's regions above the threshold
+    state = sam.set_image(image)
+    for t in (float(regions.scores.median()), float(regions.scores.max()) + 1e-4):
+        strict = everything(sam, state, replace(cfg, iou_threshold=t))
+        above = regions[regions.scores >= t]
+        torch.testing.assert_close(strict.xyxy, above.xyxy)
+        torch.testing.assert_close(strict.scores, above.scores)
+    assert len(strict) == 0  # above the best predicted IoU nothing passes

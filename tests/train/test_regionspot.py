@@ -119,4 +119,10 @@ def test_recognizer_names_boxes_with_masks(cached, tmp_path):
     )[0]
     torch.testing.assert_close(spot.model.logits(emb, text).sigmoid(), regions.data["class_scores"])
     detected = spot.detect(image, text, boxes)
-    assert len(detected) <= 2 and detected.masks is not None
+    # given boxes without scores: each keeps its best class and score, same-class NMS at 0.5
+    from ovdet.ops.nms import batched_nms
+
+    keep = batched_nms(regions.xyxy, regions.scores, regions.labels, 0.5)
+    assert torch.equal(detected.labels, regions.labels[keep]) and detected.masks is not None
+    torch.testing.assert_close(detected.scores, regions.scores[keep])
+    torch.testing.assert_close(detected.xyxy, regions.xyxy[keep])

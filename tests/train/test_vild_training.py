@@ -199,7 +199,7 @@ def test_detect_output_chains_into_eval(world, tiny_clip, tiny_clip_dir, tmp_pat
     folder = run(world, tiny_clip, tiny_clip_dir, tmp_path / "d")
     val = world / "det-val"
     images = [str(val / "images" / "000000.png"), str(val / "images" / "000001.png")]
-    base = ["detect", *images, "--model", str(folder), "--vocab", "circle, square, star"]
+    base = ["detect", *images, "--model", str(folder), "--vocab", "circle, crescent, star"]
     assert main([*base, "--min-score", "0", "--out", str(tmp_path / "o1")]) == 0
     assert main([*base, "--gt", str(val / "annotations.json"), "--out", str(tmp_path / "o2")]) == 0
     by_name = json.loads((tmp_path / "o1" / "detections.json").read_text())
@@ -209,11 +209,12 @@ def test_detect_output_chains_into_eval(world, tiny_clip, tiny_clip_dir, tmp_pat
     gt = json.loads((val / "annotations.json").read_text())
     names = {c["name"]: c["id"] for c in gt["categories"]}
     metrics = []
-    for out, entries in (("m1", by_name), ("m2", by_id)):
-        for e in entries:  # vocabulary index -> the ground truth's category id
-            e["category_id"] = names[e["category_name"]]
-        dt = tmp_path / f"{out}.json"
-        dt.write_text(json.dumps(entries))
+    assert all(e["category_id"] == names[e["category_name"]] for e in by_id)  # --gt: its ids
+    for e in by_name:  # without --gt: vocabulary index + 1, mapped here by name
+        e["category_id"] = names[e["category_name"]]
+    (tmp_path / "o1" / "detections.json").write_text(json.dumps(by_name))
+    for out, folder_ in (("m1", "o1"), ("m2", "o2")):
+        dt = tmp_path / folder_ / "detections.json"  # the --gt run's file goes in as written
         code = main(
             [
                 "eval",
@@ -248,3 +249,20 @@ def test_detect_output_chains_into_eval(world, tiny_clip, tiny_clip_dir, tmp_pat
     assert code == 0
     written = sorted(p.name for p in (tmp_path / "o3").iterdir())
     assert written == ["a.jpg.json", "a.jpg.png", "a.png.json", "a.png.png", "detections.json"]
+
+
+def test_zero_steps_writes_the_initial_model(world, tiny_clip, tiny_clip_dir, tmp_path):
+    gt = json.loads((world / "det-train" / "annotations.json").read_text())
+    vild = ViLDConfig(embed_dim=tiny_clip.embed_dim, image_weight=0.0, hidden=32)
+    folder = train_vild(
+        gt,
+        world / "det-train",
+        tmp_path / "z",
+        tiny_clip,
+        str(tiny_clip_dir),
+        gt["ovd"]["base"],
+        vild,
+        small_cfg(steps=0),
+    )
+    model, spec = load_detector(folder)  # the printed path is a loadable checkpoint
+    assert spec["train"]["steps"] == 0

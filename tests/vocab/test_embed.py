@@ -39,11 +39,19 @@ def test_second_run_runs_no_text_forward(tiny_clip, tmp_path):
 
 def test_damaged_cache_is_rebuilt(tiny_clip, tmp_path):
     vocab = Vocabulary(("cat",))
-    TextEmbedder(tiny_clip, "single", TextEmbeddingCache(tmp_path)).embed(vocab)
+    first = TextEmbedder(tiny_clip, "single", TextEmbeddingCache(tmp_path)).embed(vocab)
     (file,) = list(tmp_path.rglob("*.safetensors"))
     file.write_bytes(b"garbage")
+    before = tiny_clip.text_forwards
     out = TextEmbedder(tiny_clip, "single", TextEmbeddingCache(tmp_path)).embed(vocab)
-    assert out.shape == (1, 16)
+    torch.testing.assert_close(out, first)  # recomputed, not read from the garbage
+    assert tiny_clip.text_forwards == before + 1
+    from safetensors.torch import load_file
+
+    assert len(load_file(file)) == 1  # and the file is whole again
+    before = tiny_clip.text_forwards
+    TextEmbedder(tiny_clip, "single", TextEmbeddingCache(tmp_path)).embed(vocab)
+    assert tiny_clip.text_forwards == before
 
 
 def test_attribute_expansion_by_hand():

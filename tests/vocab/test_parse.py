@@ -104,3 +104,28 @@ def test_templates():
         get_templates("nope")
     with pytest.raises(ValueError, match="exactly one"):
         get_templates(["no slot"])
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"names": ["disc"], "synonyms": "disc"}, "one list per name"),
+        ({"names": ["disc"], "synonyms": ["disc"]}, "expected a list of strings"),
+        ({"names": ["disc"], "attributes": "red"}, "expected a list of strings"),
+        ({"names": None}, "expected a list of strings"),
+        ({"names": ["disc", 3]}, "holds 3"),
+        ([{"name": "disc", "synonyms": "round"}], "expected a list of strings"),
+    ],
+)
+def test_json_strings_are_never_split_into_letters(tmp_path, data, message):
+    f = tmp_path / "v.json"
+    f.write_text(json.dumps(data))
+    with pytest.raises(VocabularyError, match=message):
+        parse_vocabulary(str(f))
+
+
+def test_names_with_a_slash_and_long_lists_are_inline():
+    assert parse_vocabulary("AC/DC, cat").names == ("AC/DC", "cat")
+    long = ", ".join(f"class {i}" for i in range(60))
+    assert len(long) > 255 and len(parse_vocabulary(long)) == 60
+    assert parse_vocabulary("cat", attributes="red, blue").attributes == ("red", "blue")

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
             for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
         ]
         results.append({"image": path, "top": rows})
-        table = Table(title=path)
+        console.print(path, soft_wrap=True, highlight=False)  # a long path stays one line
+        table = Table()
         table.add_column("label")
         table.add_column("probability", justify="right")
         for row in rows:

@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--gt",
         default=None,
-        help="COCO file whose images the inputs are: detections.json then uses its integer ids",
+        help="COCO file whose images the inputs are: detections.json then uses its image and "
+        "category ids, ready for `ovdet eval --gt` with the same file",
     )
     p.add_argument(
         "--out", default="out", help="folder for detections.json, <image>.json and <image>.png"
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from ovdet.vocab.parse import parse_vocabulary
 
     vocab = parse_vocabulary(args.vocab)
-    ids = _image_ids(args.images, args.gt)
+    ids, category_ids = _gt_ids(args.images, args.gt, vocab)
     keys = output_names(args.images)
     for path in args.images:
         if not Path(path).is_file():
@@ -82,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
     for path, image_id, key in zip(args.images, ids, keys, strict=True):
         image = load_image(path)
         regions = detect(path, image, novel)
-        entries = regions_to_coco(regions, image_id=image_id)
-        for e in entries:
-            e["category_name"] = vocab.names[e["category_id"] - 1]
+        entries = regions_to_coco(regions, image_id=image_id, category_ids=category_ids)
+        for e, label in zip(entries, regions.labels.tolist(), strict=True):
+            e["category_name"] = vocab.names[label]
         shown = regions[regions.scores >= args.min_score]
         picture = encode_png(draw_regions(image, shown, list(vocab.names)))
         write_bytes(out / f"{key}.png", picture)  # the picture first, the JSON last
@@ -109,23 +110,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _image_ids(paths: list[str], gt: str | None) -> list:
-    """Each image's COCO id: from `gt` by file name, else the path itself (`ovdet eval` maps
-    such ids to the ground truth's by file name)."""
+def _gt_ids(paths: list[str], gt: str | None, vocab) -> tuple[list, list[int] | None]:
+    """Each image's COCO id and each class's category id. With `gt`: its image ids (matched by
+    file name) and its category ids (matched by name or synonym); without: the image's path
+    (`ovdet eval` maps such ids by file name) and the vocabulary index + 1."""
     if gt is None:
-        return [Path(p).as_posix() for p in paths]
+        return [Path(p).as_posix() for p in paths], None
     from ovdet.eval.data import load_gt
     from ovdet.io.coco import match_name
 
-    images = load_gt(gt)["images"]
-    names = [str(im.get("file_name", "")) for im in images]
+    data = load_gt(gt)
+    names = [str(im.get("file_name", "")) for im in data["images"]]
     ids = []
     for p in paths:
         hit = match_name(p, names)
         if hit is None:
             raise OvdetError(f"{gt} has no image named like {Path(p).name!r}")
-        ids.append(images[hit]["id"])
-    return ids
+        ids.append(data["images"][hit]["id"])
+    by_name = {}
+    for c in data["categories"]:
+        for n in [c["name"], *(c.get("synonyms") or [])]:
+            by_name.setdefault(str(n).replace("_", " ").lower(), c["id"])
+    unknown = [n for n in vocab.names if n.lower() not in by_name]
+    if unknown:
+        raise OvdetError(
+            f"--gt {gt} has no category named {unknown[0]!r}; with --gt the vocabulary names "
+            "its categories (e.g. --vocab the same file)"
+        )
+    return ids, [by_name[n.lower()] for n in vocab.names]
 
 
 def _detector(args: argparse.Namespace, vocab) -> tuple[Callable, list[str]]:

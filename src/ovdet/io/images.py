@@ -74,7 +74,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     if path.stat().st_size == 0:
         raise ImageError(f"image file is empty (0 bytes): {path}")
     try:
-        with _pil_limit(max_pixels), warnings.catch_warnings():
+        with _pil_limit(), warnings.catch_warnings():
             # our own limit decides (checked from the header, before any pixel is decoded);
             # PIL's warning-as-error at 89.5 Mpx would otherwise override `max_pixels`
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -96,11 +96,12 @@ _PIL_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _pil_limit(max_pixels: int) -> Iterator[None]:
-    """Let PIL open images up to `max_pixels` (its own bomb error fires at 2x its global limit)."""
+def _pil_limit() -> Iterator[None]:
+    """PIL's own bomb check off while a header is read: `_check_size` applies `max_pixels` to
+    the header's size before any pixel is decoded (PIL would refuse at 2x its global limit)."""
     with _PIL_LOCK:
         before = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = max(before or 0, max_pixels // 2 + 1)
+        Image.MAX_IMAGE_PIXELS = None
         try:
             yield
         finally:
