@@ -35,7 +35,7 @@ def small_cfg(**kw):
     )
 
 
-def run(world, tiny_clip, tiny_clip_dir, out, **kw):
+def run(world, tiny_clip, tiny_clip_dir, out, cfg=None, **kw):
     gt = json.loads((world / "det-train" / "annotations.json").read_text())
     vild = ViLDConfig(embed_dim=tiny_clip.embed_dim, image_weight=0.0, hidden=32)
     return train_vild(
@@ -46,7 +46,7 @@ def run(world, tiny_clip, tiny_clip_dir, out, **kw):
         str(tiny_clip_dir),
         gt["ovd"]["base"],
         vild,
-        small_cfg(),
+        cfg or small_cfg(),
         **kw,
     )
 
@@ -174,19 +174,8 @@ def test_resuming_with_another_configuration_is_refused(world, tiny_clip, tiny_c
     from ovdet.errors import OvdetError
 
     run(world, tiny_clip, tiny_clip_dir, tmp_path / "r", stop_after=2)
-    gt = json.loads((world / "det-train" / "annotations.json").read_text())
-    vild = ViLDConfig(embed_dim=tiny_clip.embed_dim, image_weight=0.0, hidden=32)
     with pytest.raises(OvdetError, match="another configuration"):
-        train_vild(
-            gt,
-            world / "det-train",
-            tmp_path / "r",
-            tiny_clip,
-            str(tiny_clip_dir),
-            gt["ovd"]["base"],
-            vild,
-            small_cfg(lr=0.5),
-        )
+        run(world, tiny_clip, tiny_clip_dir, tmp_path / "r", cfg=small_cfg(lr=0.5))
 
 
 def test_detect_output_chains_into_eval(world, tiny_clip, tiny_clip_dir, tmp_path, capsys):
@@ -252,17 +241,6 @@ def test_detect_output_chains_into_eval(world, tiny_clip, tiny_clip_dir, tmp_pat
 
 
 def test_zero_steps_writes_the_initial_model(world, tiny_clip, tiny_clip_dir, tmp_path):
-    gt = json.loads((world / "det-train" / "annotations.json").read_text())
-    vild = ViLDConfig(embed_dim=tiny_clip.embed_dim, image_weight=0.0, hidden=32)
-    folder = train_vild(
-        gt,
-        world / "det-train",
-        tmp_path / "z",
-        tiny_clip,
-        str(tiny_clip_dir),
-        gt["ovd"]["base"],
-        vild,
-        small_cfg(steps=0),
-    )
+    folder = run(world, tiny_clip, tiny_clip_dir, tmp_path / "z", cfg=small_cfg(steps=0))
     model, spec = load_detector(folder)  # the printed path is a loadable checkpoint
     assert spec["train"]["steps"] == 0
