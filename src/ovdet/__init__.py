@@ -9,6 +9,7 @@ __getattr__, __all__ = lazy_exports(
         "load_image": "ovdet.io.images",
         "ClipModel": "ovdet.models.clip",
         "load_model": "ovdet.models.loader",
+        "list_models": "ovdet.models.bundled",
         "SamBackend": "ovdet.models.sam",
         "VisionLanguageModel": "ovdet.models.vlm",
         "CropRecognizer": "ovdet.recognize.crop",

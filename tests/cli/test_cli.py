@@ -125,3 +125,14 @@ def test_console_script_without_weights_prints_one_line(photo, tmp_path):
         and "openai/clip-vit-base-patch16" in lines[0]
         and "Traceback" not in proc.stderr
     )
+
+
+def test_list_models_names_every_bundled_model(capsys):
+    import ovdet
+
+    models = {m["name"]: m for m in ovdet.list_models()}
+    assert set(models) == {"shapes-clip", "shapes-sam", "shapes-vild", "shapes-regionspot"}
+    assert all(m["present"] for m in models.values())
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in models) and "openai/clip-vit-base-patch16" in out

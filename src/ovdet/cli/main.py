@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from ovdet.cli import cache, classify, demo, detect, evaluate, recognize, shapes, train
+from ovdet.cli import cache, classify, demo, detect, evaluate, models, recognize, shapes, train
 from ovdet.errors import OvdetError
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.register(sub)
     train.register(sub)
     cache.register(sub)
+    models.register(sub)
     return parser
 
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
     )
-    if not args.verbose and args.command != "eval":  # eval loads no model
+    if not args.verbose and args.command not in ("eval", "models"):  # these load no model
         # ovdet shows its own progress; transformers' per-load bars are noise
         from transformers.utils import logging as hf_logging
 

@@ -111,9 +111,9 @@ def _bundled_out(out: str | None, name: str) -> str:
     """`out`, or the folder of the bundled model `name` inside the installed package."""
     if out is not None:
         return out
-    from ovdet.models.loader import BUNDLED, resource_folder
+    from ovdet.models.bundled import resource_folder
 
-    return str(resource_folder(BUNDLED[name][0]))
+    return str(resource_folder(name))
 
 
 def run_train_clip(args: argparse.Namespace) -> int:
@@ -257,10 +257,10 @@ def run_reproduce_regionspot(args: argparse.Namespace) -> int:
         import shutil
 
         from ovdet.io.atomic import atomic_folder, write_json
-        from ovdet.recognize.regionspot import BUNDLED_REGIONSPOT, regionspot_folder
+        from ovdet.models.bundled import resource_folder
 
         source = Path(next(r["checkpoint"] for r in results.values() if "checkpoint" in r))
-        target = regionspot_folder(next(iter(BUNDLED_REGIONSPOT)))
+        target = resource_folder("shapes-regionspot")
         with atomic_folder(target) as tmp:
             for name in ("model.safetensors", "spec.json"):
                 shutil.copy(source / name, tmp / name)

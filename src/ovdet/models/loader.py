@@ -3,23 +3,12 @@ the backend its `config.json` names (transformers CLIP or ovdet's shapes-world C
 
 from __future__ import annotations
 
-from importlib import resources
-from pathlib import Path
-
 import torch
 
-from ovdet.errors import FormatError, WeightsNotFoundError
+from ovdet.errors import FormatError
+from ovdet.models.bundled import BUNDLED, bundled_path
 from ovdet.models.registry import CLIP_ALIASES, load_weights, model_type_of
 from ovdet.models.vlm import VisionLanguageModel
-
-# Models that ship inside the package (folders under ovdet/resources), with how to rebuild them.
-BUNDLED: dict[str, tuple[str, str]] = {
-    "shapes-clip": (
-        "shapes-clip",
-        "ovdet shapes generate --out data/shapes && ovdet shapes train-clip",
-    ),
-    "shapes-sam": ("shapes-sam", "ovdet shapes train-sam"),
-}
 
 
 def backends() -> dict[str, type]:
@@ -28,22 +17,6 @@ def backends() -> dict[str, type]:
     from ovdet.models.shapes_clip import MODEL_TYPE, ShapesClip
 
     return {"clip": ClipModel, MODEL_TYPE: ShapesClip}
-
-
-def resource_folder(folder: str) -> Path:
-    """A folder under ovdet/resources inside the installed package (it may not exist yet)."""
-    return Path(str(resources.files("ovdet.resources").joinpath(folder)))
-
-
-def bundled_path(name: str) -> Path:
-    """The folder of a bundled model; a one-line error says how to rebuild a missing one."""
-    folder, rebuild = BUNDLED[name]
-    path = resource_folder(folder)
-    if not (path / "config.json").is_file():
-        raise WeightsNotFoundError(
-            f"the bundled model {name!r} is missing from {path}; rebuild it: {rebuild}"
-        )
-    return path
 
 
 def load_model(

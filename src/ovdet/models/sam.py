@@ -69,7 +69,7 @@ class SamBackend:
         the bundled `shapes-sam`."""
         from transformers import SamModel
 
-        from ovdet.models.loader import BUNDLED, bundled_path
+        from ovdet.models.bundled import BUNDLED, bundled_path
 
         target = str(bundled_path(name_or_path)) if name_or_path in BUNDLED else name_or_path
 

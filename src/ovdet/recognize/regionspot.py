@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from ovdet.errors import OvdetError
 from ovdet.heads.regionspot import RegionSpot, RegionSpotConfig
+from ovdet.models.bundled import checkpoint_folder
 from ovdet.models.sam import SamBackend, SamImage
 from ovdet.models.sam_everything import EverythingConfig
 from ovdet.models.sam_everything import everything as sam_everything
@@ -62,16 +63,9 @@ class FeatureExtractor:
         }
 
 
-BUNDLED_REGIONSPOT = {"shapes-regionspot": "shapes-regionspot"}  # name -> resources folder
-
-
 def regionspot_folder(name_or_path: str | os.PathLike) -> Path:
-    """A checkpoint folder, or the bundled `shapes-regionspot`."""
-    if str(name_or_path) in BUNDLED_REGIONSPOT:
-        from ovdet.models.loader import resource_folder
-
-        return resource_folder(BUNDLED_REGIONSPOT[str(name_or_path)])
-    return Path(name_or_path)
+    """A checkpoint folder, or the bundled `shapes-regionspot`'s."""
+    return checkpoint_folder(name_or_path)
 
 
 def is_regionspot(name_or_path: str | os.PathLike) -> bool:
@@ -82,13 +76,8 @@ def is_regionspot(name_or_path: str | os.PathLike) -> bool:
 
 def load_regionspot(folder: str | os.PathLike) -> tuple[RegionSpot, dict[str, Any]]:
     """A trained module and its spec from a checkpoint folder (or `shapes-regionspot`)."""
-    name, folder = str(folder), regionspot_folder(folder)
+    folder = regionspot_folder(folder)
     spec_path = folder / "spec.json"
-    if name in BUNDLED_REGIONSPOT and not spec_path.is_file():
-        raise OvdetError(
-            f"the bundled {name!r} is missing from {folder}; rebuild it: "
-            "ovdet shapes reproduce-regionspot --bundle"
-        )
     if not spec_path.is_file() or not (folder / "model.safetensors").is_file():
         raise OvdetError(f"not a RegionSpot checkpoint (spec.json + model.safetensors): {folder}")
     spec = json.loads(spec_path.read_text())

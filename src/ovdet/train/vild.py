@@ -29,7 +29,7 @@ from ovdet.detect.backbone import ConvBackbone
 from ovdet.detect.rpn import RPNConfig
 from ovdet.detect.vild import ViLD, ViLDConfig
 from ovdet.errors import OvdetError, WeightsNotFoundError
-from ovdet.models.loader import resource_folder
+from ovdet.models.bundled import checkpoint_folder
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.crop import CropRecognizer
 from ovdet.train.common import resume, save_checkpoint, warmup_cosine
@@ -76,14 +76,9 @@ def build_model(spec: dict[str, Any], base_text: torch.Tensor) -> ViLD:
     return ViLD(backbone, base_text, ViLDConfig(**spec["vild"]), RPNConfig(**spec["rpn"]))
 
 
-BUNDLED_DETECTORS = {"shapes-vild": "shapes-vild"}  # name -> folder under ovdet/resources
-
-
 def load_detector(folder: str | os.PathLike, device: str = "cpu") -> tuple[ViLD, dict[str, Any]]:
     """A trained ViLD and its spec from a checkpoint folder or a bundled name ("shapes-vild")."""
-    if str(folder) in BUNDLED_DETECTORS:
-        folder = resource_folder(BUNDLED_DETECTORS[str(folder)])
-    folder = Path(folder)
+    folder = checkpoint_folder(folder)
 
     if not (folder / "spec.json").is_file() or not (folder / "model.safetensors").is_file():
         raise WeightsNotFoundError(

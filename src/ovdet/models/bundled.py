@@ -1,0 +1,94 @@
+"""The one table of models that ship inside the package (folders under ovdet/resources).
+
+Imports nothing heavy: `ovdet.list_models()` answers without torch or transformers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ovdet.errors import WeightsNotFoundError
+
+
+@dataclass(frozen=True)
+class Bundled:
+    """A bundled model: its name (= its folder), kind, what it is, the file that marks it
+    present, and the command that rebuilds it."""
+
+    name: str
+    kind: str  # "clip", "sam", "vild", "regionspot"
+    description: str
+    marker: str
+    rebuild: str
+
+
+BUNDLED: dict[str, Bundled] = {
+    b.name: b
+    for b in (
+        Bundled(
+            "shapes-clip",
+            "clip",
+            "tiny CLIP of the shapes world (conv image tower, 64 px; dense map at 128 px)",
+            "config.json",
+            "ovdet shapes generate --out data/shapes && ovdet shapes train-clip",
+        ),
+        Bundled(
+            "shapes-sam",
+            "sam",
+            "tiny transformers SamModel of the shapes world (128 px)",
+            "config.json",
+            "ovdet shapes train-sam",
+        ),
+        Bundled(
+            "shapes-vild",
+            "vild",
+            "ViLD (w = 0.5) trained on the shapes world's 11 base shapes",
+            "spec.json",
+            "ovdet shapes reproduce-vild --data data/shapes --out runs/shapes-vild",
+        ),
+        Bundled(
+            "shapes-regionspot",
+            "regionspot",
+            "RegionSpot fusion module over shapes-sam + shapes-clip",
+            "spec.json",
+            "ovdet shapes reproduce-regionspot --bundle",
+        ),
+    )
+}
+
+
+def resource_folder(folder: str) -> Path:
+    """A folder under ovdet/resources inside the installed package (it may not exist yet)."""
+    return Path(str(resources.files("ovdet.resources").joinpath(folder)))
+
+
+def bundled_path(name: str) -> Path:
+    """The folder of a bundled model; a one-line error says how to rebuild a missing one."""
+    entry = BUNDLED[name]
+    path = resource_folder(entry.name)
+    if not (path / entry.marker).is_file():
+        raise WeightsNotFoundError(
+            f"the bundled model {name!r} is missing from {path}; rebuild it: {entry.rebuild}"
+        )
+    return path
+
+
+def checkpoint_folder(name_or_path: str | os.PathLike) -> Path:
+    """The folder a bundled name denotes, or the path itself."""
+    return bundled_path(str(name_or_path)) if str(name_or_path) in BUNDLED else Path(name_or_path)
+
+
+def list_models() -> list[dict[str, str | bool]]:
+    """Every bundled model: name, kind, description and whether it is present in this install."""
+    return [
+        {
+            "name": b.name,
+            "kind": b.kind,
+            "description": b.description,
+            "present": (resource_folder(b.name) / b.marker).is_file(),
+        }
+        for b in BUNDLED.values()
+    ]
