@@ -6,6 +6,12 @@ __getattr__, __all__ = lazy_exports(
     __name__,
     {
         "OvdetError": "ovdet.errors",
+        "Detector": "ovdet.api",
+        "Recognizer": "ovdet.api",
+        "load": "ovdet.api",
+        "ClipRecognizer": "ovdet.recognize.clip_recognizer",
+        "ViLDDetector": "ovdet.detect.vild_detector",
+        "RegionSpotDetector": "ovdet.recognize.regionspot",
         "load_image": "ovdet.io.images",
         "ClipModel": "ovdet.models.clip",
         "load_model": "ovdet.models.loader",

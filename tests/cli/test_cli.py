@@ -131,7 +131,13 @@ def test_list_models_names_every_bundled_model(capsys):
     import ovdet
 
     models = {m["name"]: m for m in ovdet.list_models()}
-    assert set(models) == {"shapes-clip", "shapes-sam", "shapes-vild", "shapes-regionspot"}
+    assert set(models) == {
+        "shapes-clip",
+        "shapes-sam",
+        "shapes-vild",
+        "shapes-vild-text",
+        "shapes-regionspot",
+    }
     assert all(m["present"] for m in models.values())
     assert main(["models"]) == 0
     out = capsys.readouterr().out

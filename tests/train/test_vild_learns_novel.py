@@ -23,15 +23,11 @@ from ovdet.data.coco import letterbox, normalize_imagenet
 from ovdet.data.shapes.generate import WorldConfig, annotations_of, category_records, generate_world
 from ovdet.data.shapes.world import render_scene
 from ovdet.detect.vild import ViLDConfig
+from ovdet.detect.vild_detector import load_detector
 from ovdet.io.images import load_image
 from ovdet.models.loader import load_model
 from ovdet.ops.boxes import xywh_to_xyxy
-from ovdet.train.vild import (
-    ViLDTrainConfig,
-    build_distill_cache,
-    load_detector,
-    train_vild,
-)
+from ovdet.train.vild import ViLDTrainConfig, build_distill_cache, train_vild
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
 

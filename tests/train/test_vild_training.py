@@ -8,8 +8,9 @@ from safetensors.torch import load_file
 
 from ovdet.data.shapes.generate import WorldConfig, generate_world
 from ovdet.detect.vild import ViLDConfig
+from ovdet.detect.vild_detector import detect_image, load_detector
 from ovdet.train.feature_cache import ShardedCache
-from ovdet.train.vild import ViLDTrainConfig, detect_image, load_detector, train_vild
+from ovdet.train.vild import ViLDTrainConfig, train_vild
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,7 @@ def test_detect_cli_writes_json_and_png(world, tiny_clip, tiny_clip_dir, tmp_pat
     assert json.loads((tmp_path / "out" / "detections.json").read_text()) == entries
     assert (tmp_path / "out" / "000000.png").is_file()
     assert main(["detect", str(image), "--model", str(tmp_path / "nope"), "--vocab", "circle"]) == 2
-    assert "not a ViLD checkpoint" in capsys.readouterr().err
+    assert "no such checkpoint folder" in capsys.readouterr().err
 
 
 class Killed(BaseException):

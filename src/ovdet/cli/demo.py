@@ -113,12 +113,12 @@ def _detect(console: Console, scene, image: torch.Tensor, text: torch.Tensor, ou
     from rich.table import Table
 
     from ovdet.data.shapes.world import CATEGORIES
+    from ovdet.detect.vild_detector import detect_image, load_detector
     from ovdet.eval.shapes_clip import SHAPES_VOCAB
     from ovdet.io.atomic import write_json
     from ovdet.io.coco import regions_to_coco
     from ovdet.ops.boxes import box_iou
     from ovdet.ops.masks import masks_to_boxes
-    from ovdet.train.vild import detect_image, load_detector
     from ovdet.viz import draw_regions, save_png
 
     model, spec = load_detector("shapes-vild")

@@ -12,7 +12,6 @@ JSON per image named by its stem (its file name where two inputs share a stem).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 from ovdet.cli.common import add_cache_args, add_device_arg, output_names
@@ -59,7 +58,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from rich.console import Console
     from rich.table import Table
 
@@ -75,14 +73,14 @@ def run(args: argparse.Namespace) -> int:
     for path in args.images:
         if not Path(path).is_file():
             raise OvdetError(f"image file not found: {path}")
-    detect, base_names = _detector(args, vocab)
-    base = {n.lower() for n in base_names}
-    novel = torch.tensor([n.lower() not in base for n in vocab.names])
+    detector = _detector(args, vocab)
+    base = {n.lower() for n in detector.base_names}
+    novel = [n.lower() not in base for n in vocab.names]
     console, out = Console(), Path(args.out)
     everything = []
     for path, image_id, key in zip(args.images, ids, keys, strict=True):
         image = load_image(path)
-        regions = detect(path, image, novel)
+        regions = _detect(detector, image, vocab, path)
         entries = regions_to_coco(regions, image_id=image_id, category_ids=category_ids)
         for e, label in zip(entries, regions.labels.tolist(), strict=True):
             e["category_name"] = vocab.names[label]
@@ -108,6 +106,15 @@ def run(args: argparse.Namespace) -> int:
     write_json(out / "detections.json", everything, indent=1)
     console.print(f"wrote {out / 'detections.json'} ({len(everything)} detections)")
     return 0
+
+
+def _detect(detector, image, vocab, path):
+    """`detector.detect`, telling detectors that read per-image proposal files which image."""
+    from ovdet.recognize.regionspot import RegionSpotDetector
+
+    if isinstance(detector, RegionSpotDetector):
+        return detector.detect(image, vocab, path)
+    return detector.detect(image, vocab)
 
 
 def _gt_ids(paths: list[str], gt: str | None, vocab) -> tuple[list, list[int] | None]:
@@ -140,38 +147,34 @@ def _gt_ids(paths: list[str], gt: str | None, vocab) -> tuple[list, list[int] | 
     return ids, [by_name[n.lower()] for n in vocab.names]
 
 
-def _detector(args: argparse.Namespace, vocab) -> tuple[Callable, list[str]]:
-    """(detect(path, image, novel) -> Regions, base names) for the checkpoint's kind."""
+def _detector(args: argparse.Namespace, vocab):
+    """The checkpoint as a `Detector` (ovdet.load decides the kind)."""
+    from ovdet.api import checkpoint_kind, load
     from ovdet.cli.common import text_cache
+
+    kind = checkpoint_kind(args.model)
+    if kind not in ("vild", "regionspot"):
+        raise OvdetError(f"--model {args.model} is a {kind} model, not a detector checkpoint")
+    if kind == "vild":
+        if args.proposals != "sam":
+            raise OvdetError("--proposals needs a RegionSpot --model; ViLD uses its own RPN")
+        return load(args.model, device=args.device, text_cache=text_cache(args))
+    from ovdet.models.sam_everything import EverythingConfig
+    from ovdet.recognize.regionspot import RegionSpotDetector
+
+    spot = load(args.model, device=args.device, text_cache=text_cache(args))
+    grid = EverythingConfig(points_per_side=args.points_per_side)
+    return RegionSpotDetector(spot, _proposal_boxes(args.proposals), everything=grid)
+
+
+def _proposal_boxes(source: str):
+    """None for SAM's everything mode, else (image, path) -> the boxes a JSON file gives."""
+    if source == "sam":
+        return None
     from ovdet.io.coco import read_boxes
     from ovdet.ops.boxes import validate_input_boxes
-    from ovdet.recognize.regionspot import is_regionspot
-    from ovdet.vocab.embed import TextEmbedder
 
-    if is_regionspot(args.model):
-        from ovdet.models.sam_everything import EverythingConfig
-        from ovdet.recognize.regionspot import RegionSpotRecognizer
+    def boxes(image, path):
+        return validate_input_boxes(read_boxes(source, image_name=path), tuple(image.shape[-2:]))
 
-        spot = RegionSpotRecognizer(args.model, device=args.device)
-        text = TextEmbedder(spot.clip, spot.spec["templates"], text_cache(args)).embed(vocab)
-        grid = EverythingConfig(points_per_side=args.points_per_side)
-
-        def detect(path, image, novel):
-            boxes = None
-            if args.proposals != "sam":
-                raw = read_boxes(args.proposals, image_name=path)
-                boxes = validate_input_boxes(raw, tuple(image.shape[-2:]))
-            return spot.detect(image, text, boxes, everything=grid)
-
-        return detect, spot.spec["base_names"]
-    if args.proposals != "sam":
-        raise OvdetError("--proposals needs a RegionSpot --model; ViLD uses its own RPN")
-    from ovdet.models.loader import load_model
-    from ovdet.train.vild import detect_image, load_detector
-
-    model, spec = load_detector(args.model, device=args.device)
-    clip = load_model(spec["clip"], device=args.device)
-    text = TextEmbedder(clip, spec["templates"], text_cache(args)).embed(vocab)
-    return (lambda path, image, novel: detect_image(model, spec, image, text, novel)), spec[
-        "base_names"
-    ]
+    return boxes

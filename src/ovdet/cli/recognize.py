@@ -10,8 +10,6 @@ from ovdet.cli.common import (
     add_dense_size,
     add_model_args,
     add_vocab_args,
-    load_clip_and_text,
-    text_embedder,
 )
 
 if TYPE_CHECKING:
@@ -59,9 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from ovdet.io.coco import read_boxes, regions_to_coco
     from ovdet.io.images import load_image
     from ovdet.ops.boxes import validate_input_boxes
-    from ovdet.recognize.core import recognize, relabel_with_attributes
-    from ovdet.recognize.crop import CropRecognizer
-    from ovdet.recognize.dense import DenseRecognizer
+    from ovdet.recognize.core import relabel_with_attributes
+    from ovdet.types import Regions
     from ovdet.viz import draw_regions, encode_png, write_bytes
     from ovdet.vocab.parse import parse_vocabulary
 
@@ -69,23 +66,10 @@ def run(args: argparse.Namespace) -> int:
     boxes = validate_input_boxes(
         read_boxes(args.boxes, image_name=args.image), tuple(image.shape[-2:])
     )
-    if args.model is not None:
-        from ovdet.recognize.regionspot import RegionSpotRecognizer
-
-        vocab = parse_vocabulary(args.vocab, args.attributes)
-        spot = RegionSpotRecognizer(args.model, device=args.device)
-        args.clip, args.method = spot.spec["clip"], "regionspot"
-        args.templates = spot.spec["templates"]  # the prompts the head was trained with
-        clip, embedder = spot.clip, text_embedder(args, spot.clip)
-        regions = spot.recognize(image, boxes, embedder.embed(vocab))
-    else:
-        clip, vocab, embedder = load_clip_and_text(args)
-        region_embedder = (
-            CropRecognizer(clip)
-            if args.method == "crop"
-            else DenseRecognizer(clip, args.dense_size)
-        )
-        regions = recognize(image, boxes, embedder.embed(vocab), region_embedder, clip.logit_scale)
+    vocab = parse_vocabulary(args.vocab, args.attributes)
+    recognizer = _recognizer(args)
+    regions = recognizer.recognize_regions(image, Regions(boxes, tuple(image.shape[-2:])), vocab)
+    clip, embedder = recognizer.clip, recognizer.text
     names = list(vocab.names)
     if vocab.attributes:
         attribute_text = embedder.embed_attributes(vocab)
@@ -101,6 +85,27 @@ def run(args: argparse.Namespace) -> int:
     write_json(out / f"{stem}.json", entries, indent=1)  # the JSON last: it marks a finished run
     Console().print(f"wrote {out / f'{stem}.json'} and {out / f'{stem}.png'}")
     return 0
+
+
+def _recognizer(args: argparse.Namespace):
+    """The `Recognizer` the options ask for: a RegionSpot checkpoint (--model), else CLIP."""
+    from ovdet.cli.common import load_clip, text_cache
+
+    if args.model is not None:
+        from ovdet.api import checkpoint_kind, load
+        from ovdet.errors import OvdetError
+
+        kind = checkpoint_kind(args.model)
+        if kind != "regionspot":
+            raise OvdetError(f"--model {args.model} is a {kind} model; recognize takes RegionSpot")
+        spot = load(args.model, device=args.device, text_cache=text_cache(args))
+        args.clip, args.method = spot.spec["clip"], "regionspot"
+        return spot
+    from ovdet.recognize.clip_recognizer import ClipRecognizer
+
+    return ClipRecognizer(
+        load_clip(args), args.method, args.templates, text_cache(args), args.dense_size
+    )
 
 
 def _print(

@@ -113,15 +113,10 @@ def run_regionspot(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from ovdet.data.coco import CocoDetection
     from ovdet.detect.vild import ViLDConfig
+    from ovdet.detect.vild_detector import detect_image, load_detector
     from ovdet.models.loader import load_model
     from ovdet.train.reproduce_vild import evaluate_on
-    from ovdet.train.vild import (
-        ViLDTrainConfig,
-        build_distill_cache,
-        detect_image,
-        load_detector,
-        train_vild,
-    )
+    from ovdet.train.vild import ViLDTrainConfig, build_distill_cache, train_vild
 
     if bool(args.val_gt) != bool(args.val_images):
         raise OvdetError("--val-gt and --val-images go together: give both or neither")

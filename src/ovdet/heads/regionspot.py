@@ -55,9 +55,7 @@ class RegionSpotConfig:
         check_fields(self, choices={"prior": PRIORS})
         width = self.width or self.clip_dim
         if width % self.heads:
-            raise ConfigError(
-                f"heads must divide the fusion width {width}, got {self.heads} heads"
-            )
+            raise ConfigError(f"heads must divide the fusion width {width}, got {self.heads} heads")
 
     def to_dict(self) -> dict:
         return asdict(self)

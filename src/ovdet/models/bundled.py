@@ -50,6 +50,14 @@ BUNDLED: dict[str, Bundled] = {
             "ovdet shapes reproduce-vild --data data/shapes --out runs/shapes-vild",
         ),
         Bundled(
+            "shapes-vild-text",
+            "vild",
+            "ViLD-text trained on the shapes world's 11 base shapes (the distillation proposer, "
+            "and the start of fine-tuned runs)",
+            "spec.json",
+            "ovdet shapes reproduce-vild --data data/shapes --out runs/shapes-vild",
+        ),
+        Bundled(
             "shapes-regionspot",
             "regionspot",
             "RegionSpot fusion module over shapes-sam + shapes-clip",

@@ -97,20 +97,31 @@ class RegionSpotRecognizer:
         sam: SamBackend | None = None,
         clip: VisionLanguageModel | None = None,
         device: str | torch.device = "cpu",
+        text_cache: Any = "default",
     ) -> None:
         from ovdet.models.loader import load_model
+        from ovdet.vocab.cache import TextEmbeddingCache
+        from ovdet.vocab.embed import TextEmbedder
 
         self.model, self.spec = load_regionspot(folder)
         self.model.to(device)
         self.sam = sam or SamBackend.from_pretrained(self.spec["sam"], device=device)
         self.clip = clip or load_model(self.spec["clip"], device=device)
         self.features = FeatureExtractor(self.sam, self.clip, self.spec["clip_size"])
+        cache = TextEmbeddingCache() if text_cache == "default" else text_cache
+        # the prompts the head was trained with; cached on disk unless text_cache is None
+        self.text = TextEmbedder(self.clip, self.spec["templates"], cache)
+        self.base_names = list(self.spec["base_names"])
 
     def text_embeddings(self, vocab: Vocabulary) -> torch.Tensor:
         """(C, D) embeddings of a vocabulary with the checkpoint's CLIP and templates (cached)."""
-        from ovdet.vocab.embed import embed_vocabulary
+        return self.text.embed(vocab)
 
-        return embed_vocabulary(self.clip, vocab, self.spec["templates"])
+    def recognize_regions(
+        self, image: torch.Tensor, regions: Regions, vocab: Vocabulary
+    ) -> Regions:
+        """The `Recognizer` protocol: name `regions` of `image` from `vocab` (with SAM masks)."""
+        return self.recognize(image, regions.xyxy, self.text_embeddings(vocab))
 
     @torch.inference_mode()
     def detect(
@@ -187,4 +198,38 @@ class RegionSpotRecognizer:
             masks=f["masks"],
             embeddings=emb.cpu(),
             data={"class_scores": scores},
+        )
+
+
+class RegionSpotDetector:
+    """RegionSpot behind the `Detector` protocol: proposals from SAM's everything mode (default)
+    or from `proposals(image) -> (N, 4) xyxy boxes` (another detector's results, GT boxes),
+    each named by the trained module.
+
+    Args:
+        spot: a loaded `RegionSpotRecognizer`.
+        proposals: None for SAM's everything mode, else a function of the image (and its path).
+        everything: the everything mode's settings.
+        labels_per_box: detections per proposal (its best classes).
+    """
+
+    def __init__(
+        self,
+        spot: RegionSpotRecognizer,
+        proposals: Any = None,
+        everything: EverythingConfig | None = None,
+        labels_per_box: int = 1,
+    ) -> None:
+        self.spot, self.proposals = spot, proposals
+        self.everything, self.labels_per_box = everything, labels_per_box
+        self.base_names = spot.base_names
+
+    def detect(self, image: torch.Tensor, vocab: Vocabulary, path: str | None = None) -> Regions:
+        boxes = None if self.proposals is None else self.proposals(image, path)
+        return self.spot.detect(
+            image,
+            self.spot.text_embeddings(vocab),
+            boxes,
+            everything=self.everything,
+            labels_per_box=self.labels_per_box,
         )

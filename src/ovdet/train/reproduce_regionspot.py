@@ -155,10 +155,10 @@ def detection_rows(
 ) -> dict[str, dict[str, float]]:
     """Detection without GT boxes (the paper's GLIP-T rows): the bundled shapes-vild alone, and
     RegionSpot naming shapes-vild's boxes or SAM's everything-mode proposals."""
+    from ovdet.detect.vild_detector import detect_image, load_detector
     from ovdet.models.loader import load_model
     from ovdet.models.sam_everything import EverythingConfig
     from ovdet.train.reproduce_vild import evaluate_on
-    from ovdet.train.vild import detect_image, load_detector
     from ovdet.vocab.embed import embed_vocabulary
     from ovdet.vocab.parse import vocabulary_from_categories
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ovdet.data.coco import CocoDetection, letterbox, normalize_imagenet
 from ovdet.detect.vild import ViLD, ViLDConfig, select_detections
+from ovdet.detect.vild_detector import detect_image, load_detector
 from ovdet.eval.detection import evaluate_detections
 from ovdet.io.atomic import write_json
 from ovdet.io.coco import regions_to_coco
@@ -26,13 +27,7 @@ from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import clip_boxes
 from ovdet.recognize.core import class_probabilities
 from ovdet.recognize.crop import CropRecognizer
-from ovdet.train.vild import (
-    ViLDTrainConfig,
-    build_distill_cache,
-    detect_image,
-    load_detector,
-    train_vild,
-)
+from ovdet.train.vild import ViLDTrainConfig, build_distill_cache, train_vild
 from ovdet.types import Regions
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories

@@ -13,7 +13,6 @@ setting when the proposals come from a base-trained RPN and is far cheaper per s
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
@@ -21,20 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from tqdm import tqdm
 
-from ovdet.data.coco import CocoDetection, letterbox, normalize_imagenet
-from ovdet.detect.backbone import ConvBackbone
+from ovdet.data.coco import CocoDetection
 from ovdet.detect.rpn import RPNConfig
 from ovdet.detect.vild import ViLD, ViLDConfig
-from ovdet.errors import OvdetError, WeightsNotFoundError
-from ovdet.models.bundled import checkpoint_folder
+from ovdet.detect.vild_detector import build_model, load_detector
+from ovdet.errors import OvdetError
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.crop import CropRecognizer
 from ovdet.train.common import resume, save_checkpoint, warmup_cosine
 from ovdet.train.feature_cache import ShardedCache
-from ovdet.types import Regions
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
 
@@ -69,27 +65,6 @@ class ViLDTrainConfig:
         )
         if self.freeze_backbone and not self.init:
             raise OvdetError("freeze_backbone needs init: a checkpoint to take the backbone from")
-
-
-def build_model(spec: dict[str, Any], base_text: torch.Tensor) -> ViLD:
-    backbone = ConvBackbone(spec["backbone_channels"])
-    return ViLD(backbone, base_text, ViLDConfig(**spec["vild"]), RPNConfig(**spec["rpn"]))
-
-
-def load_detector(folder: str | os.PathLike, device: str = "cpu") -> tuple[ViLD, dict[str, Any]]:
-    """A trained ViLD and its spec from a checkpoint folder or a bundled name ("shapes-vild")."""
-    folder = checkpoint_folder(folder)
-
-    if not (folder / "spec.json").is_file() or not (folder / "model.safetensors").is_file():
-        raise WeightsNotFoundError(
-            f"{folder} is not a ViLD checkpoint (needs spec.json and model.safetensors)"
-        )
-    spec = json.loads((folder / "spec.json").read_text())
-    state = load_file(folder / "model.safetensors")
-    model = build_model(spec, torch.zeros(len(spec["base_names"]), spec["vild"]["embed_dim"]))
-    # weights may be stored in float16 to save space (the base text buffer is not saved)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model.to(device).eval(), spec
 
 
 def build_distill_cache(
@@ -248,22 +223,3 @@ def _init_backbone(model: ViLD, init: str, channels: list[int]) -> None:
         )
     model.backbone.load_state_dict(source.backbone.state_dict())
     model.rpn.load_state_dict(source.rpn.state_dict())
-
-
-@torch.no_grad()
-def detect_image(
-    model: ViLD,
-    spec: dict[str, Any],
-    image: torch.Tensor,
-    text: torch.Tensor,
-    novel: torch.Tensor | None = None,
-) -> Regions:
-    """Detect in one (3, H, W) uint8 image; boxes come back in the image's own pixels."""
-    pixels, scale, size = letterbox(image, spec["side"])
-    (regions,) = model.detect(normalize_imagenet(pixels)[None], [size], text, novel)
-    h, w = image.shape[-2:]
-    xyxy = (regions.xyxy / scale).clamp(min=0)
-    xyxy = torch.minimum(xyxy, torch.tensor([w, h, w, h], dtype=xyxy.dtype))
-    return Regions(
-        xyxy, (h, w), regions.scores, regions.labels, None, regions.embeddings, regions.data
-    )

@@ -1,0 +1,101 @@
+"""ViLD at inference: load a trained checkpoint and detect any vocabulary in an image.
+
+`ViLDDetector` is the `ovdet.api.Detector` of a ViLD checkpoint: it holds the detector, its spec
+and its CLIP (for the text embeddings, cached on disk) and maps boxes back to image pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from ovdet.data.coco import letterbox, normalize_imagenet
+from ovdet.detect.backbone import ConvBackbone
+from ovdet.detect.rpn import RPNConfig
+from ovdet.detect.vild import ViLD, ViLDConfig
+from ovdet.errors import WeightsNotFoundError
+from ovdet.models.bundled import checkpoint_folder
+from ovdet.types import Regions, Vocabulary
+
+
+def build_model(spec: dict[str, Any], base_text: torch.Tensor) -> ViLD:
+    backbone = ConvBackbone(spec["backbone_channels"])
+    return ViLD(backbone, base_text, ViLDConfig(**spec["vild"]), RPNConfig(**spec["rpn"]))
+
+
+def load_detector(folder: str | os.PathLike, device: str = "cpu") -> tuple[ViLD, dict[str, Any]]:
+    """A trained ViLD and its spec from a checkpoint folder or a bundled name ("shapes-vild")."""
+    folder = checkpoint_folder(folder)
+
+    if not (folder / "spec.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise WeightsNotFoundError(
+            f"{folder} is not a ViLD checkpoint (needs spec.json and model.safetensors)"
+        )
+    spec = json.loads((folder / "spec.json").read_text())
+    state = load_file(folder / "model.safetensors")
+    model = build_model(spec, torch.zeros(len(spec["base_names"]), spec["vild"]["embed_dim"]))
+    # weights may be stored in float16 to save space (the base text buffer is not saved)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.to(device).eval(), spec
+
+
+@torch.no_grad()
+def detect_image(
+    model: ViLD,
+    spec: dict[str, Any],
+    image: torch.Tensor,
+    text: torch.Tensor,
+    novel: torch.Tensor | None = None,
+) -> Regions:
+    """Detect in one (3, H, W) uint8 image; boxes come back in the image's own pixels."""
+    pixels, scale, size = letterbox(image, spec["side"])
+    (regions,) = model.detect(normalize_imagenet(pixels)[None], [size], text, novel)
+    h, w = image.shape[-2:]
+    xyxy = (regions.xyxy / scale).clamp(min=0)
+    xyxy = torch.minimum(xyxy, torch.tensor([w, h, w, h], dtype=xyxy.dtype))
+    return Regions(
+        xyxy, (h, w), regions.scores, regions.labels, None, regions.embeddings, regions.data
+    )
+
+
+class ViLDDetector:
+    """A trained ViLD behind the `Detector` protocol: `detect(image, vocabulary) -> Regions`.
+
+    Args:
+        name_or_path: checkpoint folder or bundled name (`shapes-vild`, `shapes-vild-text`).
+        device: torch device.
+        templates: prompt set for the vocabulary (default: the one the checkpoint trained with).
+        text_cache: a `TextEmbeddingCache`, or None for no disk cache.
+    """
+
+    def __init__(
+        self,
+        name_or_path: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        templates: str | None = None,
+        text_cache: Any = "default",
+    ) -> None:
+        from ovdet.models.loader import load_model
+        from ovdet.vocab.cache import TextEmbeddingCache
+        from ovdet.vocab.embed import TextEmbedder
+
+        self.model, self.spec = load_detector(name_or_path, device=str(device))
+        self.clip = load_model(self.spec["clip"], device=device)
+        cache = TextEmbeddingCache() if text_cache == "default" else text_cache
+        self.text = TextEmbedder(self.clip, templates or self.spec["templates"], cache)
+        self.base_names = list(self.spec["base_names"])
+
+    def novel_mask(self, vocab: Vocabulary) -> torch.Tensor:
+        """(C,) bool: the vocabulary's names the detector never trained on."""
+        base = {n.lower() for n in self.base_names}
+        return torch.tensor([n.lower() not in base for n in vocab.names], dtype=torch.bool)
+
+    def detect(self, image: torch.Tensor, vocab: Vocabulary) -> Regions:
+        """(3, H, W) uint8 image -> labelled Regions (labels index `vocab`) in image pixels."""
+        return detect_image(
+            self.model, self.spec, image, self.text.embed(vocab), self.novel_mask(vocab)
+        )

@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+import ovdet
+from ovdet.api import Detector, Recognizer, checkpoint_kind, load
+from ovdet.errors import WeightsNotFoundError
+from ovdet.types import Regions
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("shapes-clip", "clip"),
+        ("shapes-sam", "sam"),
+        ("shapes-vild", "vild"),
+        ("shapes-regionspot", "regionspot"),
+    ],
+)
+def test_load_returns_what_the_checkpoint_says_it_is(name, kind):
+    assert checkpoint_kind(name) == kind
+    model = load(name, text_cache=None) if kind in ("vild", "regionspot") else load(name)
+    if kind == "vild":
+        assert isinstance(model, Detector) and not isinstance(model, Recognizer)
+    elif kind == "regionspot":
+        assert isinstance(model, Recognizer)
+    elif kind == "clip":
+        assert isinstance(model, ovdet.VisionLanguageModel)
+    else:
+        assert isinstance(model, ovdet.SamBackend)
+
+
+def test_missing_folders_are_one_line(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="no such checkpoint folder"):
+        load(str(tmp_path / "nope"))
+
+
+def test_detector_and_recognizers_speak_regions_and_vocabularies():
+    import numpy as np
+
+    from ovdet.data.shapes.world import render_scene
+    from ovdet.eval.shapes_clip import SHAPES_VOCAB
+    from ovdet.models.loader import load_model
+    from ovdet.ops.masks import masks_to_boxes
+    from ovdet.recognize.clip_recognizer import ClipRecognizer
+    from ovdet.recognize.core import recognize
+    from ovdet.recognize.dense import DenseRecognizer
+    from ovdet.vocab.embed import TextEmbedder
+
+    scene = render_scene(np.random.default_rng(5), (128, 128), max_objects=3, min_objects=2)
+    image = torch.from_numpy(scene.image).permute(2, 0, 1)
+    boxes = masks_to_boxes(np.stack(scene.masks))
+    clip = load_model("shapes-clip")
+    rec = ClipRecognizer(clip, "dense", "ensemble", None)
+    got = rec.recognize_regions(image, Regions(boxes, (128, 128)), SHAPES_VOCAB)
+    want = recognize(
+        image,
+        boxes,
+        TextEmbedder(clip, "ensemble").embed(SHAPES_VOCAB),
+        DenseRecognizer(clip),
+        clip.logit_scale,
+    )
+    assert torch.equal(got.labels, want.labels) and torch.allclose(got.scores, want.scores)
+    detected = load("shapes-vild", text_cache=None).detect(image, SHAPES_VOCAB)
+    assert detected.image_size == (128, 128) and (detected.labels < len(SHAPES_VOCAB)).all()
+    named = load("shapes-regionspot", text_cache=None).recognize_regions(
+        image, Regions(boxes, (128, 128)), SHAPES_VOCAB
+    )
+    assert len(named) == len(boxes) and named.masks.shape == (len(boxes), 128, 128)
