@@ -7,9 +7,10 @@ uniformly drawn shapes (so that novel objects are many), which isolates recognit
 (every label of every box is ranked); the AP comparison is the README's reproduction table
 (AP_r 12.0 -> 17.9 after 1,200 steps on 4,000 images).
 
-Both runs share the bundled shapes-vild's backbone and RPN, frozen (`init`, `freeze_backbone`),
-and that RPN supplies the cached proposals: what differs is only the RoI head's objective, which is
-exactly what ViLD changes; it also makes the test a fraction of the cost of training backbones."""
+Both runs share the bundled ViLD-text's backbone and RPN (trained on base shapes only, no CLIP
+distillation), frozen (`init`, `freeze_backbone`), and that RPN supplies the cached proposals, as
+in ViLD: what differs is only the RoI head's objective, which is exactly what ViLD changes; it also
+makes the test a fraction of the cost of training two backbones from scratch."""
 
 import json
 from pathlib import Path
@@ -97,7 +98,7 @@ def test_distillation_raises_novel_ap_above_vild_text(tmp_path):
         checkpoint_every=STEPS,
         distill_proposals=16,
         warmup=20,
-        init="shapes-vild",
+        init="shapes-vild-text",
         freeze_backbone=True,
     )
     vild = ViLDConfig(embed_dim=clip.embed_dim, hidden=256)  # fresh heads on the shared backbone
@@ -112,7 +113,7 @@ def test_distillation_raises_novel_ap_above_vild_text(tmp_path):
         ViLDConfig(**{**vild.__dict__, "image_weight": 0.0}),
         cfg,
     )
-    proposer, spec = load_detector("shapes-vild")  # a base-trained RPN, as ViLD's cache uses
+    proposer, spec = load_detector("shapes-vild-text")  # a base-trained RPN, as in ViLD
     from ovdet.data.coco import CocoDetection
 
     cache = build_distill_cache(

@@ -62,6 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/shapes-vild")
     p.add_argument("--clip", default="shapes-clip")
     p.add_argument("--image-weight", type=positive_float, default=0.5, help="w of the ViLD row")
+    p.add_argument(
+        "--bundle",
+        action="store_true",
+        help="copy the ViLD and ViLD-text checkpoints into the package (shapes-vild, -vild-text)",
+    )
     add_dataclass_args(p, ViLDTrainConfig, skip=VILD_FIXED)
     p.set_defaults(run=run_reproduce_vild)
 
@@ -216,6 +221,13 @@ def run_reproduce_vild(args: argparse.Namespace) -> int:
     _print_results(
         f"ViLD in the shapes world (det-val, LVIS protocol; AP_r = novel), {args.out}", results
     )
+    if args.bundle:
+        from ovdet.detect.vild_detector import bundle_checkpoint
+        from ovdet.models.bundled import resource_folder
+
+        for row, name in (("ViLD", "shapes-vild"), ("ViLD-text", "shapes-vild-text")):
+            bundle_checkpoint(Path(args.out) / row, resource_folder(name), results)
+            Console().print(f"bundled {Path(args.out) / row} as {name}")
     return 0
 
 

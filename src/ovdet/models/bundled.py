@@ -47,7 +47,8 @@ BUNDLED: dict[str, Bundled] = {
             "vild",
             "ViLD (w = 0.5) trained on the shapes world's 11 base shapes",
             "spec.json",
-            "ovdet shapes reproduce-vild --data data/shapes --out runs/shapes-vild",
+            "ovdet shapes reproduce-vild --data data/shapes --steps 1200 --distill-proposals 24 "
+            "--bundle",
         ),
         Bundled(
             "shapes-vild-text",
@@ -55,7 +56,8 @@ BUNDLED: dict[str, Bundled] = {
             "ViLD-text trained on the shapes world's 11 base shapes (the distillation proposer, "
             "and the start of fine-tuned runs)",
             "spec.json",
-            "ovdet shapes reproduce-vild --data data/shapes --out runs/shapes-vild",
+            "ovdet shapes reproduce-vild --data data/shapes --steps 1200 --distill-proposals 24 "
+            "--bundle",
         ),
         Bundled(
             "shapes-regionspot",
