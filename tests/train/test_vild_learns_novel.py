@@ -7,10 +7,9 @@ uniformly drawn shapes (so that novel objects are many), which isolates recognit
 (every label of every box is ranked); the AP comparison is the README's reproduction table
 (AP_r 12.0 -> 17.9 after 1,200 steps on 4,000 images).
 
-Both runs share the bundled ViLD-text's backbone and RPN (trained on base shapes only, no CLIP
-distillation), frozen (`init`, `freeze_backbone`), and that RPN supplies the cached proposals, as
-in ViLD: what differs is only the RoI head's objective, which is exactly what ViLD changes; it also
-makes the test a fraction of the cost of training two backbones from scratch."""
+To fit the suite's budget the scenes are 64 px and the backbone narrow ([16, 32, 64, 64]): the
+same two runs at 128 px with the default backbone cost twice as much and measured 0.00 vs 0.17;
+here 0.00 vs 0.14. Smaller RoI batches or a frozen shared backbone lost the effect (measured)."""
 
 import json
 from pathlib import Path
@@ -54,12 +53,12 @@ def novel_top1(folder, val, images, text, novel) -> float:
     return float(np.mean(right))
 
 
-def uniform_val(folder: Path, count: int, seed: int) -> dict:
+def uniform_val(folder: Path, count: int, seed: int, size: int = 128) -> dict:
     """Scenes with uniformly drawn shapes (a third of the objects are novel), fully annotated."""
     images, anns = [], []
     for i in range(count):
         scene = render_scene(
-            np.random.default_rng([seed, i]), (128, 128), max_objects=4, uniform=True
+            np.random.default_rng([seed, i]), (size, size), max_objects=4, uniform=True
         )
         name = f"{i:04d}.png"
         folder.mkdir(parents=True, exist_ok=True)
@@ -70,8 +69,8 @@ def uniform_val(folder: Path, count: int, seed: int) -> dict:
             {
                 "id": i + 1,
                 "file_name": name,
-                "height": 128,
-                "width": 128,
+                "height": size,
+                "width": size,
                 "neg_category_ids": [c for c in range(1, 17) if c not in present],
                 "not_exhaustive_category_ids": [],
             }
@@ -80,28 +79,28 @@ def uniform_val(folder: Path, count: int, seed: int) -> dict:
     return {"images": images, "annotations": anns, "categories": category_records()}
 
 
-STEPS = 250
+SIZE = 64
 
 
 @pytest.mark.slow
-def test_distillation_raises_novel_ap_above_vild_text(tmp_path):
+def test_distillation_names_novel_shapes_better_than_vild_text(tmp_path):
     world = generate_world(
-        tmp_path / "w", WorldConfig(seed=11, captions=1, det_train=400, det_val=80)
+        tmp_path / "w", WorldConfig(seed=11, captions=1, det_train=300, det_val=1, size=SIZE)
     )
     train = json.loads((world / "det-train" / "annotations.json").read_text())
-    val = uniform_val(tmp_path / "val", 100, seed=77)
+    val = uniform_val(tmp_path / "val", 100, seed=77, size=SIZE)
     clip = load_model("shapes-clip")
     base = train["ovd"]["base"]
     cfg = ViLDTrainConfig(
-        steps=STEPS,
+        steps=250,
         batch_size=8,
-        checkpoint_every=STEPS,
-        distill_proposals=16,
+        checkpoint_every=250,
+        distill_proposals=8,
         warmup=20,
-        init="shapes-vild-text",
-        freeze_backbone=True,
+        side=SIZE,
+        backbone_channels=[16, 32, 64, 64],
     )
-    vild = ViLDConfig(embed_dim=clip.embed_dim, hidden=256)  # fresh heads on the shared backbone
+    vild = ViLDConfig(embed_dim=clip.embed_dim, hidden=256)
     images = world / "det-train"
     text_only = train_vild(
         train,
@@ -113,13 +112,13 @@ def test_distillation_raises_novel_ap_above_vild_text(tmp_path):
         ViLDConfig(**{**vild.__dict__, "image_weight": 0.0}),
         cfg,
     )
-    proposer, spec = load_detector("shapes-vild-text")  # a base-trained RPN, as in ViLD
+    proposer, spec = load_detector(text_only)
     from ovdet.data.coco import CocoDetection
 
     cache = build_distill_cache(
         proposer,
         clip,
-        CocoDetection(train, images, spec["base_ids"], 128),
+        CocoDetection(train, images, spec["base_ids"], SIZE),
         tmp_path / "cache",
         cfg.distill_proposals,
     )
@@ -139,5 +138,5 @@ def test_distillation_raises_novel_ap_above_vild_text(tmp_path):
     novel = torch.tensor([c["id"] not in base for c in cats])
     acc_text = novel_top1(text_only, val, tmp_path / "val", text, novel)
     acc_vild = novel_top1(distilled, val, tmp_path / "val", text, novel)
-    # measured here: 0.00 (ViLD-text never names a novel shape) vs 0.17
+    # measured here: 0.00 (ViLD-text never names a novel shape) vs 0.14
     assert acc_vild >= 0.10 and acc_vild > acc_text + 0.08, (acc_text, acc_vild)
