@@ -57,3 +57,4 @@ def tiny_sam_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-sam")
     SamModel(SamConfig(**TINY_SAM)).save_pretrained(folder)
     return folder
+
