@@ -70,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     vocab = parse_vocabulary(args.vocab)
     ids, category_ids = _gt_ids(args.images, args.gt, vocab)
     keys = output_names(args.images)
-    for path in args.images:
+    for path in args.images:  # every path checked before any model loads
+        if Path(path).is_dir():
+            raise OvdetError(f"expected image files, got a folder: {path} (use {path}/*.png)")
         if not Path(path).is_file():
             raise OvdetError(f"image file not found: {path}")
     detector = _detector(args, vocab)
