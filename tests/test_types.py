@@ -96,3 +96,37 @@ def test_vocabulary_errors(args, message):
         Vocabulary(*args)
     with pytest.raises(VocabularyError, match="not in the vocabulary"):
         Vocabulary(("cat",)).index("dog")
+
+
+def test_topk_labels_and_nms_by_hand():
+    xyxy = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
+    scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.8, 0.7], [0.3, 0.6, 0.1]])
+    regions = Regions(xyxy, (100, 100), data={"class_scores": scores})
+    top2 = regions.topk_labels(2)
+    assert top2.labels.tolist() == [0, 2, 1, 2, 1, 0]
+    assert top2.scores.tolist() == pytest.approx([0.9, 0.5, 0.8, 0.7, 0.6, 0.3])
+    assert top2.data["row"].tolist() == [0, 0, 1, 1, 2, 2]
+    # rows 0 and 1 overlap at IoU 81/119 = 0.68: within label 2 the weaker (0.5) goes
+    kept = top2.with_nms(0.5)
+    assert sorted(zip(kept.data["row"].tolist(), kept.labels.tolist(), strict=True)) == [
+        (0, 0),
+        (1, 1),
+        (1, 2),
+        (2, 0),
+        (2, 1),
+    ]
+    assert (kept.scores[:-1] >= kept.scores[1:]).all()
+    # class-agnostic: rows 0 and 1 are one place (IoU 0.68), row 2 another; the best of each
+    agnostic = top2.with_nms(0.5, class_agnostic=True)
+    assert agnostic.data["row"].tolist() == [0, 2]
+    assert agnostic.scores.tolist() == pytest.approx([0.9, 0.6])
+    assert len(regions.topk_labels(10)) == 9  # k is capped at the number of classes
+
+
+def test_replace_validates_like_construction():
+    regions = Regions(torch.tensor([[0.0, 0, 1, 1]]), (4, 4))
+    assert regions.replace(scores=torch.tensor([0.5])).scores.tolist() == [0.5]
+    with pytest.raises(ValueError, match=r"scores must have shape \(1,\)"):
+        regions.replace(scores=torch.tensor([0.5, 0.6]))
+    with pytest.raises(TypeError, match="no field"):
+        regions.replace(colour="red")

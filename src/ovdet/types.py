@@ -131,6 +131,43 @@ class Regions:
         }
         return Regions(**kwargs)
 
+    def replace(self, **changes: Any) -> Regions:
+        """A new `Regions` with some fields changed, validated like any other (never assign
+        `labels` or `scores` on an existing object: that would skip the shape checks)."""
+        kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
+        unknown = set(changes) - set(kwargs)
+        if unknown:
+            raise TypeError(f"Regions has no field(s) {sorted(unknown)}")
+        return Regions(**(kwargs | changes))
+
+    def topk_labels(self, k: int) -> Regions:
+        """Each region once per each of its `k` best classes (from data["class_scores"], (N, C)):
+        labels and scores are those classes and their scores; data["row"] is the source row.
+
+        Returns (N * k) regions, region-major (all of row 0's classes first).
+        """
+        class_scores = self.data.get("class_scores")
+        if class_scores is None:
+            raise ValueError("topk_labels needs data['class_scores'] (N, C)")
+        k = max(1, min(int(k), int(class_scores.shape[1]))) if len(self) else 1
+        top = class_scores.topk(k, dim=1)  # (N, k)
+        rows = torch.arange(len(self)).repeat_interleave(k)
+        picked = self[rows]
+        picked.data["row"] = rows
+        return picked.replace(labels=top.indices.flatten(), scores=top.values.flatten())
+
+    def with_nms(self, iou: float, class_agnostic: bool = False) -> Regions:
+        """Greedy NMS on `scores` (within each label unless `class_agnostic`), best first."""
+        from ovdet.ops.nms import batched_nms, nms
+
+        if self.scores is None:
+            raise ValueError("with_nms needs scores")
+        if class_agnostic or self.labels is None:
+            keep = nms(self.xyxy, self.scores, iou)
+        else:
+            keep = batched_nms(self.xyxy, self.scores, self.labels, iou)
+        return self[keep]
+
     @property
     def area(self) -> torch.Tensor:
         """(N,) box areas in pixels (0 for degenerate boxes)."""

@@ -23,7 +23,6 @@ from ovdet.models.sam_everything import EverythingConfig
 from ovdet.models.sam_everything import everything as sam_everything
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import check_boxes
-from ovdet.ops.nms import batched_nms
 from ovdet.recognize.dense import DenseRecognizer
 from ovdet.types import Regions, Vocabulary
 
@@ -146,16 +145,11 @@ class RegionSpotRecognizer:
         regions = self.recognize(image, proposals, text, state)
         if len(regions) == 0:
             return regions
-        k = max(1, min(labels_per_box, len(text)))
-        top = regions.data["class_scores"].topk(k, dim=1)  # (N, k)
-        rows = torch.arange(len(regions)).repeat_interleave(k)
-        regions = regions[rows]
-        regions.labels, regions.scores = top.indices.flatten(), top.values.flatten()
+        regions = regions.topk_labels(labels_per_box)
         if proposal_scores is not None:
-            prior = proposal_scores.float().clamp(0, 1)[rows]
-            regions.scores = (regions.scores * prior).sqrt()
-        keep = batched_nms(regions.xyxy, regions.scores, regions.labels, nms_threshold)
-        return regions[keep]
+            prior = proposal_scores.float().clamp(0, 1)[regions.data["row"]]
+            regions = regions.replace(scores=(regions.scores * prior).sqrt())
+        return regions.with_nms(nms_threshold)
 
     @torch.inference_mode()
     def recognize(
