@@ -170,17 +170,6 @@ class ShapesClipModel(PreTrainedModel):
         return logits, logits.t()
 
 
-def register_auto_classes() -> None:
-    """Let AutoConfig / AutoModel resolve `ovdet-shapes-clip` (idempotent; called by loaders)."""
-    from transformers import AutoConfig, AutoModel
-
-    try:
-        AutoConfig.register(MODEL_TYPE, ShapesClipConfig)
-        AutoModel.register(ShapesClipConfig, ShapesClipModel)
-    except ValueError:  # already registered
-        pass
-
-
 class ShapesClip(VisionLanguageModel):
     """`ShapesClipModel` behind the `VisionLanguageModel` interface."""
 
