@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ovdet.cli.options import device, positive_int
+from ovdet.vocab.prompts import TEMPLATE_SETS
 
 DEFAULT_CLIP = "clip-b16"
-TEMPLATE_CHOICES = ("ensemble", "single", "vild")  # ovdet.vocab.prompts.TEMPLATE_SETS' keys
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--templates",
         default="ensemble",
-        choices=TEMPLATE_CHOICES,
+        choices=sorted(TEMPLATE_SETS),
         help="prompt templates (default: ensemble)",
     )
     add_cache_args(p)

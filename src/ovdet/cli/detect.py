@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     everything = []
     for path, image_id, key in zip(args.images, ids, keys, strict=True):
         image = load_image(path)
-        regions = _detect(detector, image, vocab, path)
+        regions = detector.detect(image, vocab, **_proposals(args.proposals, image, path))
         entries = regions_to_coco(regions, image_id=image_id, category_ids=category_ids)
         for e, label in zip(entries, regions.labels.tolist(), strict=True):
             e["category_name"] = vocab.names[label]
@@ -108,15 +108,6 @@ def run(args: argparse.Namespace) -> int:
     write_json(out / "detections.json", everything, indent=1)
     console.print(f"wrote {out / 'detections.json'} ({len(everything)} detections)")
     return 0
-
-
-def _detect(detector, image, vocab, path):
-    """`detector.detect`, telling detectors that read per-image proposal files which image."""
-    from ovdet.recognize.regionspot import RegionSpotDetector
-
-    if isinstance(detector, RegionSpotDetector):
-        return detector.detect(image, vocab, path)
-    return detector.detect(image, vocab)
 
 
 def _gt_ids(paths: list[str], gt: str | None, vocab) -> tuple[list, list[int] | None]:
@@ -166,17 +157,16 @@ def _detector(args: argparse.Namespace, vocab):
 
     spot = load(args.model, device=args.device, text_cache=text_cache(args))
     grid = EverythingConfig(points_per_side=args.points_per_side)
-    return RegionSpotDetector(spot, _proposal_boxes(args.proposals), everything=grid)
+    return RegionSpotDetector(spot, everything=grid)
 
 
-def _proposal_boxes(source: str):
-    """None for SAM's everything mode, else (image, path) -> the boxes a JSON file gives."""
+def _proposals(source: str, image, path: str) -> dict:
+    """`detect`'s extra arguments for one image: {} for SAM's everything mode, else the boxes
+    the --proposals JSON gives this image."""
     if source == "sam":
-        return None
+        return {}
     from ovdet.io.coco import read_boxes
     from ovdet.ops.boxes import validate_input_boxes
 
-    def boxes(image, path):
-        return validate_input_boxes(read_boxes(source, image_name=path), tuple(image.shape[-2:]))
-
-    return boxes
+    boxes = validate_input_boxes(read_boxes(source, image_name=path), tuple(image.shape[-2:]))
+    return {"proposals": boxes}

@@ -80,12 +80,12 @@ class ViLDDetector:
         text_cache: Any = "default",
     ) -> None:
         from ovdet.models.loader import load_model
-        from ovdet.vocab.cache import TextEmbeddingCache
+        from ovdet.vocab.cache import resolve_cache
         from ovdet.vocab.embed import TextEmbedder
 
         self.model, self.spec = load_detector(name_or_path, device=str(device))
         self.clip = load_model(self.spec["clip"], device=device)
-        cache = TextEmbeddingCache() if text_cache == "default" else text_cache
+        cache = resolve_cache(text_cache)
         self.text = TextEmbedder(self.clip, templates or self.spec["templates"], cache)
         self.base_names = list(self.spec["base_names"])
 

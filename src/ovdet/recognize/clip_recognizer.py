@@ -36,7 +36,7 @@ class ClipRecognizer:
         dense_size: int | None = None,
     ) -> None:
         from ovdet.errors import ConfigError
-        from ovdet.vocab.cache import TextEmbeddingCache
+        from ovdet.vocab.cache import resolve_cache
         from ovdet.vocab.embed import TextEmbedder
 
         if method not in METHODS:
@@ -45,7 +45,7 @@ class ClipRecognizer:
         self.embedder = (
             CropRecognizer(clip) if method == "crop" else DenseRecognizer(clip, dense_size)
         )
-        cache = TextEmbeddingCache() if text_cache == "default" else text_cache
+        cache = resolve_cache(text_cache)
         self.text = TextEmbedder(clip, templates, cache)
 
     def recognize_regions(

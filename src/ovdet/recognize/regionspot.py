@@ -99,7 +99,7 @@ class RegionSpotRecognizer:
         text_cache: Any = "default",
     ) -> None:
         from ovdet.models.loader import load_model
-        from ovdet.vocab.cache import TextEmbeddingCache
+        from ovdet.vocab.cache import resolve_cache
         from ovdet.vocab.embed import TextEmbedder
 
         self.model, self.spec = load_regionspot(folder)
@@ -107,7 +107,7 @@ class RegionSpotRecognizer:
         self.sam = sam or SamBackend.from_pretrained(self.spec["sam"], device=device)
         self.clip = clip or load_model(self.spec["clip"], device=device)
         self.features = FeatureExtractor(self.sam, self.clip, self.spec["clip_size"])
-        cache = TextEmbeddingCache() if text_cache == "default" else text_cache
+        cache = resolve_cache(text_cache)
         # the prompts the head was trained with; cached on disk unless text_cache is None
         self.text = TextEmbedder(self.clip, self.spec["templates"], cache)
         self.base_names = list(self.spec["base_names"])
@@ -196,13 +196,13 @@ class RegionSpotRecognizer:
 
 
 class RegionSpotDetector:
-    """RegionSpot behind the `Detector` protocol: proposals from SAM's everything mode (default)
-    or from `proposals(image) -> (N, 4) xyxy boxes` (another detector's results, GT boxes),
-    each named by the trained module.
+    """RegionSpot behind the `Detector` protocol: each proposal named by the trained module.
+
+    Proposals come from SAM's everything mode, unless `detect` is given boxes (another
+    detector's results, ground-truth boxes).
 
     Args:
         spot: a loaded `RegionSpotRecognizer`.
-        proposals: None for SAM's everything mode, else a function of the image (and its path).
         everything: the everything mode's settings.
         labels_per_box: detections per proposal (its best classes).
     """
@@ -210,20 +210,21 @@ class RegionSpotDetector:
     def __init__(
         self,
         spot: RegionSpotRecognizer,
-        proposals: Any = None,
         everything: EverythingConfig | None = None,
         labels_per_box: int = 1,
     ) -> None:
-        self.spot, self.proposals = spot, proposals
-        self.everything, self.labels_per_box = everything, labels_per_box
+        self.spot, self.everything, self.labels_per_box = spot, everything, labels_per_box
         self.base_names = spot.base_names
 
-    def detect(self, image: torch.Tensor, vocab: Vocabulary, path: str | None = None) -> Regions:
-        boxes = None if self.proposals is None else self.proposals(image, path)
+    def detect(
+        self, image: torch.Tensor, vocab: Vocabulary, proposals: torch.Tensor | None = None
+    ) -> Regions:
+        """(3, H, W) uint8 image -> labelled Regions with masks; `proposals`: (N, 4) xyxy boxes
+        to name instead of SAM's everything-mode proposals."""
         return self.spot.detect(
             image,
             self.spot.text_embeddings(vocab),
-            boxes,
+            proposals,
             everything=self.everything,
             labels_per_box=self.labels_per_box,
         )

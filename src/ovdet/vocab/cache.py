@@ -96,3 +96,9 @@ class TextEmbeddingCache:
                     e.filename or path,
                 )
                 self._warned = True
+
+
+def resolve_cache(text_cache: TextEmbeddingCache | str | None) -> TextEmbeddingCache | None:
+    """A constructor's `text_cache` argument: "default" (~/.cache/ovdet), None (no disk cache),
+    or a cache."""
+    return TextEmbeddingCache() if text_cache == "default" else text_cache
