@@ -228,3 +228,18 @@ def _summary(
             metrics[f"AP_{group}"] = _group_mean(rows, "AP", group=group)
             metrics[f"AP50_{group}"] = _group_mean(rows, "AP50", group=group)
     return {k: round(v, 3) for k, v in metrics.items()}
+
+
+TABLE_KEYS = ("AP", "AP50", "APr", "APc", "APf")
+
+
+def timed_lvis_row(gt: dict[str, Any], produce: Any) -> dict[str, float]:
+    """One row of a method table: run `produce()` (every image's detections of `gt`, a list of
+    COCO results), score it with the LVIS protocol; AP, AP50, AP_r/c/f and seconds per image."""
+    import time
+
+    start = time.perf_counter()
+    dets = produce()
+    seconds = (time.perf_counter() - start) / max(1, len(gt["images"]))
+    m = evaluate_detections(gt, dets, protocol="lvis").metrics
+    return {k: m[k] for k in TABLE_KEYS} | {"s_per_image": round(seconds, 4)}

@@ -132,3 +132,21 @@ def recognize_dataset(
         scores = score_boxes(image, xyxy)
         dets += recognition_detections(im["id"], xyxy, scores, category_ids, labels_per_box)
     return dets
+
+
+def detect_dataset(
+    gt: dict[str, Any],
+    images_dir: str | Path,
+    detect: Callable[[torch.Tensor], Any],
+    category_ids: list[int],
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run `detect(image) -> Regions` on every image of `gt` -> COCO results (labels index
+    `category_ids`), for `evaluate_detections`."""
+    from ovdet.io.coco import regions_to_coco
+
+    dets: list[dict[str, Any]] = []
+    for im in tqdm(gt["images"], desc="evaluate", unit="img", disable=not progress):
+        regions = detect(load_image(Path(images_dir) / im["file_name"]))
+        dets += regions_to_coco(regions, im["id"], category_ids)
+    return dets

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from ovdet.data.shapes.world import CATEGORIES, COLOURS, render_scene
-from ovdet.eval.detection import evaluate_detections
 from ovdet.eval.recognition import clip_box_scorer, recognize_dataset
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.core import classify_images
@@ -82,19 +81,8 @@ def region_recognition_report(
     templates: str = "ensemble",
 ) -> dict[str, float]:
     """AP, AP50, AP_r/c/f of naming det-val's ground-truth boxes (LVIS protocol), and s/image."""
-    import time
+    from ovdet.eval.detection import timed_lvis_row
 
     text = TextEmbedder(model, templates).embed(SHAPES_VOCAB)
     score = clip_box_scorer(model, text, method)  # dense: the model's dense_size (128)
-    start = time.perf_counter()
-    dets = recognize_dataset(gt, images_dir, score)
-    seconds = (time.perf_counter() - start) / max(1, len(gt["images"]))
-    m = evaluate_detections(gt, dets, protocol="lvis").metrics
-    return {
-        "AP": m["AP"],
-        "AP50": m["AP50"],
-        "APr": m["APr"],
-        "APc": m["APc"],
-        "APf": m["APf"],
-        "s_per_image": round(seconds, 4),
-    }
+    return timed_lvis_row(gt, lambda: recognize_dataset(gt, images_dir, score))

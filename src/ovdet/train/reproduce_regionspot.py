@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ovdet.eval.data import load_gt
-from ovdet.eval.detection import evaluate_detections
+from ovdet.eval.detection import timed_lvis_row
 from ovdet.eval.recognition import clip_box_scorer, recognize_dataset
 from ovdet.eval.report import save_method_bars
 from ovdet.io.atomic import atomic_open, write_json
@@ -41,7 +41,6 @@ from ovdet.train.regionspot import (
 
 log = logging.getLogger(__name__)
 
-KEYS = ("AP", "AP50", "APr", "APc", "APf")
 
 # name -> changes to the default RegionSpot configuration
 ABLATIONS: dict[str, dict[str, Any]] = {
@@ -78,11 +77,7 @@ def masked_crop_scorer(
 
 
 def _baseline(gt: dict[str, Any], images: Path, score) -> dict[str, float]:
-    start = time.perf_counter()
-    dets = recognize_dataset(gt, images, score)
-    seconds = (time.perf_counter() - start) / max(1, len(gt["images"]))
-    m = evaluate_detections(gt, dets, protocol="lvis").metrics
-    return {k: m[k] for k in KEYS} | {"s_per_image": round(seconds, 4)}
+    return timed_lvis_row(gt, lambda: recognize_dataset(gt, images, score))
 
 
 def reproduce_regionspot(

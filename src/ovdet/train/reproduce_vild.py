@@ -8,21 +8,18 @@ baseline and of the ViLD-image cache), then the distillation cache, then the oth
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from ovdet.data.coco import CocoDetection, letterbox, normalize_imagenet
 from ovdet.detect.vild import ViLD, ViLDConfig, select_detections
 from ovdet.detect.vild_detector import detect_image, load_detector
-from ovdet.eval.detection import evaluate_detections
+from ovdet.eval.detection import timed_lvis_row
+from ovdet.eval.recognition import detect_dataset
 from ovdet.io.atomic import write_json
-from ovdet.io.coco import regions_to_coco
-from ovdet.io.images import load_image
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import clip_boxes
 from ovdet.recognize.core import class_probabilities
@@ -39,15 +36,7 @@ def evaluate_on(
     gt: dict[str, Any], images_dir: Path, detect: Any, category_ids: list[int]
 ) -> dict[str, float]:
     """Run `detect(image) -> Regions` on every image, score with the LVIS protocol."""
-    dets, start = [], time.perf_counter()
-    for im in tqdm(gt["images"], desc="evaluate", unit="img"):
-        regions = detect(load_image(images_dir / im["file_name"]))
-        dets += regions_to_coco(regions, im["id"], category_ids)
-    seconds = (time.perf_counter() - start) / max(1, len(gt["images"]))
-    m = evaluate_detections(gt, dets, protocol="lvis").metrics
-    return {k: m[k] for k in ("AP", "AP50", "APr", "APc", "APf")} | {
-        "s_per_image": round(seconds, 4)
-    }
+    return timed_lvis_row(gt, lambda: detect_dataset(gt, images_dir, detect, category_ids))
 
 
 def clip_on_crops(
