@@ -57,4 +57,3 @@ def tiny_sam_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-sam")
     SamModel(SamConfig(**TINY_SAM)).save_pretrained(folder)
     return folder
-

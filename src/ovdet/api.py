@@ -40,7 +40,7 @@ class Recognizer(Protocol):
 
 
 def checkpoint_kind(name_or_path: str | os.PathLike) -> str:
-    """"vild", "regionspot", "clip" or "sam": what the checkpoint at `name_or_path` is.
+    """What the checkpoint at `name_or_path` is: "vild", "regionspot", "clip" or "sam".
 
     Bundled names answer from the bundled table; a folder from its spec.json (`kind`, or a ViLD
     spec's "vild" field) or config.json (`model_type`); anything else is taken for a hub id and
