@@ -130,3 +130,8 @@ def test_replace_validates_like_construction():
         regions.replace(scores=torch.tensor([0.5, 0.6]))
     with pytest.raises(TypeError, match="no field"):
         regions.replace(colour="red")
+
+
+def test_novel_mask_is_case_insensitive_membership():
+    vocab = Vocabulary(("Circle", "crescent", "star"))
+    assert vocab.novel_mask(["circle", "STAR"]).tolist() == [False, True, False]

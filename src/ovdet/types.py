@@ -250,6 +250,12 @@ class Vocabulary:
         """The name of class `i` followed by its synonyms."""
         return (self.names[i], *self.synonyms[i])
 
+    def novel_mask(self, base_names: Sequence[str]) -> torch.Tensor:
+        """(C,) bool: the classes whose name is not among `base_names` (case-insensitive), i.e.
+        those a detector trained on `base_names` never saw."""
+        base = {n.lower() for n in base_names}
+        return torch.tensor([n.lower() not in base for n in self.names], dtype=torch.bool)
+
     def subset(self, indices: Sequence[int]) -> Vocabulary:
         """A vocabulary of the given classes, in the given order."""
         return Vocabulary(

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from ovdet.errors import FormatError
-from ovdet.models.loader import bundled_path, load_model
+from ovdet.models.bundled import bundled_path
+from ovdet.models.loader import load_model
 from ovdet.models.shapes_clip import ShapesClip, ShapesClipConfig, ShapesClipModel
 from ovdet.train.shapes_clip import build_tokenizer
 

@@ -76,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise OvdetError(f"image file not found: {path}")
     detector = _detector(args, vocab)
-    base = {n.lower() for n in detector.base_names}
-    novel = [n.lower() not in base for n in vocab.names]
+    novel = vocab.novel_mask(detector.base_names).tolist()
     console, out = Console(), Path(args.out)
     everything = []
     for path, image_id, key in zip(args.images, ids, keys, strict=True):

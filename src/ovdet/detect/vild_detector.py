@@ -89,15 +89,10 @@ class ViLDDetector:
         self.text = TextEmbedder(self.clip, templates or self.spec["templates"], cache)
         self.base_names = list(self.spec["base_names"])
 
-    def novel_mask(self, vocab: Vocabulary) -> torch.Tensor:
-        """(C,) bool: the vocabulary's names the detector never trained on."""
-        base = {n.lower() for n in self.base_names}
-        return torch.tensor([n.lower() not in base for n in vocab.names], dtype=torch.bool)
-
     def detect(self, image: torch.Tensor, vocab: Vocabulary) -> Regions:
         """(3, H, W) uint8 image -> labelled Regions (labels index `vocab`) in image pixels."""
         return detect_image(
-            self.model, self.spec, image, self.text.embed(vocab), self.novel_mask(vocab)
+            self.model, self.spec, image, self.text.embed(vocab), vocab.novel_mask(self.base_names)
         )
 
 

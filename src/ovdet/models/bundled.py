@@ -86,9 +86,15 @@ def bundled_path(name: str) -> Path:
     return path
 
 
+def resolve_bundled(name_or_path: str | os.PathLike) -> str:
+    """The folder a bundled name denotes (as a string), else the name, hub id or path unchanged."""
+    name = str(name_or_path)
+    return str(bundled_path(name)) if name in BUNDLED else name
+
+
 def checkpoint_folder(name_or_path: str | os.PathLike) -> Path:
     """The folder a bundled name denotes, or the path itself."""
-    return bundled_path(str(name_or_path)) if str(name_or_path) in BUNDLED else Path(name_or_path)
+    return Path(resolve_bundled(name_or_path))
 
 
 def list_models() -> list[dict[str, str | bool]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ovdet.errors import FormatError
-from ovdet.models.bundled import BUNDLED, bundled_path
+from ovdet.models.bundled import resolve_bundled
 from ovdet.models.registry import CLIP_ALIASES, load_weights, model_type_of
 from ovdet.models.vlm import VisionLanguageModel
 
@@ -23,7 +23,7 @@ def load_model(
     name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
 ) -> VisionLanguageModel:
     """Load any supported vision-language model by alias, hub id, folder or bundled name."""
-    target = str(bundled_path(name_or_path)) if name_or_path in BUNDLED else name_or_path
+    target = resolve_bundled(name_or_path)
 
     def load(resolved: str) -> VisionLanguageModel:
         model_type = model_type_of(resolved)

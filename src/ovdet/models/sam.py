@@ -69,9 +69,9 @@ class SamBackend:
         the bundled `shapes-sam`."""
         from transformers import SamModel
 
-        from ovdet.models.bundled import BUNDLED, bundled_path
+        from ovdet.models.bundled import resolve_bundled
 
-        target = str(bundled_path(name_or_path)) if name_or_path in BUNDLED else name_or_path
+        target = resolve_bundled(name_or_path)
 
         def load(target: str) -> SamBackend:
             kind = model_type_of(target)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -62,20 +61,9 @@ class FeatureExtractor:
         }
 
 
-def regionspot_folder(name_or_path: str | os.PathLike) -> Path:
-    """A checkpoint folder, or the bundled `shapes-regionspot`'s."""
-    return checkpoint_folder(name_or_path)
-
-
-def is_regionspot(name_or_path: str | os.PathLike) -> bool:
-    """True if the name is the bundled RegionSpot or a folder whose spec says regionspot."""
-    spec = regionspot_folder(name_or_path) / "spec.json"
-    return spec.is_file() and json.loads(spec.read_text()).get("kind") == "regionspot"
-
-
 def load_regionspot(folder: str | os.PathLike) -> tuple[RegionSpot, dict[str, Any]]:
     """A trained module and its spec from a checkpoint folder (or `shapes-regionspot`)."""
-    folder = regionspot_folder(folder)
+    folder = checkpoint_folder(folder)
     spec_path = folder / "spec.json"
     if not spec_path.is_file() or not (folder / "model.safetensors").is_file():
         raise OvdetError(f"not a RegionSpot checkpoint (spec.json + model.safetensors): {folder}")

@@ -162,8 +162,7 @@ def detection_rows(
     vild, vspec = load_detector("shapes-vild")
     vocab = vocabulary_from_categories(cats)
     vtext = embed_vocabulary(load_model(vspec["clip"]), vocab, vspec["templates"])
-    base = {n.lower() for n in vspec["base_names"]}
-    novel = torch.tensor([n.lower() not in base for n in vocab.names])
+    novel = vocab.novel_mask(vspec["base_names"])
     text = spot.text_embeddings(vocab)
     grid = EverythingConfig(points_per_side=16)
 
