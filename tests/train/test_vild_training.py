@@ -245,3 +245,26 @@ def test_zero_steps_writes_the_initial_model(world, tiny_clip, tiny_clip_dir, tm
     folder = run(world, tiny_clip, tiny_clip_dir, tmp_path / "z", cfg=small_cfg(steps=0))
     model, spec = load_detector(folder)  # the printed path is a loadable checkpoint
     assert spec["train"]["steps"] == 0
+
+
+def test_init_and_frozen_backbone_train_only_the_heads(world, tiny_clip, tiny_clip_dir, tmp_path):
+    source = run(world, tiny_clip, tiny_clip_dir, tmp_path / "src")
+    before, _ = load_detector(source)
+    tuned = run(
+        world,
+        tiny_clip,
+        tiny_clip_dir,
+        tmp_path / "ft",
+        cfg=small_cfg(init=str(source), freeze_backbone=True, seed=5),
+    )
+    after, _ = load_detector(tuned)
+    for part in ("backbone", "rpn"):  # copied from the source and kept fixed
+        want, got = getattr(before, part).state_dict(), getattr(after, part).state_dict()
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], msg=f"{part}.{k}")
+    moved = [
+        k
+        for k, v in after.text_head.state_dict().items()
+        if not torch.equal(v, before.text_head.state_dict()[k])
+    ]
+    assert moved  # the heads trained (fresh from seed 5, then 4 steps)
