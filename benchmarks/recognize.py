@@ -19,8 +19,8 @@ import torch
 from ovdet.models.clip import ClipModel
 from ovdet.models.random_clip import build_random_clip
 from ovdet.ops.nms import nms
-from ovdet.recognize.crop import CropRecognizer
-from ovdet.recognize.dense import DenseRecognizer
+from ovdet.recognize.crop import CropEmbedder
+from ovdet.recognize.dense import DenseEmbedder
 
 
 def random_boxes(n: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
@@ -57,7 +57,7 @@ def main() -> None:
     clip = ClipModel(model, tokenizer, name="random ViT-B/16")
     g = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (3, 480, 640), dtype=torch.uint8, generator=g)
-    crop, dense = CropRecognizer(clip, batch_size=32), DenseRecognizer(clip)
+    crop, dense = CropEmbedder(clip, batch_size=32), DenseEmbedder(clip)
     print(
         f"ViT-B/16 (random weights), image 640x480, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"

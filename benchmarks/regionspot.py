@@ -17,12 +17,12 @@ import torch
 from recognize import benchmark_args, random_boxes, timed  # benchmarks/recognize.py
 from transformers import SamConfig, SamModel
 
-from ovdet.heads.regionspot import RegionSpot, RegionSpotConfig
+from ovdet.methods.regionspot.model import RegionSpot, RegionSpotConfig
+from ovdet.methods.regionspot.recognizer import FeatureExtractor
 from ovdet.models.clip import ClipModel
 from ovdet.models.random_clip import build_random_clip
 from ovdet.models.sam import SamBackend
-from ovdet.recognize.crop import CropRecognizer
-from ovdet.recognize.regionspot import FeatureExtractor
+from ovdet.recognize.crop import CropEmbedder
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     clip = ClipModel(model, tokenizer, name="random ViT-B/16")
     features = FeatureExtractor(sam, clip)
     module = RegionSpot(RegionSpotConfig(token_dim=sam.token_dim, clip_dim=clip.embed_dim)).eval()
-    crop = CropRecognizer(clip, batch_size=32)
+    crop = CropEmbedder(clip, batch_size=32)
     g = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (3, 480, 640), dtype=torch.uint8, generator=g)
     print(

@@ -43,7 +43,7 @@ def test_detector_and_recognizers_speak_regions_and_vocabularies():
     from ovdet.ops.masks import masks_to_boxes
     from ovdet.recognize.clip_recognizer import ClipRecognizer
     from ovdet.recognize.core import recognize
-    from ovdet.recognize.dense import DenseRecognizer
+    from ovdet.recognize.dense import DenseEmbedder
     from ovdet.vocab.embed import TextEmbedder
 
     scene = render_scene(np.random.default_rng(5), (128, 128), max_objects=3, min_objects=2)
@@ -56,7 +56,7 @@ def test_detector_and_recognizers_speak_regions_and_vocabularies():
         image,
         boxes,
         TextEmbedder(clip, "ensemble").embed(SHAPES_VOCAB),
-        DenseRecognizer(clip),
+        DenseEmbedder(clip),
         clip.logit_scale,
     )
     assert torch.equal(got.labels, want.labels) and torch.allclose(got.scores, want.scores)

@@ -85,11 +85,11 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", **
     """
     kind = checkpoint_kind(name_or_path)
     if kind == "vild":
-        from ovdet.detect.vild_detector import ViLDDetector
+        from ovdet.methods.vild.detector import ViLDDetector
 
         return ViLDDetector(name_or_path, device=device, **options)
     if kind == "regionspot":
-        from ovdet.recognize.regionspot import RegionSpotRecognizer
+        from ovdet.methods.regionspot.recognizer import RegionSpotRecognizer
 
         return RegionSpotRecognizer(name_or_path, device=device, **options)
     if kind == "sam":

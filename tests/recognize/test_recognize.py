@@ -4,8 +4,8 @@ import torch.nn.functional as F
 
 from ovdet.errors import BoxError
 from ovdet.recognize.core import classify_images, recognize, requery
-from ovdet.recognize.crop import CropRecognizer, crop_regions
-from ovdet.recognize.dense import DenseRecognizer
+from ovdet.recognize.crop import CropEmbedder, crop_regions
+from ovdet.recognize.dense import DenseEmbedder
 from ovdet.types import Regions
 
 
@@ -28,7 +28,7 @@ def test_crop_regions_copies_pixels_when_sizes_match():
 @pytest.mark.parametrize("method", ["crop", "dense"])
 def test_each_region_is_named_by_its_own_embedding(tiny_clip, method):
     image = scene()
-    embedder = CropRecognizer(tiny_clip) if method == "crop" else DenseRecognizer(tiny_clip, 64)
+    embedder = CropEmbedder(tiny_clip) if method == "crop" else DenseEmbedder(tiny_clip, 64)
     emb = embedder.embed(image, BOXES)
     assert emb.shape == (4, 16)
     torch.testing.assert_close(emb.norm(dim=1), torch.ones(4))
@@ -44,23 +44,23 @@ def test_each_region_is_named_by_its_own_embedding(tiny_clip, method):
 
 def test_crop_ensemble_is_sum_of_normalised_scales(tiny_clip):
     image = scene()
-    one = CropRecognizer(tiny_clip, scales=(1.0,)).embed(image, BOXES[:2])
-    both = CropRecognizer(tiny_clip, scales=(1.0, 1.5)).embed(image, BOXES[:2])
+    one = CropEmbedder(tiny_clip, scales=(1.0,)).embed(image, BOXES[:2])
+    both = CropEmbedder(tiny_clip, scales=(1.0, 1.5)).embed(image, BOXES[:2])
     from ovdet.ops.boxes import clip_boxes, expand_boxes
 
-    big = CropRecognizer(tiny_clip, scales=(1.0,)).embed(
+    big = CropEmbedder(tiny_clip, scales=(1.0,)).embed(
         image, clip_boxes(expand_boxes(BOXES[:2], 1.5), (48, 64))
     )
     torch.testing.assert_close(both, F.normalize(one + big, dim=-1))
-    batched = CropRecognizer(tiny_clip, batch_size=1).embed(image, BOXES)
+    batched = CropEmbedder(tiny_clip, batch_size=1).embed(image, BOXES)
     torch.testing.assert_close(
-        batched, CropRecognizer(tiny_clip).embed(image, BOXES), atol=1e-5, rtol=1e-4
+        batched, CropEmbedder(tiny_clip).embed(image, BOXES), atol=1e-5, rtol=1e-4
     )
 
 
 def test_dense_whole_box_is_mean_of_the_map(tiny_clip):
     square = scene(32, 32)
-    rec = DenseRecognizer(tiny_clip)  # native 32 px input, 4x4 map
+    rec = DenseEmbedder(tiny_clip)  # native 32 px input, 4x4 map
     dense, _, scale = rec.dense_map(square)
     got = rec.embed(square, torch.tensor([[0.0, 0, 32, 32]]))
     torch.testing.assert_close(got, F.normalize(dense.mean((2, 3)), dim=-1))
@@ -71,12 +71,12 @@ def test_dense_whole_box_is_mean_of_the_map(tiny_clip):
     got = rec.embed(tall, torch.tensor([[0.0, 0, 32, 64]]))
     torch.testing.assert_close(got, F.normalize(dense[..., :2].mean((2, 3)), dim=-1))
     with pytest.raises(ValueError, match="multiple of 8"):
-        DenseRecognizer(tiny_clip, 30)
+        DenseEmbedder(tiny_clip, 30)
 
 
 def test_recognize_rejects_bad_boxes(tiny_clip):
     image, text = scene(), torch.randn(2, 16)
-    rec = DenseRecognizer(tiny_clip)
+    rec = DenseEmbedder(tiny_clip)
     with pytest.raises(BoxError, match="box 1 .* inverted"):
         recognize(image, torch.tensor([[0.0, 0, 5, 5], [9, 9, 2, 2]]), text, rec, 100.0)
     with pytest.raises(BoxError, match="outside"):
@@ -90,13 +90,13 @@ def test_recognize_rejects_bad_boxes(tiny_clip):
 def test_recognize_keeps_input_columns(tiny_clip):
     image = scene()
     regions = Regions(BOXES, (48, 64), data={"source": ["a", "b", "c", "d"]})
-    out = recognize(image, regions, torch.randn(3, 16), DenseRecognizer(tiny_clip), 100.0)
+    out = recognize(image, regions, torch.randn(3, 16), DenseEmbedder(tiny_clip), 100.0)
     assert out.data["source"] == ["a", "b", "c", "d"] and out.embeddings.shape == (4, 16)
 
 
 def test_requery_and_classify(tiny_clip):
     image = scene()
-    rec = DenseRecognizer(tiny_clip, 64)
+    rec = DenseEmbedder(tiny_clip, 64)
     regions = recognize(image, BOXES, torch.randn(2, 16), rec, 100.0)
     q = requery(regions, regions.embeddings[[3, 1]], 100.0)
     assert q.shape == (4, 2) and q[3].argmax() == 0 and q[1].argmax() == 1
@@ -114,7 +114,7 @@ def test_relabel_with_attributes(tiny_clip):
     from ovdet.types import Vocabulary
 
     vocab = Vocabulary(("apple", "pear"), attributes=("red", "green", "blue"))
-    regions = recognize(scene(), BOXES, torch.randn(2, 16), DenseRecognizer(tiny_clip), 100.0)
+    regions = recognize(scene(), BOXES, torch.randn(2, 16), DenseEmbedder(tiny_clip), 100.0)
     out, names = relabel_with_attributes(regions, torch.randn(3, 16), vocab, 100.0)
     assert len(names) == 6 and out.data["class_scores"].shape == (4, 6)
     torch.testing.assert_close(out.data["class_scores"].sum(1), torch.ones(4))
@@ -130,5 +130,5 @@ def test_dense_default_is_the_models_dense_size():
 
     shapes = load_model("shapes-clip")
     assert shapes.image_size == 64 and shapes.dense_size == 128
-    assert DenseRecognizer(shapes).input_size == 128
-    assert DenseRecognizer(shapes, 64).input_size == 64
+    assert DenseEmbedder(shapes).input_size == 128
+    assert DenseEmbedder(shapes, 64).input_size == 64

@@ -31,10 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ovdet.methods.regionspot.recognizer import FeatureExtractor
+    from ovdet.methods.regionspot.train import build_cache, check_cache_models
     from ovdet.models.loader import load_model
     from ovdet.models.sam import SamBackend
-    from ovdet.recognize.regionspot import FeatureExtractor
-    from ovdet.train.regionspot import build_cache, check_cache_models
 
     gt = load_gt(args.gt)
     check_cache_models(args.out, {"sam": args.sam, "clip": args.clip})  # before loading models

@@ -55,12 +55,12 @@ def run(args: argparse.Namespace) -> int:
     from ovdet.eval.shapes_clip import SHAPES_VOCAB
     from ovdet.io.atomic import atomic_path, write_json
     from ovdet.io.coco import regions_to_coco
+    from ovdet.methods.regionspot.recognizer import RegionSpotRecognizer
     from ovdet.models.loader import load_model
     from ovdet.ops.masks import masks_to_boxes
     from ovdet.recognize.core import recognize, relabel_with_attributes
-    from ovdet.recognize.crop import CropRecognizer
-    from ovdet.recognize.dense import DenseRecognizer
-    from ovdet.recognize.regionspot import RegionSpotRecognizer
+    from ovdet.recognize.crop import CropEmbedder
+    from ovdet.recognize.dense import DenseEmbedder
     from ovdet.types import Regions
     from ovdet.viz import draw_regions, save_png
     from ovdet.vocab.embed import TextEmbedder
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         xyxy, tuple(scene.image.shape[:2]), masks=torch.from_numpy(np.stack(scene.masks))
     )
     results = {}
-    for name, rec in (("crop", CropRecognizer(model)), ("dense", DenseRecognizer(model))):
+    for name, rec in (("crop", CropEmbedder(model)), ("dense", DenseEmbedder(model))):
         regions = recognize(image, shapes, text, rec, model.logit_scale)
         results[name] = relabel_with_attributes(regions, colours, SHAPES_VOCAB, model.logit_scale)
     spot = RegionSpotRecognizer("shapes-regionspot", clip=model)
@@ -113,10 +113,10 @@ def _detect(console: Console, scene, image: torch.Tensor, text: torch.Tensor, ou
     from rich.table import Table
 
     from ovdet.data.shapes.world import CATEGORIES
-    from ovdet.detect.vild_detector import detect_image, load_detector
     from ovdet.eval.shapes_clip import SHAPES_VOCAB
     from ovdet.io.atomic import write_json
     from ovdet.io.coco import regions_to_coco
+    from ovdet.methods.vild.detector import detect_image, load_detector
     from ovdet.ops.boxes import box_iou
     from ovdet.ops.masks import masks_to_boxes
     from ovdet.viz import draw_regions, save_png

@@ -151,8 +151,8 @@ def _detector(args: argparse.Namespace, vocab):
         if args.proposals != "sam":
             raise OvdetError("--proposals needs a RegionSpot --model; ViLD uses its own RPN")
         return load(args.model, device=args.device, text_cache=text_cache(args))
+    from ovdet.methods.regionspot.recognizer import RegionSpotDetector
     from ovdet.models.sam_everything import EverythingConfig
-    from ovdet.recognize.regionspot import RegionSpotDetector
 
     spot = load(args.model, device=args.device, text_cache=text_cache(args))
     grid = EverythingConfig(points_per_side=args.points_per_side)

@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="write the report as JSON here")
     p.set_defaults(run=run_eval_clip)
 
-    from ovdet.train.vild import ViLDTrainConfig
+    from ovdet.methods.vild.train import ViLDTrainConfig
 
     p = shapes.add_parser(
         "reproduce-vild", help="ViLD's table in the shapes world (trains 4 detectors)"
@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=DEFAULT_DATA, help="a generated world (its det-val is used)")
     p.set_defaults(run=run_eval_sam)
 
-    from ovdet.train.regionspot import RegionSpotTrainConfig
+    from ovdet.methods.regionspot.train import RegionSpotTrainConfig
 
     p = shapes.add_parser(
         "reproduce-regionspot",
@@ -210,9 +210,9 @@ def run_eval_clip(args: argparse.Namespace) -> int:
 
 
 def run_reproduce_vild(args: argparse.Namespace) -> int:
+    from ovdet.experiments.vild import reproduce_vild
+    from ovdet.methods.vild.train import ViLDTrainConfig
     from ovdet.models.loader import load_model
-    from ovdet.train.reproduce_vild import reproduce_vild
-    from ovdet.train.vild import ViLDTrainConfig
 
     cfg = dataclass_from_args(ViLDTrainConfig, args, skip=VILD_FIXED)
     results = reproduce_vild(
@@ -222,7 +222,7 @@ def run_reproduce_vild(args: argparse.Namespace) -> int:
         f"ViLD in the shapes world (det-val, LVIS protocol; AP_r = novel), {args.out}", results
     )
     if args.bundle:
-        from ovdet.detect.vild_detector import bundle_checkpoint
+        from ovdet.methods.vild.detector import bundle_checkpoint
         from ovdet.models.bundled import resource_folder
 
         for row, name in (("ViLD", "shapes-vild"), ("ViLD-text", "shapes-vild-text")):
@@ -246,10 +246,10 @@ def _print_results(title: str, results: dict[str, dict[str, float]]) -> None:
 
 
 def run_reproduce_regionspot(args: argparse.Namespace) -> int:
+    from ovdet.experiments.regionspot import reproduce_regionspot
+    from ovdet.methods.regionspot.train import RegionSpotTrainConfig
     from ovdet.models.loader import load_model
     from ovdet.models.sam import SamBackend
-    from ovdet.train.regionspot import RegionSpotTrainConfig
-    from ovdet.train.reproduce_regionspot import reproduce_regionspot
 
     cfg = dataclass_from_args(RegionSpotTrainConfig, args, skip=REGIONSPOT_FIXED)
     results = reproduce_regionspot(

@@ -25,7 +25,7 @@ def _add_data_args(p: argparse.ArgumentParser, gt_help: str) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ovdet.train.vild import ViLDTrainConfig
+    from ovdet.methods.vild.train import ViLDTrainConfig
     from ovdet.vocab.prompts import TEMPLATE_SETS
 
     train = sub.add_parser("train", help="train a detector head").add_subparsers(
@@ -58,9 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_regionspot(train: argparse._SubParsersAction) -> None:
-    from ovdet.heads.regionspot import PRIORS
+    from ovdet.methods.regionspot.model import PRIORS
+    from ovdet.methods.regionspot.train import RegionSpotTrainConfig
     from ovdet.models.sam import TOKEN_SOURCES
-    from ovdet.train.regionspot import RegionSpotTrainConfig
     from ovdet.vocab.prompts import TEMPLATE_SETS
 
     choices = {"token": TOKEN_SOURCES, "prior": PRIORS, "templates": TEMPLATE_SETS}
@@ -86,10 +86,14 @@ def base_ids_of(gt: dict, spec: str | None) -> list[int]:
 
 
 def run_regionspot(args: argparse.Namespace) -> int:
+    from ovdet.methods.regionspot.recognizer import load_regionspot
+    from ovdet.methods.regionspot.train import (
+        RegionSpotTrainConfig,
+        evaluate_cached,
+        train_regionspot,
+    )
     from ovdet.models.loader import load_model
-    from ovdet.recognize.regionspot import load_regionspot
     from ovdet.train.feature_cache import ShardedCache
-    from ovdet.train.regionspot import RegionSpotTrainConfig, evaluate_cached, train_regionspot
 
     if bool(args.val_cache) != bool(args.val_gt):
         raise OvdetError("--val-cache and --val-gt go together: give both or neither")
@@ -112,11 +116,11 @@ def run_regionspot(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ovdet.data.coco import CocoDetection
-    from ovdet.detect.vild import ViLDConfig
-    from ovdet.detect.vild_detector import detect_image, load_detector
+    from ovdet.experiments.vild import evaluate_on
+    from ovdet.methods.vild.detector import detect_image, load_detector
+    from ovdet.methods.vild.model import ViLDConfig
+    from ovdet.methods.vild.train import ViLDTrainConfig, build_distill_cache, train_vild
     from ovdet.models.loader import load_model
-    from ovdet.train.reproduce_vild import evaluate_on
-    from ovdet.train.vild import ViLDTrainConfig, build_distill_cache, train_vild
 
     if bool(args.val_gt) != bool(args.val_images):
         raise OvdetError("--val-gt and --val-images go together: give both or neither")

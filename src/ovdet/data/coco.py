@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ovdet.errors import FormatError
 from ovdet.io.images import load_image
 from ovdet.ops.boxes import xywh_to_xyxy
+from ovdet.ops.letterbox import Letterbox
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,16 +33,11 @@ class Sample:
     labels: torch.Tensor
 
 
-def letterbox(image: torch.Tensor, side: int) -> tuple[torch.Tensor, float, tuple[int, int]]:
-    """(3, H, W) uint8 -> (3, side, side) float in [0, 255] (pad bottom/right with 0), the scale,
-    and the resized (h, w)."""
-    h, w = image.shape[-2:]
-    scale = side / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    x = image.float()[None]
-    if (nh, nw) != (h, w):
-        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-    return F.pad(x, (0, side - nw, 0, side - nh))[0], scale, (nh, nw)
+def letterbox(image: torch.Tensor, side: int) -> tuple[torch.Tensor, Letterbox]:
+    """(3, H, W) uint8 -> (1, 3, side, side) ImageNet-normalised detector input (the image
+    resized with bilinear antialiasing, padded black at the bottom and right) and its letterbox."""
+    box = Letterbox.fit(*image.shape[-2:], side)
+    return normalize_imagenet(box.image(image)), box
 
 
 def normalize_imagenet(pixels: torch.Tensor) -> torch.Tensor:
@@ -104,10 +99,7 @@ class CocoDetection:
 
     def __getitem__(self, i: int) -> Sample:
         im = self.images[i]
-        pixels, scale, size = letterbox(self.image(i), self.side)
-        boxes = (
-            xywh_to_xyxy(torch.tensor(self.boxes[im["id"]], dtype=torch.float32).reshape(-1, 4))
-            * scale
-        )
+        pixels, box = letterbox(self.image(i), self.side)
+        xyxy = xywh_to_xyxy(torch.tensor(self.boxes[im["id"]], dtype=torch.float32).reshape(-1, 4))
         labels = torch.tensor(self.labels[im["id"]], dtype=torch.int64)
-        return Sample(im["id"], normalize_imagenet(pixels), scale, size, boxes, labels)
+        return Sample(im["id"], pixels[0], box.scale, box.resized, box.boxes(xyxy), labels)

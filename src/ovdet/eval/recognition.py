@@ -21,8 +21,8 @@ from ovdet.io.images import load_image
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import clip_boxes, xywh_to_xyxy, xyxy_to_xywh
 from ovdet.recognize.core import class_probabilities
-from ovdet.recognize.crop import CropRecognizer
-from ovdet.recognize.dense import DenseRecognizer
+from ovdet.recognize.crop import CropEmbedder
+from ovdet.recognize.dense import DenseEmbedder
 
 
 def recognition_detections(
@@ -75,7 +75,7 @@ def clip_box_scorer(
         method: "crop" or "dense".
         dense_size: input side of the dense pass (default: the model's).
     """
-    rec = CropRecognizer(model) if method == "crop" else DenseRecognizer(model, dense_size)
+    rec = CropEmbedder(model) if method == "crop" else DenseEmbedder(model, dense_size)
 
     def score(image: torch.Tensor, xyxy: torch.Tensor) -> torch.Tensor:
         return class_probabilities(rec.embed(image, xyxy).cpu(), text, model.logit_scale)

@@ -25,18 +25,6 @@ ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 MAX_PIXELS = 178_956_970  # PIL's own error threshold (2x its warning threshold)
 
 
-MAX_ASPECT = 20.0  # long side / short side past which an image is refused (see `check_aspect`)
-
-
-def check_aspect(h: int, w: int, limit: float = MAX_ASPECT) -> None:
-    """Refuse an (H, W) image whose sides differ by more than `limit` times, in one line."""
-    if max(h, w) > limit * max(1, min(h, w)):
-        raise ImageError(
-            f"image is {w}x{h} (aspect ratio {max(h, w) / max(1, min(h, w)):.0f}:1); ovdet "
-            f"takes images up to {limit:.0f}:1: crop or tile the image first"
-        )
-
-
 def load_image(image: ImageInput, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     """Load any supported image as a (3, H, W) uint8 RGB tensor.
 

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ovdet.errors import FormatError
-from ovdet.io.images import check_aspect
 from ovdet.models.registry import load_weights, model_type_of
 from ovdet.ops.boxes import check_boxes
+from ovdet.ops.letterbox import Letterbox
 
 SAM_ALIASES: dict[str, str] = {
     "sam-b": "facebook/sam-vit-base",
@@ -29,6 +28,15 @@ SAM_ALIASES: dict[str, str] = {
 }
 SAM_MEAN = (123.675, 116.28, 103.53)
 SAM_STD = (58.395, 57.12, 57.375)
+
+
+def normalize_sam(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) pixels in [0, 255] -> SAM's normalised float pixels."""
+    mean = torch.tensor(SAM_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(SAM_STD, device=images.device).view(1, 3, 1, 1)
+    return (images.float() - mean) / std
+
+
 TOKEN_SOURCES = ("transformer", "prompt", "mlp")
 
 
@@ -89,16 +97,8 @@ class SamBackend:
 
     def preprocess(self, image: torch.Tensor) -> tuple[torch.Tensor, float, tuple[int, int]]:
         """(3, H, W) uint8 -> (1, 3, S, S) pixel values, scale, resized (h, w)."""
-        h, w = image.shape[-2:]
-        check_aspect(h, w)
-        scale = self.image_size / max(h, w)
-        nh, nw = max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
-        x = image.to(self.device, torch.float32)[None]
-        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-        mean = torch.tensor(SAM_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(SAM_STD, device=self.device).view(1, 3, 1, 1)
-        x = (x.clamp(0, 255) - mean) / std
-        return F.pad(x, (0, self.image_size - nw, 0, self.image_size - nh)), scale, (nh, nw)
+        box = Letterbox.fit(*image.shape[-2:], self.image_size)
+        return box.image(image, "bilinear", normalize_sam, self.device), box.scale, box.resized
 
     @torch.inference_mode()
     def set_image(self, image: torch.Tensor) -> SamImage:
@@ -187,12 +187,5 @@ class SamBackend:
 
     def postprocess(self, logits: torch.Tensor, state: SamImage) -> torch.Tensor:
         """(N, h4, w4) low-resolution logits -> (N, H, W) bool masks at the original resolution."""
-        x = F.interpolate(
-            logits[:, None],
-            size=(self.image_size, self.image_size),
-            mode="bilinear",
-            align_corners=False,
-        )
-        x = x[..., : state.resized[0], : state.resized[1]]
-        x = F.interpolate(x, size=state.size, mode="bilinear", align_corners=False)
-        return (x[:, 0] > 0).cpu()
+        box = Letterbox(self.image_size, state.scale, state.resized, state.size)
+        return (box.invert_map(logits[:, None])[:, 0] > 0).cpu()

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ovdet.errors import ImageError
-from ovdet.io.images import check_aspect
+from ovdet.ops.letterbox import check_aspect
 
 
 class VisionLanguageModel:
@@ -26,7 +26,7 @@ class VisionLanguageModel:
     Attributes:
         embed_dim: D, the width of the joint image-text space.
         image_size: S, the side of the square input the image tower was trained on.
-        dense_size: the default input side of the one-pass dense map (`DenseRecognizer`): S for
+        dense_size: the default input side of the one-pass dense map (`DenseEmbedder`): S for
             CLIP; a model trained on small crops may ask for more (shapes-clip: 128).
         patch_size: P, the stride of `encode_dense`: an (S, S) input gives (S/P, S/P) locations.
         text_forwards: number of text-tower forward passes run so far (the cache test counts them).

@@ -12,7 +12,7 @@ import torch
 
 from ovdet.ops.boxes import box_area, check_boxes
 
-_BLOCK = 256  # rows of the IoU matrix per step (a multiple of 8); small blocks stay in cache
+_BLOCK = 128  # rows of the IoU matrix per step (a multiple of 8); small blocks stay in cache
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:

@@ -50,9 +50,8 @@ def roi_align(
     rois = _as_rois(boxes, input)
     b, c, h, w = input.shape
     k = rois.shape[0]
-    out = input.new_zeros(k, c, ph, pw)
     if k == 0:
-        return out
+        return input.new_zeros(k, c, ph, pw)
     if ((rois[:, 0] < 0) | (rois[:, 0] >= b)).any():
         raise ValueError(
             f"roi batch indices must lie in [0, {b}), got {rois[:, 0].unique().tolist()}"
@@ -84,6 +83,9 @@ def roi_align(
             use_matrix = method == "matrix" or (method == "auto" and h * w <= _MATRIX_MAX_AREA)
             pool = _pool_matrix if use_matrix else _pool
             pieces.append((chunk_dev, pool(input, batch, rows, cols, ph, pw, gh, gw)))
+    if len(pieces) == 1:  # one grid size, one chunk: the rows are already in order
+        return pieces[0][1]
+    out = input.new_zeros(k, c, ph, pw)
     for chunk_dev, value in pieces:
         out = out.index_copy(0, chunk_dev, value)
     return out
@@ -192,17 +194,24 @@ def _pool_matrix(
     gh: int,
     gw: int,
 ) -> torch.Tensor:
-    """out[n] = Wy[n] @ F[b(n)] @ Wx[n]^T / (gh * gw) for each channel -> (n, C, ph, pw)."""
+    """out[n] = Wy[n] @ F[b(n)] @ Wx[n]^T / (gh * gw) for each channel -> (n, C, ph, pw).
+
+    The RoIs of one image share one (n_b * ph, H) @ (H, C * W) product; the bin average is folded
+    into Wy. Rows sorted by image (the usual case: boxes given per image) need no reordering.
+    """
     _, c, h, w = input.shape
-    wy = _interpolation_matrix(*rows, ph, h)  # (n, ph, H)
+    wy = _interpolation_matrix(*rows, ph, h) / float(gh * gw)  # (n, ph, H)
     wx = _interpolation_matrix(*cols, pw, w)  # (n, pw, W)
-    parts, order = [], []
-    for b in batch.unique().tolist():
-        sel = (batch == b).nonzero()[:, 0]
+    order = torch.argsort(batch, stable=True)
+    shuffled = bool((batch[1:] < batch[:-1]).any())
+    if shuffled:
+        batch, wy, wx = batch[order], wy[order], wx[order]
+    images, counts = torch.unique_consecutive(batch, return_counts=True)
+    sizes = counts.tolist()
+    parts = []
+    for b, wy_b, wx_b in zip(images.tolist(), wy.split(sizes), wx.split(sizes), strict=True):
         f = input[b].permute(1, 0, 2).reshape(h, c * w)  # (H, C * W)
-        t = (wy[sel].reshape(-1, h) @ f).reshape(len(sel), ph * c, w)  # (n_b, ph * C, W)
-        t = t @ wx[sel].transpose(1, 2)  # (n_b, ph * C, pw)
-        parts.append(t.reshape(len(sel), ph, c, pw).permute(0, 2, 1, 3))
-        order.append(sel)
-    out = torch.cat(parts) / float(gh * gw)
-    return out[torch.argsort(torch.cat(order))]
+        t = (wy_b.reshape(-1, h) @ f).reshape(len(wy_b), ph * c, w)  # (n_b, ph * C, W)
+        parts.append((t @ wx_b.transpose(1, 2)).reshape(len(wy_b), ph, c, pw))
+    out = torch.cat(parts).permute(0, 2, 1, 3)  # (n, C, ph, pw)
+    return out[torch.argsort(order)] if shuffled else out

@@ -8,8 +8,8 @@ __getattr__, __all__ = lazy_exports(
         "classify_images": "ovdet.recognize.core",
         "recognize": "ovdet.recognize.core",
         "requery": "ovdet.recognize.core",
-        "CropRecognizer": "ovdet.recognize.crop",
+        "CropEmbedder": "ovdet.recognize.crop",
         "crop_regions": "ovdet.recognize.crop",
-        "DenseRecognizer": "ovdet.recognize.dense",
+        "DenseEmbedder": "ovdet.recognize.dense",
     },
 )

@@ -8,8 +8,8 @@ import torch
 
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.core import recognize
-from ovdet.recognize.crop import CropRecognizer
-from ovdet.recognize.dense import DenseRecognizer
+from ovdet.recognize.crop import CropEmbedder
+from ovdet.recognize.dense import DenseEmbedder
 from ovdet.types import Regions, Vocabulary
 
 METHODS = ("crop", "dense")
@@ -42,9 +42,7 @@ class ClipRecognizer:
         if method not in METHODS:
             raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
         self.clip, self.method = clip, method
-        self.embedder = (
-            CropRecognizer(clip) if method == "crop" else DenseRecognizer(clip, dense_size)
-        )
+        self.embedder = CropEmbedder(clip) if method == "crop" else DenseEmbedder(clip, dense_size)
         cache = resolve_cache(text_cache)
         self.text = TextEmbedder(clip, templates, cache)
 

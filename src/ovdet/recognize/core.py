@@ -54,7 +54,7 @@ def recognize(
         image: (3, H, W) uint8 image.
         regions: `Regions` of this image, or (N, 4) xyxy boxes; boxes are validated and clipped.
         text: (C, D) class embeddings (see `TextEmbedder.embed`).
-        embedder: `CropRecognizer` or `DenseRecognizer`.
+        embedder: `CropEmbedder` or `DenseEmbedder`.
         logit_scale: the CLIP inverse temperature.
 
     Returns:

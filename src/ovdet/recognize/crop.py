@@ -34,7 +34,7 @@ def crop_regions(image: torch.Tensor, xyxy: torch.Tensor, size: int) -> torch.Te
     return roi_align(x, [boxes], (size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
-class CropRecognizer:
+class CropEmbedder:
     """Region embeddings from CLIP on crops.
 
     Args:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ovdet.io.images import check_aspect
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import check_boxes
+from ovdet.ops.letterbox import Letterbox
 from ovdet.ops.roi_align import roi_align
 
 
-class DenseRecognizer:
+class DenseEmbedder:
     """Region embeddings from `ClipModel.encode_dense`.
 
     Args:
@@ -45,14 +45,8 @@ class DenseRecognizer:
 
     def letterbox(self, image: torch.Tensor) -> tuple[torch.Tensor, float]:
         """(3, H, W) image -> (1, 3, S, S) pixel values and the scale from image to input pixels."""
-        h, w = image.shape[-2:]
-        check_aspect(h, w)
-        scale = self.input_size / max(h, w)
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        x = image.to(self.clip.device, torch.float32)[None]
-        x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
-        pixels = self.clip.normalize(x.clamp(0, 255))
-        return F.pad(pixels, (0, self.input_size - nw, 0, self.input_size - nh)), scale
+        box = Letterbox.fit(*image.shape[-2:], self.input_size)
+        return box.image(image, "bicubic", self.clip.normalize, self.clip.device), box.scale
 
     @torch.inference_mode()
     def dense_map(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:

@@ -11,8 +11,11 @@ State files are read with `torch.load(..., weights_only=True)`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,40 @@ from ovdet.errors import FormatError, OvdetError
 from ovdet.io.atomic import atomic_path, write_json
 
 STATE = "train_state.pt"
+
+
+def _flushing() -> bool:
+    """Whether this thread treats subnormal floats as zero now (torch has no getter)."""
+    return (torch.tensor([1e-39]) * 1.0).item() == 0.0
+
+
+@contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Treat subnormal floats as zero inside the block, then restore the previous setting.
+
+    On x86 CPUs an operation on subnormal inputs runs up to 200x slower (measured here: a
+    (2048, 288) @ (288, 96) product takes 1 ms, 206 ms with subnormal inputs), and small
+    gradients of small models drift into that range: the shapes-world SAM's training step took
+    twice as long. GPUs flush already; the numerical effect is below float32's resolution of
+    normal numbers (values under 1.2e-38 become 0).
+    """
+    before = _flushing()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
+
+
+def flushes_denormals(train: Callable) -> Callable:
+    """Decorate a training function to run under `flush_denormals`."""
+
+    @functools.wraps(train)
+    def wrapped(*args, **kwargs):
+        with flush_denormals():
+            return train(*args, **kwargs)
+
+    return wrapped
 
 
 def warmup_cosine(

@@ -28,7 +28,7 @@ from ovdet.data.shapes.captions import MULTI, SINGLE
 from ovdet.data.shapes.world import CATEGORIES, COLOURS
 from ovdet.io.images import load_image
 from ovdet.ops.roi_align import roi_align
-from ovdet.train.common import warmup_cosine
+from ovdet.train.common import flushes_denormals, warmup_cosine
 from ovdet.vocab.prompts import TEMPLATE_SETS
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ def random_crops(images: torch.Tensor, scale: float, g: torch.Generator) -> torc
     return out
 
 
+@flushes_denormals
 def train_shapes_clip(
     data: str | os.PathLike, out: str | os.PathLike, cfg: ClipTrainConfig
 ) -> Path:

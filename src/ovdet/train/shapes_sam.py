@@ -25,8 +25,9 @@ from tqdm import tqdm
 
 from ovdet.data.shapes.world import render_scene
 from ovdet.io.atomic import atomic_folder, write_json
-from ovdet.models.sam import SAM_MEAN, SAM_STD
+from ovdet.models.sam import normalize_sam
 from ovdet.ops.masks import mask_iou
+from ovdet.train.common import flushes_denormals
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +130,6 @@ def _mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     return masks_to_boxes(masks)
 
 
-def normalize_sam(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, S, S) uint8 -> SAM's normalised float pixels (already at the model's side)."""
-    mean = torch.tensor(SAM_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(SAM_STD).view(1, 3, 1, 1)
-    return (images.float() - mean) / std
-
-
 def jitter(boxes: torch.Tensor, noise: float, size: int, g: torch.Generator) -> torch.Tensor:
     """(..., 4) xyxy boxes moved by N(0, noise * side) per coordinate (at most 20 px), clipped."""
     wh = boxes[..., 2:] - boxes[..., :2]
@@ -208,6 +202,7 @@ def scene_miou(model: Any, cfg: SamTrainConfig, count: int) -> float:
     return float(torch.cat(ious).float().mean())
 
 
+@flushes_denormals
 def train_shapes_sam(out: str | os.PathLike, cfg: SamTrainConfig, progress: bool = True) -> dict:
     """Train from scratch and save the model (`save_pretrained`, atomically) to `out`."""
     from transformers import SamModel

@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from ovdet.data.coco import letterbox, normalize_imagenet
+from ovdet.data.coco import letterbox
 from ovdet.detect.backbone import ConvBackbone
 from ovdet.detect.rpn import RPNConfig
-from ovdet.detect.vild import ViLD, ViLDConfig
 from ovdet.errors import WeightsNotFoundError
+from ovdet.methods.vild.model import ViLD, ViLDConfig
 from ovdet.models.bundled import checkpoint_folder
 from ovdet.types import Regions, Vocabulary
 
@@ -52,13 +52,16 @@ def detect_image(
     novel: torch.Tensor | None = None,
 ) -> Regions:
     """Detect in one (3, H, W) uint8 image; boxes come back in the image's own pixels."""
-    pixels, scale, size = letterbox(image, spec["side"])
-    (regions,) = model.detect(normalize_imagenet(pixels)[None], [size], text, novel)
-    h, w = image.shape[-2:]
-    xyxy = (regions.xyxy / scale).clamp(min=0)
-    xyxy = torch.minimum(xyxy, torch.tensor([w, h, w, h], dtype=xyxy.dtype))
+    pixels, box = letterbox(image, spec["side"])
+    (regions,) = model.detect(pixels, [box.resized], text, novel)
     return Regions(
-        xyxy, (h, w), regions.scores, regions.labels, None, regions.embeddings, regions.data
+        box.invert_boxes(regions.xyxy),
+        box.original,
+        regions.scores,
+        regions.labels,
+        None,
+        regions.embeddings,
+        regions.data,
     )
 
 

@@ -19,15 +19,15 @@ import pytest
 import torch
 from PIL import Image
 
-from ovdet.data.coco import letterbox, normalize_imagenet
+from ovdet.data.coco import letterbox
 from ovdet.data.shapes.generate import WorldConfig, annotations_of, category_records, generate_world
 from ovdet.data.shapes.world import render_scene
-from ovdet.detect.vild import ViLDConfig
-from ovdet.detect.vild_detector import load_detector
 from ovdet.io.images import load_image
+from ovdet.methods.vild.detector import load_detector
+from ovdet.methods.vild.model import ViLDConfig
+from ovdet.methods.vild.train import ViLDTrainConfig, build_distill_cache, train_vild
 from ovdet.models.loader import load_model
 from ovdet.ops.boxes import xywh_to_xyxy
-from ovdet.train.vild import ViLDTrainConfig, build_distill_cache, train_vild
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
 
@@ -44,9 +44,8 @@ def novel_top1(folder, val, images, text, novel) -> float:
         if not anns:
             continue
         boxes = xywh_to_xyxy(torch.tensor([a["bbox"] for a in anns], dtype=torch.float32))
-        pixels, scale, _ = letterbox(load_image(images / im["file_name"]), spec["side"])
-        features = model.backbone(normalize_imagenet(pixels)[None])
-        probs, _, _ = model.score_regions(features, [boxes * scale], text, novel)
+        pixels, box = letterbox(load_image(images / im["file_name"]), spec["side"])
+        probs, _, _ = model.score_regions(model.backbone(pixels), [box.boxes(boxes)], text, novel)
         for a, pred in zip(anns, probs.argmax(1).tolist(), strict=True):
             if a["category_id"] in novel_ids:
                 right.append(order[pred] == a["category_id"])

@@ -24,12 +24,12 @@ from tqdm import tqdm
 
 from ovdet.data.coco import CocoDetection
 from ovdet.detect.rpn import RPNConfig
-from ovdet.detect.vild import ViLD, ViLDConfig
-from ovdet.detect.vild_detector import build_model, load_detector
 from ovdet.errors import OvdetError
+from ovdet.methods.vild.detector import build_model, load_detector
+from ovdet.methods.vild.model import ViLD, ViLDConfig
 from ovdet.models.vlm import VisionLanguageModel
-from ovdet.recognize.crop import CropRecognizer
-from ovdet.train.common import resume, save_checkpoint, warmup_cosine
+from ovdet.recognize.crop import CropEmbedder
+from ovdet.train.common import flushes_denormals, resume, save_checkpoint, warmup_cosine
 from ovdet.train.feature_cache import ShardedCache
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
@@ -73,7 +73,7 @@ def build_distill_cache(
     """Top-`m` proposals of `proposer`'s (base-trained) RPN for every image, and CLIP's 1x + 1.5x
     crop embeddings of them (computed once, offline; ViLD section 3.3)."""
     cache = ShardedCache(folder)
-    crops = CropRecognizer(clip)
+    crops = CropEmbedder(clip)
     proposer.eval()
 
     def compute(i: int) -> dict[str, torch.Tensor]:
@@ -89,6 +89,7 @@ def build_distill_cache(
     return cache
 
 
+@flushes_denormals
 def train_vild(
     gt: dict[str, Any],
     images_dir: str | os.PathLike,

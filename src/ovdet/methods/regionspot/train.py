@@ -25,13 +25,13 @@ from tqdm import tqdm
 
 from ovdet.errors import OvdetError
 from ovdet.eval.recognition import gt_boxes_by_image, region_annotations
-from ovdet.heads.regionspot import RegionSpot, RegionSpotConfig
 from ovdet.io.images import load_image
 from ovdet.losses.vild import sigmoid_focal_loss
+from ovdet.methods.regionspot.model import RegionSpot, RegionSpotConfig
+from ovdet.methods.regionspot.recognizer import FeatureExtractor
 from ovdet.models.sam import TOKEN_SOURCES
 from ovdet.models.vlm import VisionLanguageModel
-from ovdet.recognize.regionspot import FeatureExtractor
-from ovdet.train.common import resume, save_checkpoint, warmup_cosine
+from ovdet.train.common import flushes_denormals, resume, save_checkpoint, warmup_cosine
 from ovdet.train.feature_cache import CacheReader, ShardedCache
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
@@ -106,7 +106,7 @@ class RegionSpotTrainConfig:
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
-        from ovdet.heads.regionspot import PRIORS
+        from ovdet.methods.regionspot.model import PRIORS
         from ovdet.vocab.prompts import TEMPLATE_SETS
 
         check_fields(
@@ -171,6 +171,7 @@ def text_embeddings(
     return embed_vocabulary(clip, vocab, templates)
 
 
+@flushes_denormals
 def train_regionspot(
     cache_dir: str | os.PathLike,
     gt: dict[str, Any],

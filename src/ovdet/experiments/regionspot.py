@@ -26,18 +26,22 @@ from ovdet.eval.detection import timed_lvis_row
 from ovdet.eval.recognition import clip_box_scorer, recognize_dataset
 from ovdet.eval.report import save_method_bars
 from ovdet.io.atomic import atomic_open, write_json
-from ovdet.models.sam import SamBackend
-from ovdet.models.vlm import VisionLanguageModel
-from ovdet.recognize.core import class_probabilities
-from ovdet.recognize.crop import CropRecognizer
-from ovdet.recognize.regionspot import FeatureExtractor, RegionSpotRecognizer, load_regionspot
-from ovdet.train.regionspot import (
+from ovdet.methods.regionspot.recognizer import (
+    FeatureExtractor,
+    RegionSpotRecognizer,
+    load_regionspot,
+)
+from ovdet.methods.regionspot.train import (
     RegionSpotTrainConfig,
     build_cache,
     evaluate_cached,
     text_embeddings,
     train_regionspot,
 )
+from ovdet.models.sam import SamBackend
+from ovdet.models.vlm import VisionLanguageModel
+from ovdet.recognize.core import class_probabilities
+from ovdet.recognize.crop import CropEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ def masked_crop_scorer(
     clip: VisionLanguageModel, sam: SamBackend, text: torch.Tensor
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """CLIP on box crops of the image with pixels outside each box's SAM mask set to the mean."""
-    crops = CropRecognizer(clip)
+    crops = CropEmbedder(clip)
     mean = (clip.mean.cpu().view(3, 1, 1) * 255).round().to(torch.uint8)
 
     def score(image: torch.Tensor, xyxy: torch.Tensor) -> torch.Tensor:
@@ -150,10 +154,10 @@ def detection_rows(
 ) -> dict[str, dict[str, float]]:
     """Detection without GT boxes (the paper's GLIP-T rows): the bundled shapes-vild alone, and
     RegionSpot naming shapes-vild's boxes or SAM's everything-mode proposals."""
-    from ovdet.detect.vild_detector import detect_image, load_detector
+    from ovdet.experiments.vild import evaluate_on
+    from ovdet.methods.vild.detector import detect_image, load_detector
     from ovdet.models.loader import load_model
     from ovdet.models.sam_everything import EverythingConfig
-    from ovdet.train.reproduce_vild import evaluate_on
     from ovdet.vocab.embed import embed_vocabulary
     from ovdet.vocab.parse import vocabulary_from_categories
 

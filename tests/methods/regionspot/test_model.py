@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ovdet.heads.regionspot import RegionSpot, RegionSpotConfig, box_coverage
-from ovdet.recognize.regionspot import mask_coverage
+from ovdet.methods.regionspot.model import RegionSpot, RegionSpotConfig, box_coverage
+from ovdet.methods.regionspot.recognizer import mask_coverage
 
 
 def test_box_coverage_by_hand():

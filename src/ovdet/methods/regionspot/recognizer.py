@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from ovdet.errors import OvdetError
-from ovdet.heads.regionspot import RegionSpot, RegionSpotConfig
+from ovdet.methods.regionspot.model import RegionSpot, RegionSpotConfig
 from ovdet.models.bundled import checkpoint_folder
 from ovdet.models.sam import SamBackend, SamImage
 from ovdet.models.sam_everything import EverythingConfig
 from ovdet.models.sam_everything import everything as sam_everything
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import check_boxes
-from ovdet.recognize.dense import DenseRecognizer
+from ovdet.recognize.dense import DenseEmbedder
 from ovdet.types import Regions, Vocabulary
 
 
@@ -40,7 +40,7 @@ class FeatureExtractor:
 
     def __init__(self, sam: SamBackend, clip: VisionLanguageModel, clip_size: int | None = None):
         self.sam, self.clip = sam, clip
-        self.dense = DenseRecognizer(clip, clip_size)
+        self.dense = DenseEmbedder(clip, clip_size)
 
     @torch.inference_mode()
     def __call__(

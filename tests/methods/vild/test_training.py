@@ -7,10 +7,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from ovdet.data.shapes.generate import WorldConfig, generate_world
-from ovdet.detect.vild import ViLDConfig
-from ovdet.detect.vild_detector import detect_image, load_detector
+from ovdet.methods.vild.detector import detect_image, load_detector
+from ovdet.methods.vild.model import ViLDConfig
+from ovdet.methods.vild.train import ViLDTrainConfig, train_vild
 from ovdet.train.feature_cache import ShardedCache
-from ovdet.train.vild import ViLDTrainConfig, train_vild
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +75,13 @@ def test_checkpoint_detects_any_vocabulary_in_image_pixels(
     text, novel = torch.randn(5, tiny_clip.embed_dim), torch.tensor([0, 0, 0, 1, 1]).bool()
     regions = detect_image(model, spec, image, text, novel)
     # the same detections as the model on the letterboxed image, mapped back to image pixels
-    from ovdet.data.coco import letterbox, normalize_imagenet
+    from ovdet.data.coco import letterbox
 
-    pixels, scale, size = letterbox(image, spec["side"])
-    (raw,) = model.detect(normalize_imagenet(pixels)[None], [size], text, novel)
+    pixels, box = letterbox(image, spec["side"])
+    assert box.resized == (round(80 * spec["side"] / 100), spec["side"])
+    (raw,) = model.detect(pixels, [box.resized], text, novel)
     assert len(raw) > 0 and regions.image_size == (80, 100)
-    want = torch.minimum((raw.xyxy / scale).clamp(min=0), torch.tensor([100.0, 80, 100, 80]))
+    want = torch.minimum((raw.xyxy / box.scale).clamp(min=0), torch.tensor([100.0, 80, 100, 80]))
     torch.testing.assert_close(regions.xyxy, want)
     assert torch.equal(regions.labels, raw.labels) and torch.equal(regions.scores, raw.scores)
     assert regions.data["class_scores"].shape == (len(regions), 5)

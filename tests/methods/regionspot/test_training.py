@@ -2,36 +2,48 @@ import json
 
 import pytest
 import torch
+from once import built_once
 
 from ovdet.data.shapes.generate import WorldConfig, generate_world
-from ovdet.models.loader import load_model
-from ovdet.models.sam import SamBackend
-from ovdet.recognize.regionspot import FeatureExtractor, RegionSpotRecognizer, load_regionspot
-from ovdet.train.feature_cache import ShardedCache
-from ovdet.train.regionspot import (
+from ovdet.methods.regionspot.recognizer import (
+    FeatureExtractor,
+    RegionSpotRecognizer,
+    load_regionspot,
+)
+from ovdet.methods.regionspot.train import (
     RegionSpotTrainConfig,
     build_cache,
     evaluate_cached,
     train_regionspot,
 )
+from ovdet.models.loader import load_model
+from ovdet.models.sam import SamBackend
+from ovdet.train.feature_cache import ShardedCache
 
 
-@pytest.fixture(scope="module")
-def cached(tmp_path_factory):
-    """A small shapes world cached with the bundled shapes-sam and shapes-clip."""
-    root = tmp_path_factory.mktemp("rs")
+def _build_cached(root):
     world = generate_world(
         root / "world", WorldConfig(seed=5, captions=0, det_train=160, det_val=40)
     )
-    sam = SamBackend.from_pretrained("shapes-sam")
-    clip = load_model("shapes-clip")
-    extractor = FeatureExtractor(sam, clip, 128)
+    extractor = FeatureExtractor(
+        SamBackend.from_pretrained("shapes-sam"), load_model("shapes-clip"), 128
+    )
     names = {"sam": "shapes-sam", "clip": "shapes-clip"}
-    gts = {}
     for split in ("det-train", "det-val"):
-        gts[split] = json.loads((world / split / "annotations.json").read_text())
-        build_cache(gts[split], world / split, root / split, extractor, names, 64, False)
-    return root, gts, clip
+        gt = json.loads((world / split / "annotations.json").read_text())
+        build_cache(gt, world / split, root / split, extractor, names, 64, False)
+
+
+@pytest.fixture(scope="session")
+def cached(tmp_path_factory, worker_id):
+    """A small shapes world cached with the bundled shapes-sam and shapes-clip (built once for
+    all test processes)."""
+    root = built_once(tmp_path_factory, worker_id, "rs", _build_cached)
+    gts = {
+        split: json.loads((root / "world" / split / "annotations.json").read_text())
+        for split in ("det-train", "det-val")
+    }
+    return root, gts, load_model("shapes-clip")
 
 
 def cfg(**kw):

@@ -14,17 +14,16 @@ from typing import Any
 
 import torch
 
-from ovdet.data.coco import CocoDetection, letterbox, normalize_imagenet
-from ovdet.detect.vild import ViLD, ViLDConfig, select_detections
-from ovdet.detect.vild_detector import detect_image, load_detector
+from ovdet.data.coco import CocoDetection, letterbox
 from ovdet.eval.detection import timed_lvis_row
 from ovdet.eval.recognition import detect_dataset
 from ovdet.io.atomic import write_json
+from ovdet.methods.vild.detector import detect_image, load_detector
+from ovdet.methods.vild.model import ViLD, ViLDConfig, select_detections
+from ovdet.methods.vild.train import ViLDTrainConfig, build_distill_cache, train_vild
 from ovdet.models.vlm import VisionLanguageModel
-from ovdet.ops.boxes import clip_boxes
 from ovdet.recognize.core import class_probabilities
-from ovdet.recognize.crop import CropRecognizer
-from ovdet.train.vild import ViLDTrainConfig, build_distill_cache, train_vild
+from ovdet.recognize.crop import CropEmbedder
 from ovdet.types import Regions
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
@@ -47,15 +46,14 @@ def clip_on_crops(
     top: int = 100,
 ):
     """R-CNN-style baseline: the RPN's top proposals, each named by CLIP on its 1x + 1.5x crops."""
-    crops = CropRecognizer(clip)
+    crops = CropEmbedder(clip)
 
     @torch.no_grad()
     def detect(image: torch.Tensor) -> Regions:
-        pixels, scale, size = letterbox(image, spec["side"])
-        feats = proposer.backbone(normalize_imagenet(pixels)[None])
-        boxes, objectness, _ = proposer.rpn(feats, [size])
+        pixels, box = letterbox(image, spec["side"])
+        boxes, objectness, _ = proposer.rpn(proposer.backbone(pixels), [box.resized])
         boxes, objectness = boxes[0][:top], objectness[0][:top]
-        xyxy = clip_boxes(boxes / scale, tuple(image.shape[-2:]))
+        xyxy = box.invert_boxes(boxes)
         p = class_probabilities(crops.embed(image, xyxy).cpu(), text, clip.logit_scale)
         rows, cls, s = select_detections(xyxy, p, objectness, proposer.config)
         return Regions(xyxy[rows], tuple(image.shape[-2:]), scores=s, labels=cls)

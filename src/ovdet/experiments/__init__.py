@@ -1,0 +1,1 @@
+"""Shapes-world reproductions of the papers' tables: they train, evaluate and tabulate methods."""
