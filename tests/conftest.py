@@ -15,7 +15,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory):
-    from ovdet.models.random_clip import save_random_clip
+    from random_clip import save_random_clip
 
     return save_random_clip(tmp_path_factory.mktemp("tiny-clip"), "tiny", seed=0)
 
@@ -57,3 +57,32 @@ def tiny_sam_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-sam")
     SamModel(SamConfig(**TINY_SAM)).save_pretrained(folder)
     return folder
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, give each worker's initial queue its share of the slow tests first.
+
+    xdist's worksteal hands worker k the k-th contiguous chunk of the collected order, and idle
+    workers then steal from the others' queues. A slow test collected late starts late and ends
+    last; so slow tests (marked with their approximate `seconds`) are assigned, longest first, to
+    the worker with the least slow time so far, and placed at the start of that worker's chunk.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    slow = [i for i in items if i.get_closest_marker("slow")]
+    if workers < 2 or not slow:
+        return
+    cost = {i.nodeid: float(i.get_closest_marker("slow").kwargs.get("seconds", 30)) for i in slow}
+    rest = [i for i in items if i.nodeid not in cost]
+    load = [0.0] * workers
+    heads: list[list] = [[] for _ in range(workers)]
+    for item in sorted(slow, key=lambda i: (-cost[i.nodeid], i.nodeid)):
+        k = load.index(min(load))
+        heads[k].append(item)
+        load[k] += cost[item.nodeid]
+    size = -(-len(items) // workers)  # the chunk size xdist will use
+    ordered = []
+    for k in range(workers):
+        take = max(0, size - len(heads[k])) if k < workers - 1 else len(rest)
+        ordered += heads[k] + rest[:take]
+        rest = rest[take:]
+    items[:] = ordered

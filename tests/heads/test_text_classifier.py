@@ -39,11 +39,17 @@ def test_background_learns_and_text_stays_fixed():
     assert [n for n, _ in head.named_parameters()] == ["background"]
 
 
-def test_swap_vocabulary_and_errors():
-    head = TextClassifier(torch.randn(3, 8))
-    head.set_vocabulary(torch.randn(5, 8))
-    assert head(torch.randn(2, 8)).shape == (2, 6) and head.num_classes == 5
+def test_another_vocabulary_at_inference_and_errors():
+    head = TextClassifier(torch.randn(3, 8), temperature=0.5)
+    regions, novel = torch.randn(2, 8), torch.randn(5, 8)
+    logits = head(regions, novel)
+    assert logits.shape == (2, 6) and head.num_classes == 3  # the training vocabulary is kept
+    want = F.normalize(regions, dim=-1) @ F.normalize(novel, dim=-1).t() / 0.5
+    torch.testing.assert_close(logits[:, 1:], want)
+    torch.testing.assert_close(head(regions, novel, background=False), want)
     with pytest.raises(ValueError, match="width"):
-        head.set_vocabulary(torch.randn(5, 4))
+        head(regions, torch.randn(5, 4))
+    with pytest.raises(ValueError, match="no background"):
+        TextClassifier(torch.randn(3, 8), background=False)(regions, background=True)
     with pytest.raises(ValueError, match="temperature"):
         TextClassifier(torch.randn(3, 8), temperature=0)

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from random_clip import save_random_clip
 from transformers import CLIPModel
 
 from ovdet.errors import WeightsNotFoundError
 from ovdet.models.clip import ClipModel
-from ovdet.models.random_clip import save_random_clip
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def test_multi_positive_loss_reduces_to_clip_loss():
     torch.testing.assert_close(multi_positive_loss(logits, torch.eye(5, dtype=torch.bool)), want)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=35)
 def test_short_training_learns_image_text_matching(tmp_path):
     world = generate_world(
         tmp_path / "w", WorldConfig(seed=5, captions=400, det_train=1, det_val=1)

@@ -33,18 +33,31 @@ class TextClassifier(nn.Module):
     def num_classes(self) -> int:
         return int(self.text.shape[0])
 
-    def set_vocabulary(self, text_embeddings: torch.Tensor) -> None:
-        """Swap the class embeddings (e.g. base at training, base + novel at inference)."""
-        if text_embeddings.shape[1] != self.text.shape[1]:
-            raise ValueError(
-                f"expected width {self.text.shape[1]}, got {tuple(text_embeddings.shape)}"
-            )
-        self.text = F.normalize(text_embeddings.float(), dim=-1).to(self.text.device)
+    def forward(
+        self,
+        region_embeddings: torch.Tensor,
+        text: torch.Tensor | None = None,
+        background: bool | None = None,
+    ) -> torch.Tensor:
+        """(N, D) region embeddings -> (N, 1 + C) logits with background first, or (N, C).
 
-    def forward(self, region_embeddings: torch.Tensor) -> torch.Tensor:
-        """(N, D) region embeddings -> (N, 1 + C) logits with background first (or (N, C))."""
+        Args:
+            text: (C, D) class embeddings to score instead of the training vocabulary (e.g. base
+                + novel at inference); normalised here.
+            background: include the background column (default: when one is learned).
+        """
         e = F.normalize(region_embeddings, dim=-1)
-        weights = self.text
-        if self.background is not None:
+        if text is None:
+            weights = self.text
+        elif text.ndim != 2 or text.shape[1] != self.text.shape[1]:
+            raise ValueError(
+                f"text must be (C, D) embeddings of width D = {self.text.shape[1]}, "
+                f"got {tuple(text.shape)}"
+            )
+        else:
+            weights = F.normalize(text.to(e), dim=-1)
+        if self.background is not None if background is None else background:
+            if self.background is None:
+                raise ValueError("this classifier learned no background embedding")
             weights = torch.cat([F.normalize(self.background, dim=0)[None], weights])
         return e @ weights.t() / self.temperature

@@ -1,4 +1,10 @@
-"""What every trainer shares: the learning-rate schedule, checkpoints and exact resume.
+"""What every trainer shares: the step loop, the learning-rate schedule, checkpoints and exact
+resume.
+
+`run_steps` is the one training loop: each method supplies a function from (step, generator) to
+its named losses; the loop seeds step k's randomness from (seed, k) alone (so a killed run resumes
+exactly), sums and checks the losses, steps optimizer and schedule, shows progress, checkpoints,
+and ends early when a `stop` callback says so (tests use it to simulate a kill).
 
 A checkpoint folder holds three files:
 - `train_state.pt`: **the resume unit**, one file written atomically: the model's weights, the
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,11 +29,13 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 from torch import nn
+from tqdm import tqdm
 
 from ovdet.errors import FormatError, OvdetError
 from ovdet.io.atomic import atomic_path, write_json
 
 STATE = "train_state.pt"
+log = logging.getLogger(__name__)
 
 
 def _flushing() -> bool:
@@ -75,6 +84,76 @@ def warmup_cosine(
             * (1 + math.cos(math.pi * min(s, steps) / max(1, steps)))
         ),
     )
+
+
+StepLosses = Callable[[int, torch.Generator], dict[str, torch.Tensor]]
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of step `step` of a run seeded `seed`."""
+    return seed * 1_000_003 + step
+
+
+def run_steps(
+    step_losses: StepLosses,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    steps: int,
+    seed: int,
+    *,
+    start: int = 0,
+    desc: str = "train",
+    progress: bool = True,
+    grad_clip: float | None = None,
+    checkpoint: Callable[[int], None] | None = None,
+    checkpoint_every: int = 0,
+    stop: Callable[[int], bool] | None = None,
+) -> int:
+    """Train steps `start` .. `steps` - 1; returns the number of steps done when it ended.
+
+    Args:
+        step_losses: (step, generator) -> named scalar losses; their sum is minimised. The
+            generator and torch's global generator are both seeded with `step_seed(seed, step)`.
+        grad_clip: clip the gradients' global norm to this.
+        checkpoint: called with the number of steps done every `checkpoint_every` steps, at the
+            end, and when stopping.
+        stop: called after each step with the steps done; True checkpoints and ends the run
+            (a time budget, a signal; tests simulate a kill with it).
+    """
+    bar = tqdm(
+        range(start, steps),
+        desc=desc,
+        unit="step",
+        initial=start,
+        total=steps,
+        disable=not progress,
+    )
+    done = start
+    for step in bar:
+        torch.manual_seed(step_seed(seed, step))
+        losses = step_losses(step, torch.Generator().manual_seed(step_seed(seed, step)))
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            parts = {k: round(v.item(), 4) for k, v in losses.items()}
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}: {parts}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        sched.step()
+        if step % 10 == 0:
+            bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
+        done = step + 1
+        stopping = stop is not None and stop(done)
+        if checkpoint is not None and (
+            stopping or done == steps or (checkpoint_every and done % checkpoint_every == 0)
+        ):
+            checkpoint(done)
+        if stopping:
+            break
+    return done
 
 
 def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -137,3 +216,44 @@ def resume(
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     return int(state["step"])
+
+
+def train_resumable(
+    step_losses: StepLosses,
+    out: Path,
+    model: nn.Module,
+    spec: dict[str, Any],
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    cfg: Any,
+    same: tuple[str, ...],
+    desc: str,
+    progress: bool = True,
+    stop: Callable[[int], bool] | None = None,
+) -> None:
+    """`run_steps` for a trainer that checkpoints into `out` and resumes from it.
+
+    `cfg` gives `steps`, `seed` and `checkpoint_every`; a run in `out` is resumed (refused if
+    its spec differs in a key of `same`). A run that trains no step now (steps 0, or one killed
+    after its last state) still leaves the inference view of the state it holds.
+    """
+    start = resume(out, model, spec, opt, sched, same=same)
+    if start:
+        log.info("resuming %s at step %d", out, start)
+    model.train()
+    run_steps(
+        step_losses,
+        model,
+        opt,
+        sched,
+        cfg.steps,
+        cfg.seed,
+        start=start,
+        desc=desc,
+        progress=progress,
+        checkpoint=lambda done: save_checkpoint(out, model, spec, opt, sched, done),
+        checkpoint_every=cfg.checkpoint_every,
+        stop=stop,
+    )
+    if start >= cfg.steps:
+        save_checkpoint(out, model, spec)

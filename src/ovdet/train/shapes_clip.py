@@ -28,7 +28,7 @@ from ovdet.data.shapes.captions import MULTI, SINGLE
 from ovdet.data.shapes.world import CATEGORIES, COLOURS
 from ovdet.io.images import load_image
 from ovdet.ops.roi_align import roi_align
-from ovdet.train.common import flushes_denormals, warmup_cosine
+from ovdet.train.common import flushes_denormals, run_steps, warmup_cosine
 from ovdet.vocab.prompts import TEMPLATE_SETS
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,6 @@ def train_shapes_clip(
 ) -> Path:
     """Train on `data`/captions and save model + tokenizer to `out`."""
     torch.manual_seed(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
     images, records = load_caption_split(Path(data) / "captions")
     tokenizer = build_tokenizer([r["caption"] for r in records])
     from ovdet.models.shapes_clip import ShapesClipConfig, ShapesClipModel
@@ -165,8 +164,8 @@ def train_shapes_clip(
     )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
-    bar = tqdm(range(cfg.steps), desc="train shapes-clip", unit="step")
-    for step in bar:
+
+    def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         idx = torch.randint(len(records), (cfg.batch_size,), generator=g)
         batch = [records[i] for i in idx.tolist()]
         pixels = (random_crops(images[idx].float(), cfg.crop_scale, g) / 255 - mean) / std
@@ -178,15 +177,9 @@ def train_shapes_clip(
             return_tensors="pt",
         )
         logits, _ = model(pixels, tokens["input_ids"], tokens["attention_mask"])
-        loss = multi_positive_loss(logits, positive_matrix(batch))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 20 == 0:
-            bar.set_postfix(
-                loss=f"{loss.item():.3f}", scale=f"{model.logit_scale.exp().item():.1f}"
-            )
+        return {"contrastive": multi_positive_loss(logits, positive_matrix(batch))}
+
+    run_steps(step_losses, model, opt, sched, cfg.steps, cfg.seed, desc="train shapes-clip")
     out = Path(out)
     model.eval().save_pretrained(out)
     tokenizer.save_pretrained(out)

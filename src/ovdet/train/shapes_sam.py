@@ -12,7 +12,6 @@ image, plus the mean squared error of the predicted IoU against the mask's real 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,13 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ovdet.data.shapes.world import render_scene
 from ovdet.io.atomic import atomic_folder, write_json
 from ovdet.models.sam import normalize_sam
 from ovdet.ops.masks import mask_iou
-from ovdet.train.common import flushes_denormals
+from ovdet.train.common import flushes_denormals, run_steps, warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -213,16 +211,12 @@ def train_shapes_sam(out: str | os.PathLike, cfg: SamTrainConfig, progress: bool
     else:
         model = SamModel(shapes_sam_config(cfg.size)).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
 
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    g = torch.Generator().manual_seed(cfg.seed)
-    bar = tqdm(range(cfg.steps), desc="train shapes-sam", disable=not progress)
-    for step in bar:
+    def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        if step and step % 250 == 0:
+            log.info("step %d: held-out mIoU %.3f", step, scene_miou(model, cfg, 48))
+            model.train()
         start = cfg.first_scene + step * cfg.batch_size
         images, boxes, masks, valid = render_batch(
             cfg.seed, SAM_SPLIT_CODE, range(start, start + cfg.batch_size), cfg.size
@@ -243,17 +237,19 @@ def train_shapes_sam(out: str | os.PathLike, cfg: SamTrainConfig, progress: bool
         point_mask = torch.stack([m for m, _ in per_output], 1).min(1).values
         w = weight.float() / weight.float().sum().clamp(min=1)
         point_loss = (point_mask * w).sum() + sum((i * w).sum() for _, i in per_output)
-        loss = mask_loss + iou_loss + point_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        if (step + 1) % 250 == 0:
-            log.info("step %d: held-out mIoU %.3f", step + 1, scene_miou(model, cfg, 48))
-            model.train()
-        if step % 20 == 0:
-            bar.set_postfix(box=f"{mask_loss.item():.3f}", point=f"{point_loss.item():.3f}")
+        return {"box": mask_loss, "iou": iou_loss, "point": point_loss}
+
+    run_steps(
+        step_losses,
+        model,
+        opt,
+        sched,
+        cfg.steps,
+        cfg.seed,
+        desc="train shapes-sam",
+        progress=progress,
+        grad_clip=1.0,
+    )
     miou = scene_miou(model, cfg, cfg.val_scenes)
     report = {"config": asdict(cfg), "val_scene_miou": miou}
     log.info("held-out scene mIoU %.3f", miou)

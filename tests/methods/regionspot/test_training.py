@@ -91,7 +91,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(cached, tmp_path):
     c = cfg(steps=6, checkpoint_every=3)
     args = (root / "det-train", gts["det-train"])
     straight = train_regionspot(*args, tmp_path / "a", clip, base, c, False)
-    train_regionspot(*args, tmp_path / "b", clip, base, c, False, stop_after=3)
+    train_regionspot(*args, tmp_path / "b", clip, base, c, False, stop=lambda done: done >= 3)
     assert torch.load(tmp_path / "b" / "train_state.pt", weights_only=True)["step"] == 3
     resumed = train_regionspot(*args, tmp_path / "b", clip, base, c, False)
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")

@@ -81,7 +81,7 @@ def uniform_val(folder: Path, count: int, seed: int, size: int = 128) -> dict:
 SIZE = 64
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=125)
 def test_distillation_names_novel_shapes_better_than_vild_text(tmp_path):
     world = generate_world(
         tmp_path / "w", WorldConfig(seed=11, captions=1, det_train=300, det_val=1, size=SIZE)

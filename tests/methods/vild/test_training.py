@@ -55,7 +55,7 @@ def run(world, tiny_clip, tiny_clip_dir, out, cfg=None, **kw):
 def test_resume_after_a_kill_equals_an_uninterrupted_run(world, tiny_clip, tiny_clip_dir, tmp_path):
     straight = run(world, tiny_clip, tiny_clip_dir, tmp_path / "a")
     run(
-        world, tiny_clip, tiny_clip_dir, tmp_path / "b", stop_after=2
+        world, tiny_clip, tiny_clip_dir, tmp_path / "b", stop=lambda done: done >= 2
     )  # "killed" after step 2's checkpoint
     assert torch.load(tmp_path / "b" / "train_state.pt", weights_only=True)["step"] == 2
     resumed = run(world, tiny_clip, tiny_clip_dir, tmp_path / "b")
@@ -151,7 +151,7 @@ def test_a_kill_at_any_point_of_a_checkpoint_write_resumes_exactly(
     from ovdet.io import atomic
 
     straight = run(world, tiny_clip, tiny_clip_dir, tmp_path / "a")
-    run(world, tiny_clip, tiny_clip_dir, tmp_path / "b", stop_after=2)
+    run(world, tiny_clip, tiny_clip_dir, tmp_path / "b", stop=lambda done: done >= 2)
     real, calls = os.replace, []
 
     def replace(src, dst):
@@ -162,7 +162,7 @@ def test_a_kill_at_any_point_of_a_checkpoint_write_resumes_exactly(
 
     monkeypatch.setattr(atomic.os, "replace", replace)
     with pytest.raises(Killed):
-        run(world, tiny_clip, tiny_clip_dir, tmp_path / "b", stop_after=4)
+        run(world, tiny_clip, tiny_clip_dir, tmp_path / "b", stop=lambda done: done >= 4)
     monkeypatch.setattr(atomic.os, "replace", real)
     resumed = run(world, tiny_clip, tiny_clip_dir, tmp_path / "b")
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
@@ -175,7 +175,7 @@ def test_a_kill_at_any_point_of_a_checkpoint_write_resumes_exactly(
 def test_resuming_with_another_configuration_is_refused(world, tiny_clip, tiny_clip_dir, tmp_path):
     from ovdet.errors import OvdetError
 
-    run(world, tiny_clip, tiny_clip_dir, tmp_path / "r", stop_after=2)
+    run(world, tiny_clip, tiny_clip_dir, tmp_path / "r", stop=lambda done: done >= 2)
     with pytest.raises(OvdetError, match="another configuration"):
         run(world, tiny_clip, tiny_clip_dir, tmp_path / "r", cfg=small_cfg(lr=0.5))
 

@@ -15,13 +15,12 @@ any moment resumes to the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from ovdet.errors import OvdetError
 from ovdet.eval.recognition import gt_boxes_by_image, region_annotations
@@ -31,7 +30,7 @@ from ovdet.methods.regionspot.model import RegionSpot, RegionSpotConfig
 from ovdet.methods.regionspot.recognizer import FeatureExtractor
 from ovdet.models.sam import TOKEN_SOURCES
 from ovdet.models.vlm import VisionLanguageModel
-from ovdet.train.common import flushes_denormals, resume, save_checkpoint, warmup_cosine
+from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
 from ovdet.train.feature_cache import CacheReader, ShardedCache
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
@@ -180,10 +179,10 @@ def train_regionspot(
     base_ids: Sequence[int],
     cfg: RegionSpotTrainConfig,
     progress: bool = True,
-    stop_after: int | None = None,
+    stop: Callable[[int], bool] | None = None,
 ) -> Path:
     """Train the fusion module on the cache's base-category boxes; resume if `out` holds a run.
-    `stop_after`: end this call after that step's checkpoint (as a kill would)."""
+    `stop(steps done)` returning True checkpoints and ends the run early."""
     if cfg.token not in TOKEN_SOURCES:
         raise OvdetError(f"token must be one of {TOKEN_SOURCES}, got {cfg.token!r}")
     cache = ShardedCache(cache_dir)
@@ -226,11 +225,8 @@ def train_regionspot(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     out = Path(out)
-    start = resume(out, model, spec, opt, sched, same=("config", "train", "sam", "clip"))
-    model.train()
-    bar = tqdm(range(start, cfg.steps), desc="train regionspot", disable=not progress)
-    for step in bar:
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+
+    def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         pick = torch.randint(len(ids), (cfg.batch_size,), generator=g).tolist()
         batch = collate(reader, [ids[i] for i in pick], cfg.token)
         cols = column[batch["labels"]]
@@ -238,19 +234,21 @@ def train_regionspot(
         logits = model.logits(_embed(model, batch)[keep], text)
         targets = torch.zeros_like(logits)
         targets[torch.arange(len(logits)), cols[keep]] = 1
-        loss = sigmoid_focal_loss(logits, targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        done = step + 1
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            save_checkpoint(out, model, spec, opt, sched, done)
-            if stop_after is not None and done >= stop_after:
-                break
-    if start >= cfg.steps:  # nothing trained now: steps 0, or a run killed after its last state
-        save_checkpoint(out, model, spec)  # the inference view, from the state just loaded
+        return {"focal": sigmoid_focal_loss(logits, targets)}
+
+    train_resumable(
+        step_losses,
+        out,
+        model,
+        spec,
+        opt,
+        sched,
+        cfg,
+        same=("config", "train", "sam", "clip"),
+        desc="train regionspot",
+        progress=progress,
+        stop=stop,
+    )
     return out
 
 

@@ -192,13 +192,11 @@ class ViLD(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(N, C) class probabilities (background removed), (N, D) region embeddings and (N, 4)
         box deltas of the boxes of every image."""
-        weights = F.normalize(text.to(features), dim=-1)
-        if self.config.text_weight > 0:  # a trained background slot competes with the classes
-            weights = torch.cat([F.normalize(self.classifier.background, dim=0)[None], weights])
-        skip = weights.shape[0] - text.shape[0]
+        background = self.config.text_weight > 0  # a trained background competes with classes
+        skip = int(background)
 
         def probabilities(embeddings: torch.Tensor) -> torch.Tensor:
-            logits = F.normalize(embeddings, dim=-1) @ weights.t() / self.config.temperature
+            logits = self.classifier(embeddings, text.to(features), background)
             return logits.softmax(-1)[:, skip:]
 
         emb, deltas = self.text_head(features, boxes)

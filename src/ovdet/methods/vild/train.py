@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from ovdet.data.coco import CocoDetection
 from ovdet.detect.rpn import RPNConfig
@@ -29,7 +29,7 @@ from ovdet.methods.vild.detector import build_model, load_detector
 from ovdet.methods.vild.model import ViLD, ViLDConfig
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.crop import CropEmbedder
-from ovdet.train.common import flushes_denormals, resume, save_checkpoint, warmup_cosine
+from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
 from ovdet.train.feature_cache import ShardedCache
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
@@ -100,10 +100,10 @@ def train_vild(
     vild: ViLDConfig,
     cfg: ViLDTrainConfig,
     distill: ShardedCache | None = None,
-    stop_after: int | None = None,
+    stop: Callable[[int], bool] | None = None,
 ) -> Path:
-    """Train (or resume) into `out`; returns the checkpoint folder. `stop_after` ends the run
-    early after that step's checkpoint (to test resuming)."""
+    """Train (or resume) into `out`; returns the checkpoint folder. `stop(steps done)` returning
+    True checkpoints and ends the run early (see `train.common.run_steps`)."""
     out = Path(out)
     names = [
         c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"]) if c["id"] in base_ids
@@ -132,27 +132,14 @@ def train_vild(
     dataset = CocoDetection(gt, images_dir, order, cfg.side)
     opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
-    start = resume(out, model, spec, opt, sched, same=tuple(spec))
-    if start:
-        log.info("resuming %s at step %d", out, start)
     cached = distill.load() if distill is not None else None
-    model.train()
     frozen = None
     if cfg.freeze_backbone:
-        model.backbone.eval().requires_grad_(False)
-        model.rpn.eval().requires_grad_(False)
+        model.backbone.requires_grad_(False)
+        model.rpn.requires_grad_(False)
         frozen = FrozenFeatures(model)
-    bar = tqdm(
-        range(start, cfg.steps),
-        desc=f"train ViLD (w={vild.image_weight}, ensemble={vild.ensemble})",
-        unit="step",
-        initial=start,
-        total=cfg.steps,
-    )
-    for step in bar:
-        torch.manual_seed(
-            cfg.seed * 1_000_003 + step
-        )  # the step's randomness is a function of step
+
+    def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         picked = torch.randint(len(dataset), (cfg.batch_size,)).tolist()  # dataset indices
         batch = [dataset[i] for i in picked]
         kwargs = {}
@@ -164,27 +151,22 @@ def train_vild(
         targets = ([s.boxes for s in batch], [s.labels for s in batch])
         if frozen is not None:  # the fixed backbone and RPN run once per image, then are reused
             features, proposals = frozen.get(picked, batch)
-            losses = model.head_losses(features, proposals, *targets, **kwargs)
-        else:
-            pixels = torch.stack([s.pixels for s in batch])
-            losses = model.losses(pixels, [s.size for s in batch], *targets, **kwargs)
-        loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            parts = {k: round(v.item(), 4) for k, v in losses.items()}
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}: {parts}")
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 10 == 0:
-            bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
-        done = step + 1
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps or done == stop_after:
-            save_checkpoint(out, model, spec, opt, sched, done)
-            if done == stop_after:
-                break
-    if start >= cfg.steps:  # nothing trained now: steps 0, or a run killed after its last state
-        save_checkpoint(out, model, spec)  # the inference view, from the state just loaded
+            return model.head_losses(features, proposals, *targets, **kwargs)
+        pixels = torch.stack([s.pixels for s in batch])
+        return model.losses(pixels, [s.size for s in batch], *targets, **kwargs)
+
+    train_resumable(
+        step_losses,
+        out,
+        model,
+        spec,
+        opt,
+        sched,
+        cfg,
+        same=tuple(spec),
+        desc=f"train ViLD (w={vild.image_weight}, ensemble={vild.ensemble})",
+        stop=stop,
+    )
     return out
 
 
@@ -203,6 +185,8 @@ class FrozenFeatures:
         todo = [(i, s) for i, s in zip(picked, batch, strict=True) if i not in self.memo]
         todo = list({i: s for i, s in todo}.items())
         if todo:
+            self.model.backbone.eval()  # frozen: BatchNorm uses its running statistics
+            self.model.rpn.eval()
             pixels = torch.stack([s.pixels for _, s in todo])
             features = self.model.backbone(pixels)
             proposals, _, _ = self.model.rpn(features, [s.size for _, s in todo])
