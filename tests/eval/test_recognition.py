@@ -29,7 +29,7 @@ def dataset(tmp_path):
 def test_top_k_labels_per_box():
     scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]])
     dets = recognition_detections(
-        3, torch.tensor([[0.0, 0, 10, 10], [5, 5, 8, 9]]), scores, [7, 9, 11], 2
+        3, (20, 20), torch.tensor([[0.0, 0, 10, 10], [5, 5, 8, 9]]), scores, [7, 9, 11], 2
     )
     assert [(d["category_id"], round(d["score"], 2)) for d in dets] == [
         (9, 0.7),
@@ -38,9 +38,9 @@ def test_top_k_labels_per_box():
         (9, 0.3),
     ]
     assert dets[3]["bbox"] == [5, 5, 3, 4]
-    assert len(recognition_detections(3, torch.zeros(2, 4), scores, [7, 9, 11])) == 6
+    assert len(recognition_detections(3, (5, 5), torch.zeros(2, 4), scores, [7, 9, 11])) == 6
     with pytest.raises(ValueError, match="ids"):
-        recognition_detections(3, torch.zeros(2, 4), scores, [7, 9])
+        recognition_detections(3, (5, 5), torch.zeros(2, 4), scores, [7, 9])
 
 
 def test_second_label_counts_only_when_kept(tmp_path):

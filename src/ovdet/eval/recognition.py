@@ -19,14 +19,16 @@ from tqdm import tqdm
 
 from ovdet.io.images import load_image
 from ovdet.models.vlm import VisionLanguageModel
-from ovdet.ops.boxes import clip_boxes, xywh_to_xyxy, xyxy_to_xywh
+from ovdet.ops.boxes import clip_boxes, xywh_to_xyxy
 from ovdet.recognize.core import class_probabilities
 from ovdet.recognize.crop import CropEmbedder
 from ovdet.recognize.dense import DenseEmbedder
+from ovdet.types import Regions
 
 
 def recognition_detections(
     image_id: Any,
+    image_size: tuple[int, int],
     xyxy: torch.Tensor,
     class_scores: torch.Tensor,
     category_ids: Sequence[int],
@@ -36,32 +38,23 @@ def recognition_detections(
 
     Args:
         image_id: the image's id.
+        image_size: its (H, W).
         xyxy: (N, 4) boxes in pixels.
         class_scores: (N, C) scores; column j is category `category_ids[j]`.
         category_ids: C category ids.
         labels_per_box: labels kept per box; None keeps all C.
     """
+    from ovdet.io.coco import regions_to_coco
+
     n, c = class_scores.shape
     if c != len(category_ids) or xyxy.shape[0] != n:
         raise ValueError(
             f"got {tuple(xyxy.shape)} boxes, {tuple(class_scores.shape)} scores, "
             f"{len(category_ids)} ids"
         )
-    k = c if labels_per_box is None else max(1, min(labels_per_box, c))
-    top = class_scores.float().topk(k, dim=1)
-    xywh = xyxy_to_xywh(xyxy).tolist()
-    out = []
-    for i in range(n):
-        for score, j in zip(top.values[i].tolist(), top.indices[i].tolist(), strict=True):
-            out.append(
-                {
-                    "image_id": image_id,
-                    "category_id": int(category_ids[j]),
-                    "bbox": xywh[i],
-                    "score": score,
-                }
-            )
-    return out
+    regions = Regions(xyxy, image_size, data={"class_scores": class_scores.float()})
+    k = c if labels_per_box is None else labels_per_box
+    return regions_to_coco(regions.topk_labels(k), image_id, category_ids, rounded=False)
 
 
 def clip_box_scorer(
@@ -130,7 +123,9 @@ def recognize_dataset(
             continue
         image = load_image(Path(images_dir) / im["file_name"])
         scores = score_boxes(image, xyxy)
-        dets += recognition_detections(im["id"], xyxy, scores, category_ids, labels_per_box)
+        dets += recognition_detections(
+            im["id"], tuple(image.shape[-2:]), xyxy, scores, category_ids, labels_per_box
+        )
     return dets
 
 

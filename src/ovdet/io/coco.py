@@ -22,7 +22,10 @@ from ovdet.types import Regions
 
 
 def regions_to_coco(
-    regions: Regions, image_id: int | str, category_ids: Sequence[int] | None = None
+    regions: Regions,
+    image_id: int | str,
+    category_ids: Sequence[int] | None = None,
+    rounded: bool = True,
 ) -> list[dict[str, Any]]:
     """Regions of one image -> COCO result entries.
 
@@ -30,6 +33,8 @@ def regions_to_coco(
         regions: labelled regions; `scores` default to 1 when absent.
         image_id: the COCO image id.
         category_ids: maps label index -> COCO category id; default: label + 1.
+        rounded: boxes to 0.01 px and scores to 1e-5 (files people read); False keeps full
+            precision (results scored in memory, where rounding would create ties).
     """
     if regions.labels is None:
         raise ValueError("regions_to_coco needs labelled regions (labels is None)")
@@ -44,8 +49,8 @@ def regions_to_coco(
         entry = {
             "image_id": image_id,
             "category_id": int(category_ids[label]) if category_ids is not None else label + 1,
-            "bbox": [round(v, 2) for v in xywh[i]],
-            "score": round(float(scores[i]), 5),
+            "bbox": [round(v, 2) for v in xywh[i]] if rounded else xywh[i],
+            "score": round(float(scores[i]), 5) if rounded else float(scores[i]),
         }
         if regions.masks is not None:
             entry["segmentation"] = rle_encode(regions.masks[i])

@@ -71,6 +71,7 @@ def test_checkpoint_detects_any_vocabulary_in_image_pixels(
     folder = run(world, tiny_clip, tiny_clip_dir, tmp_path / "c")
     model, spec = load_detector(folder)
     assert spec["clip"] == str(tiny_clip_dir) and len(spec["base_names"]) == 11
+    assert spec["kind"] == "vild"
     image = torch.randint(0, 255, (3, 80, 100), dtype=torch.uint8)
     text, novel = torch.randn(5, tiny_clip.embed_dim), torch.tensor([0, 0, 0, 1, 1]).bool()
     regions = detect_image(model, spec, image, text, novel)

@@ -283,12 +283,14 @@ def evaluate_cached(
 
     cats = sorted(gt["categories"], key=lambda c: c["id"])
     text = text_embeddings(clip, cats, templates)
-    by_key = {str(im["id"]): im["id"] for im in gt["images"]}
+    by_key = {str(im["id"]): im for im in gt["images"]}
     scored = cached_class_scores(model.eval(), ShardedCache(cache_dir).reader(), text, token)
     dets = []
     for key, (xyxy, scores) in scored.items():
         if key in by_key and len(xyxy):
-            dets += recognition_detections(by_key[key], xyxy, scores, [c["id"] for c in cats])
+            im = by_key[key]
+            size = (im["height"], im["width"])
+            dets += recognition_detections(im["id"], size, xyxy, scores, [c["id"] for c in cats])
     lvis = all("frequency" in c for c in cats)
     m = evaluate_detections(gt, dets, protocol="lvis" if lvis else "coco").metrics
     keys = ("AP", "AP50", "APr", "APc", "APf") if lvis else ("AP", "AP50")

@@ -114,6 +114,7 @@ def train_vild(
     base_vocab = vocabulary_from_categories([c for c in gt["categories"] if c["id"] in base_ids])
     base_text = embed_vocabulary(clip, base_vocab, cfg.templates)
     spec = {
+        "kind": "vild",
         "vild": asdict(vild),
         "rpn": asdict(RPNConfig()),
         "backbone_channels": cfg.backbone_channels,
@@ -163,7 +164,7 @@ def train_vild(
         opt,
         sched,
         cfg,
-        same=tuple(spec),
+        same=tuple(k for k in spec if k != "kind"),  # runs from before `kind` resume too
         desc=f"train ViLD (w={vild.image_weight}, ensemble={vild.ensemble})",
         stop=stop,
     )
