@@ -116,7 +116,7 @@ def run_regionspot(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ovdet.data.coco import CocoDetection
-    from ovdet.experiments.vild import evaluate_on
+    from ovdet.eval.recognition import evaluate_detector
     from ovdet.methods.vild.detector import detect_image, load_detector
     from ovdet.methods.vild.model import ViLDConfig
     from ovdet.methods.vild.train import ViLDTrainConfig, build_distill_cache, train_vild
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         text = embed_vocabulary(clip, vocabulary_from_categories(cats), cfg.templates)
         novel = torch.tensor([c["id"] not in base for c in cats])
         model, spec = load_detector(folder)
-        metrics = evaluate_on(
+        metrics = evaluate_detector(
             val,
             Path(args.val_images),
             lambda im: detect_image(model, spec, im, text, novel),

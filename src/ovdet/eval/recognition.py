@@ -145,3 +145,28 @@ def detect_dataset(
         regions = detect(load_image(Path(images_dir) / im["file_name"]))
         dets += regions_to_coco(regions, im["id"], category_ids)
     return dets
+
+
+def evaluate_detector(
+    gt: dict[str, Any],
+    images_dir: str | Path,
+    detect: Callable[[torch.Tensor], Any],
+    category_ids: list[int],
+) -> dict[str, float]:
+    """One table row for a detector: `detect(image) -> Regions` on every image of `gt`, scored
+    with the LVIS protocol (AP, AP50, AP_r/c/f and seconds per image)."""
+    from ovdet.eval.detection import timed_lvis_row
+
+    return timed_lvis_row(gt, lambda: detect_dataset(gt, images_dir, detect, category_ids))
+
+
+def evaluate_recognizer(
+    gt: dict[str, Any],
+    images_dir: str | Path,
+    score_boxes: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> dict[str, float]:
+    """One table row for a recognizer: `score_boxes(image, (N, 4) boxes) -> (N, C)` on the
+    ground-truth boxes of every image of `gt`, scored with the LVIS protocol."""
+    from ovdet.eval.detection import timed_lvis_row
+
+    return timed_lvis_row(gt, lambda: recognize_dataset(gt, images_dir, score_boxes))

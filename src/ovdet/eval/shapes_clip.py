@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ovdet.data.shapes.world import CATEGORIES, COLOURS, render_scene
-from ovdet.eval.recognition import clip_box_scorer, recognize_dataset
+from ovdet.eval.recognition import clip_box_scorer, evaluate_recognizer
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.core import classify_images
 from ovdet.types import Vocabulary
@@ -81,8 +81,6 @@ def region_recognition_report(
     templates: str = "ensemble",
 ) -> dict[str, float]:
     """AP, AP50, AP_r/c/f of naming det-val's ground-truth boxes (LVIS protocol), and s/image."""
-    from ovdet.eval.detection import timed_lvis_row
-
     text = TextEmbedder(model, templates).embed(SHAPES_VOCAB)
     score = clip_box_scorer(model, text, method)  # dense: the model's dense_size (128)
-    return timed_lvis_row(gt, lambda: recognize_dataset(gt, images_dir, score))
+    return evaluate_recognizer(gt, images_dir, score)

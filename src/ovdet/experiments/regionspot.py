@@ -22,8 +22,7 @@ from typing import Any
 import torch
 
 from ovdet.eval.data import load_gt
-from ovdet.eval.detection import timed_lvis_row
-from ovdet.eval.recognition import clip_box_scorer, recognize_dataset
+from ovdet.eval.recognition import clip_box_scorer, evaluate_detector, evaluate_recognizer
 from ovdet.eval.report import save_method_bars
 from ovdet.io.atomic import atomic_open, write_json
 from ovdet.methods.regionspot.recognizer import (
@@ -80,10 +79,6 @@ def masked_crop_scorer(
     return score
 
 
-def _baseline(gt: dict[str, Any], images: Path, score) -> dict[str, float]:
-    return timed_lvis_row(gt, lambda: recognize_dataset(gt, images, score))
-
-
 def reproduce_regionspot(
     data: str | Path,
     out: str | Path,
@@ -111,11 +106,13 @@ def reproduce_regionspot(
     text = text_embeddings(clip, cats, cfg.templates)
     val_images = data / "det-val"
     results: dict[str, dict[str, float]] = {
-        "CLIP on box crops": _baseline(val_gt, val_images, clip_box_scorer(clip, text, "crop")),
-        "CLIP on SAM-mask crops": _baseline(
+        "CLIP on box crops": evaluate_recognizer(
+            val_gt, val_images, clip_box_scorer(clip, text, "crop")
+        ),
+        "CLIP on SAM-mask crops": evaluate_recognizer(
             val_gt, val_images, masked_crop_scorer(clip, sam, text)
         ),
-        "dense RoI (one CLIP pass)": _baseline(
+        "dense RoI (one CLIP pass)": evaluate_recognizer(
             val_gt, val_images, clip_box_scorer(clip, text, "dense", clip_size)
         ),
     }
@@ -154,7 +151,6 @@ def detection_rows(
 ) -> dict[str, dict[str, float]]:
     """Detection without GT boxes (the paper's GLIP-T rows): the bundled shapes-vild alone, and
     RegionSpot naming shapes-vild's boxes or SAM's everything-mode proposals."""
-    from ovdet.experiments.vild import evaluate_on
     from ovdet.methods.vild.detector import detect_image, load_detector
     from ovdet.models.loader import load_model
     from ovdet.models.sam_everything import EverythingConfig
@@ -184,4 +180,4 @@ def detection_rows(
             image, text, everything=grid, labels_per_box=3
         ),
     }
-    return {name: evaluate_on(gt, images, fn, ids) for name, fn in rows.items()}
+    return {name: evaluate_detector(gt, images, fn, ids) for name, fn in rows.items()}

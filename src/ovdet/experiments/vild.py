@@ -15,8 +15,7 @@ from typing import Any
 import torch
 
 from ovdet.data.coco import CocoDetection, letterbox
-from ovdet.eval.detection import timed_lvis_row
-from ovdet.eval.recognition import detect_dataset
+from ovdet.eval.recognition import evaluate_detector
 from ovdet.io.atomic import write_json
 from ovdet.methods.vild.detector import detect_image, load_detector
 from ovdet.methods.vild.model import ViLD, ViLDConfig, select_detections
@@ -29,13 +28,6 @@ from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
 
 METHODS = ("ViLD-text", "ViLD-image", "ViLD", "ViLD-ensemble")
-
-
-def evaluate_on(
-    gt: dict[str, Any], images_dir: Path, detect: Any, category_ids: list[int]
-) -> dict[str, float]:
-    """Run `detect(image) -> Regions` on every image, score with the LVIS protocol."""
-    return timed_lvis_row(gt, lambda: detect_dataset(gt, images_dir, detect, category_ids))
 
 
 def clip_on_crops(
@@ -93,7 +85,7 @@ def reproduce_vild(
         train_gt, images, out / "ViLD-text", clip, clip_name, base, configs["ViLD-text"], cfg
     )
     proposer, spec = load_detector(folder)
-    results["CLIP on cropped regions"] = evaluate_on(
+    results["CLIP on cropped regions"] = evaluate_detector(
         val_gt, data / "det-val", clip_on_crops(proposer, spec, clip, text), ids
     )
     dataset = CocoDetection(train_gt, images, spec["base_ids"], cfg.side)
@@ -114,7 +106,7 @@ def reproduce_vild(
                 distill=cache,
             )
         model, spec = load_detector(out / name)
-        results[name] = evaluate_on(
+        results[name] = evaluate_detector(
             val_gt,
             data / "det-val",
             lambda image, m=model, s=spec: detect_image(m, s, image, text, novel),
