@@ -14,13 +14,17 @@ from __future__ import annotations
 import time
 
 import torch
-from recognize import benchmark_args, random_boxes, timed  # benchmarks/recognize.py
+from recognize import (  # benchmarks/recognize.py (it puts tests/random_clip.py on the path)
+    benchmark_args,
+    build_random_clip,
+    random_boxes,
+    timed,
+)
 from transformers import SamConfig, SamModel
 
 from ovdet.methods.regionspot.model import RegionSpot, RegionSpotConfig
 from ovdet.methods.regionspot.recognizer import FeatureExtractor
 from ovdet.models.clip import ClipModel
-from ovdet.models.random_clip import build_random_clip
 from ovdet.models.sam import SamBackend
 from ovdet.recognize.crop import CropEmbedder
 
