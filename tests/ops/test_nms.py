@@ -75,3 +75,16 @@ def test_nms_many_boxes_agrees_with_blockwise_split():
     dropped = torch.ones(5_000, dtype=torch.bool)
     dropped[keep] = False
     assert (box_iou(boxes[dropped], kept) > 0.5).any(1).all()
+
+
+@pytest.mark.parametrize("max_keep", [0, 1, 37, 130, 300, 10_000])
+def test_max_keep_equals_slicing_the_full_result_across_row_blocks(max_keep):
+    boxes, scores = cluster_boxes(700, 11)  # several 128-row blocks
+    full = nms(boxes, scores, 0.5)
+    assert full.tolist() == nms_reference(boxes, scores, 0.5)
+    assert nms(boxes, scores, 0.5, max_keep=max_keep).tolist() == full[:max_keep].tolist()
+
+
+def test_max_keep_must_not_be_negative():
+    with pytest.raises(ValueError, match="-1"):
+        nms(torch.zeros(2, 4), torch.zeros(2), 0.5, max_keep=-1)

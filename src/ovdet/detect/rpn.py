@@ -100,7 +100,7 @@ class RPN(nn.Module):
         wh = boxes[:, 2:] - boxes[:, :2]
         keep = (wh >= c.min_size).all(1) & torch.isfinite(boxes).all(1)
         boxes, scores = boxes[keep], scores[keep]
-        keep = nms(boxes, scores, c.nms_iou)[: c.post_nms]
+        keep = nms(boxes, scores, c.nms_iou, max_keep=c.post_nms)
         return boxes[keep], scores[keep]
 
     def losses(
