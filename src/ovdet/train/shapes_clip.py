@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -30,8 +29,6 @@ from ovdet.io.images import load_image
 from ovdet.ops.roi_align import roi_align
 from ovdet.train.common import flushes_denormals, run_steps, warmup_cosine
 from ovdet.vocab.prompts import TEMPLATE_SETS
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

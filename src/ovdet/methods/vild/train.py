@@ -13,7 +13,6 @@ setting when the proposals come from a base-trained RPN and is far cheaper per s
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -33,8 +32,6 @@ from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
 from ovdet.train.feature_cache import ShardedCache
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
