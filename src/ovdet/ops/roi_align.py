@@ -202,9 +202,9 @@ def _pool_matrix(
     _, c, h, w = input.shape
     wy = _interpolation_matrix(*rows, ph, h) / float(gh * gw)  # (n, ph, H)
     wx = _interpolation_matrix(*cols, pw, w)  # (n, pw, W)
-    order = torch.argsort(batch, stable=True)
     shuffled = bool((batch[1:] < batch[:-1]).any())
-    if shuffled:
+    if shuffled:  # group each image's rows, and undo that at the end
+        order = torch.argsort(batch, stable=True)
         batch, wy, wx = batch[order], wy[order], wx[order]
     images, counts = torch.unique_consecutive(batch, return_counts=True)
     sizes = counts.tolist()
