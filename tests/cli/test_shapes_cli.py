@@ -20,6 +20,8 @@ def test_generate_command(tmp_path, capsys):
             "6",
             "--det-val",
             "4",
+            "--det-style",
+            "3",
             "--size",
             "96",
         ]
@@ -27,6 +29,8 @@ def test_generate_command(tmp_path, capsys):
     assert code == 0
     val = json.loads((tmp_path / "w" / "det-val" / "annotations.json").read_text())
     assert len(val["images"]) == 4 and val["images"][0]["width"] == 96
+    style = json.loads((tmp_path / "w" / "det-style" / "annotations.json").read_text())
+    assert len(style["images"]) == 3 and style["images"][0]["width"] == 96
     assert json.loads((tmp_path / "w" / "categories.json").read_text())["config"]["seed"] == 1
 
 

@@ -10,7 +10,7 @@ from ovdet.data.shapes.world import CATEGORIES, COLOURS, render_scene
 from ovdet.io.images import load_image
 from ovdet.ops.masks import rle_decode
 
-CFG = WorldConfig(seed=3, captions=300, det_train=80, det_val=30)
+CFG = WorldConfig(seed=3, captions=300, det_train=80, det_val=30, det_style=10)
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +33,16 @@ def test_at_least_16_shapes_and_8_colours_all_distinct():
 
 def test_generation_is_deterministic(world, tmp_path):
     again = generate_world(
-        tmp_path / "again", WorldConfig(seed=3, captions=300, det_train=80, det_val=30)
+        tmp_path / "again",
+        WorldConfig(seed=3, captions=300, det_train=80, det_val=30, det_style=10),
     )
     for rel in (
         "det-train/annotations.json",
         "det-val/annotations.json",
         "captions/captions.json",
         "det-val/images/000007.png",
+        "det-style/annotations.json",
+        "det-style/images/000004.png",
     ):
         assert (world / rel).read_bytes() == (again / rel).read_bytes(), rel
     # any image can be regenerated alone
@@ -121,7 +124,7 @@ def test_occlusion_leaves_objects_visible():
 def test_a_killed_generation_leaves_the_previous_world(tmp_path, monkeypatch):
     from ovdet.data.shapes import generate
 
-    small = WorldConfig(seed=1, captions=2, det_train=3, det_val=2, size=64)
+    small = WorldConfig(seed=1, captions=2, det_train=3, det_val=2, det_style=0, size=64)
     out = generate_world(tmp_path / "w", small)
     before = (out / "det-train" / "annotations.json").read_text()
     calls = []
@@ -135,7 +138,9 @@ def test_a_killed_generation_leaves_the_previous_world(tmp_path, monkeypatch):
     real = generate._save_png
     monkeypatch.setattr(generate, "_save_png", dies)
     with pytest.raises(KeyboardInterrupt):
-        generate_world(out, WorldConfig(seed=2, captions=2, det_train=3, det_val=2, size=64))
+        generate_world(
+            out, WorldConfig(seed=2, captions=2, det_train=3, det_val=2, det_style=0, size=64)
+        )
     assert (out / "det-train" / "annotations.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]  # no half-written world beside
     with pytest.raises(Exception, match="holds other files"):

@@ -15,7 +15,7 @@ from ovdet.vocab.parse import vocabulary_from_categories
 
 def test_baseline_rows_on_fresh_scenes(tmp_path):
     world = generate_world(
-        tmp_path / "w", WorldConfig(seed=123, captions=0, det_train=0, det_val=10)
+        tmp_path / "w", WorldConfig(seed=123, captions=0, det_train=0, det_val=10, det_style=0)
     )
     gt = load_gt(world / "det-val" / "annotations.json")
     clip = load_model("shapes-clip")

@@ -28,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     from ovdet.data.shapes.generate import WorldConfig
 
-    p = shapes.add_parser("generate", help="render the caption, det-train and det-val splits")
+    p = shapes.add_parser(
+        "generate", help="render the caption, det-train, det-val and det-style splits"
+    )
     p.add_argument("--out", default=DEFAULT_DATA)
     add_dataclass_args(p, WorldConfig)
     p.set_defaults(run=run_generate)
@@ -45,11 +47,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval-clip", help="zero-shot accuracy and region-recognition AP of a CLIP"
     )
     p.add_argument("--clip", default="shapes-clip")
-    p.add_argument("--data", default=DEFAULT_DATA, help="a generated world (its det-val is used)")
+    p.add_argument(
+        "--data",
+        default=DEFAULT_DATA,
+        help="a generated world (its det-val and det-style are used)",
+    )
     p.add_argument(
         "--seed", type=nonnegative_int, default=1234, help="seed of the fresh single-object images"
     )
     p.add_argument("--count", type=positive_int, default=1600)
+    p.add_argument(
+        "--robust-count", type=positive_int, default=400, help="images per robustness condition"
+    )
     p.add_argument("--out", default=None, help="write the report as JSON here")
     p.set_defaults(run=run_eval_clip)
 
@@ -161,14 +170,18 @@ def run_eval_sam(args: argparse.Namespace) -> int:
 
 def run_eval_clip(args: argparse.Namespace) -> int:
     from ovdet.eval.data import load_gt
-    from ovdet.eval.shapes_clip import region_recognition_report, zero_shot_report
+    from ovdet.eval.shapes_clip import (
+        region_recognition_report,
+        robustness_report,
+        zero_shot_report,
+    )
     from ovdet.models.loader import load_model
 
     model = load_model(args.clip)
     zero_shot = zero_shot_report(model, args.seed, args.count)
     console = Console()
     table = Table(
-        title=f"zero-shot on {zero_shot.images} fresh single-object images (seed {args.seed})"
+        title=f"zero-shot, {zero_shot.images} fresh classic single-object images (seed {args.seed})"
     )
     for col in ("shape top-1", "novel shapes", "base shapes", "colour top-1"):
         table.add_column(col, justify="right")
@@ -184,21 +197,30 @@ def run_eval_clip(args: argparse.Namespace) -> int:
         )
     )
     console.print(table)
-    report = {"zero_shot": asdict(zero_shot), "region_recognition": {}}
-    val = Path(args.data) / "det-val"
-    if (val / "annotations.json").is_file():
+    robust = robustness_report(model, args.seed, args.robust_count)
+    table = Table(title=f"shape top-1 under changes of rendering ({args.robust_count} images each)")
+    table.add_column("condition")
+    table.add_column("top-1", justify="right")
+    for name, value in robust.items():
+        table.add_row(name, f"{value:.1f}%")
+    console.print(table)
+    report = {"zero_shot": asdict(zero_shot), "robustness": robust, "region_recognition": {}}
+    for split in ("det-val", "det-style"):
+        val = Path(args.data) / split
+        if not (val / "annotations.json").is_file():
+            continue
         gt = load_gt(val / "annotations.json")
         table = Table(
-            title=f"GT-box region recognition, {len(gt['images'])} det-val images, LVIS protocol"
+            title=f"GT-box region recognition, {len(gt['images'])} {split} images, LVIS protocol"
         )
-        for col in ("method", "AP", "AP50", "APr (novel)", "APc", "APf", "s/image"):
+        for col in ("method", "AP", "AP50", "APr (novel)", "APc", "APf", "top-1", "s/image"):
             table.add_column(col, justify="right")
         for method in ("crop", "dense"):
             r = region_recognition_report(model, gt, str(val), method)
-            report["region_recognition"][method] = r
+            report["region_recognition"][f"{split} {method}"] = r
             table.add_row(
                 method,
-                *(f"{r[k]:.1f}" for k in ("AP", "AP50", "APr", "APc", "APf")),
+                *(f"{r[k]:.1f}" for k in ("AP", "AP50", "APr", "APc", "APf", "top1")),
                 f"{r['s_per_image']:.3f}",
             )
         console.print(table)

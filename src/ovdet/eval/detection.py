@@ -233,13 +233,15 @@ def _summary(
 TABLE_KEYS = ("AP", "AP50", "APr", "APc", "APf")
 
 
-def timed_lvis_row(gt: dict[str, Any], produce: Any) -> dict[str, float]:
+def timed_lvis_row(gt: dict[str, Any], produce: Any, extra: Any = None) -> dict[str, float]:
     """One row of a method table: run `produce()` (every image's detections of `gt`, a list of
-    COCO results), score it with the LVIS protocol; AP, AP50, AP_r/c/f and seconds per image."""
+    COCO results), score it with the LVIS protocol; AP, AP50, AP_r/c/f and seconds per image,
+    plus what `extra(detections) -> dict` adds."""
     import time
 
     start = time.perf_counter()
     dets = produce()
     seconds = (time.perf_counter() - start) / max(1, len(gt["images"]))
     m = evaluate_detections(gt, dets, protocol="lvis").metrics
-    return {k: m[k] for k in TABLE_KEYS} | {"s_per_image": round(seconds, 4)}
+    row = {k: m[k] for k in TABLE_KEYS} | {"s_per_image": round(seconds, 4)}
+    return row | (extra(dets) if extra else {})

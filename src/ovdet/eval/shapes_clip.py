@@ -1,15 +1,18 @@
 """The shapes world's acceptance measurements for a CLIP: zero-shot shape and colour accuracy on
-freshly drawn single-object images, and region recognition AP with ground-truth boxes."""
+freshly drawn single-object images, its robustness to ordinary changes of rendering (size,
+background, fill, JPEG, overlap, the held-out style), and region recognition with ground-truth
+boxes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from ovdet.data.shapes.world import CATEGORIES, COLOURS, render_scene
+from ovdet.data.shapes.style import CLEAN, HELDOUT, TRAIN, Style, jpeg, render_styled
+from ovdet.data.shapes.world import CATEGORIES, COLOURS, Scene, object_mask, render_scene
 from ovdet.eval.recognition import clip_box_scorer, evaluate_recognizer
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.core import classify_images
@@ -84,3 +87,80 @@ def region_recognition_report(
     text = TextEmbedder(model, templates).embed(SHAPES_VOCAB)
     score = clip_box_scorer(model, text, method)  # dense: the model's dense_size (128)
     return evaluate_recognizer(gt, images_dir, score)
+
+
+# name -> (style, radius range relative to the side, background, fill); None: the style's own
+CONDITIONS: dict[str, tuple[Style, tuple[float, float], str | None, str | None]] = {
+    "train style": (TRAIN, (0.2, 0.36), None, None),
+    "style split": (HELDOUT, (0.2, 0.36), None, None),
+    "clean": (CLEAN, (0.2, 0.36), None, "flat"),
+    "small (0.10-0.16)": (CLEAN, (0.10, 0.16), None, "flat"),
+    "tiny (0.06-0.10)": (CLEAN, (0.06, 0.10), None, "flat"),
+    "white background": (CLEAN, (0.2, 0.36), "white", "flat"),
+    "black background": (CLEAN, (0.2, 0.36), "black", "flat"),
+    "textured background": (CLEAN, (0.2, 0.36), "textured", "flat"),
+    "outline": (CLEAN, (0.2, 0.36), None, "outline"),
+}
+TEXTURED = ("noise", "leaves", "stripes")
+
+
+def condition_scenes(name: str, seed: int, count: int, size: int) -> list[Scene]:
+    """`count` single-object scenes of robustness condition `name` (fresh draws per seed)."""
+    style, radius, bg, fill = CONDITIONS[name]
+    code = list(CONDITIONS).index(name)
+    scenes = []
+    for i in range(count):
+        rng = np.random.default_rng([seed, 98, code, i])
+        b = str(rng.choice(TEXTURED)) if bg == "textured" else bg
+        scenes.append(render_styled(rng, (size, size), style, 1, True, radius, b, fill))
+    return scenes
+
+
+def overlapping_pairs(seed: int, count: int, size: int) -> list[Scene]:
+    """`count` scenes of two shapes of different categories whose outlines overlap."""
+    style = replace(CLEAN, fills={"flat": 1.0})
+    scenes: list[Scene] = []
+    k = 0
+    while len(scenes) < count:
+        rng = np.random.default_rng([seed, 97, k])
+        k += 1
+        scene = render_styled(rng, (size, size), style, 2, True, (0.2, 0.32))
+        if len(scene.objects) != 2 or scene.objects[0].category == scene.objects[1].category:
+            continue
+        a, b = (object_mask(o, (size, size)) for o in scene.objects)
+        if (a & b).any():
+            scenes.append(scene)
+    return scenes
+
+
+def _tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
+
+
+def robustness_report(
+    model: VisionLanguageModel, seed: int = 4321, count: int = 400, templates: str = "ensemble"
+) -> dict[str, float]:
+    """Shape top-1 (%) per condition of `CONDITIONS`, plus the clean images through JPEG q75
+    and q30, and 'overlapping pair': both shapes of a two-shape scene in the top 2."""
+    text = TextEmbedder(model, templates).embed(SHAPES_VOCAB)
+    size = model.image_size
+
+    def top1(images: list[np.ndarray], scenes: list[Scene]) -> float:
+        pred = classify_images(model, [_tensor(i) for i in images], text).argmax(1)
+        truth = torch.tensor([s.objects[0].category for s in scenes])
+        return float((pred == truth).float().mean() * 100)
+
+    report = {}
+    for name in CONDITIONS:
+        scenes = condition_scenes(name, seed, count, size)
+        report[name] = top1([s.image for s in scenes], scenes)
+        if name == "clean":
+            for q in (75, 30):
+                report[f"clean, JPEG q{q}"] = top1([jpeg(s.image, q) for s in scenes], scenes)
+    pairs = overlapping_pairs(seed, count, size)
+    top2 = classify_images(model, [_tensor(s.image) for s in pairs], text).topk(2, 1).indices
+    both = [
+        {o.category for o in s.objects} == set(t.tolist()) for s, t in zip(pairs, top2, strict=True)
+    ]
+    report["overlapping pair (both in top 2)"] = float(np.mean(both) * 100)
+    return report

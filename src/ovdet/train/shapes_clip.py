@@ -1,8 +1,9 @@
 """Train the shapes world's tiny CLIP contrastively on the caption split.
 
-Recipe (chosen to pass the acceptance bar on a 2-core CPU in about ten minutes): 64 px images,
-batch 128, AdamW (lr 2e-3, weight decay 0.05, 100 warm-up steps, cosine decay), random
-resized crops (scale 0.7-1) and horizontal flips. Captions describing the same content (the
+Recipe (chosen to pass the acceptance bar on a 2-core CPU in about half an hour): 64 px images,
+batch 128, 2,000 steps of AdamW (lr 2e-3, weight decay 0.05, 100 warm-up steps, cosine decay),
+random resized crops (scale 0.7-1) and horizontal flips; the image tower runs channels-last
+(20% faster on CPU). Captions describing the same content (the
 same shapes; same colours where the caption names them) are all positives of an image: with 16
 shapes x 8 colours, a batch of 128 holds many duplicates, and treating them as negatives (plain
 CLIP) teaches the model to separate identical descriptions. This is the multi-positive
@@ -33,7 +34,7 @@ from ovdet.vocab.prompts import TEMPLATE_SETS
 
 @dataclass
 class ClipTrainConfig:
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -154,7 +155,7 @@ def train_shapes_clip(
     from ovdet.models.shapes_clip import ShapesClipConfig, ShapesClipModel
 
     config = ShapesClipConfig(vocab_size=len(tokenizer), image_size=int(images.shape[-1]))
-    model = ShapesClipModel(config).train()
+    model = ShapesClipModel(config).train().to(memory_format=torch.channels_last)
     mean, std = (
         torch.tensor(config.image_mean).view(3, 1, 1),
         torch.tensor(config.image_std).view(3, 1, 1),
@@ -166,6 +167,7 @@ def train_shapes_clip(
         idx = torch.randint(len(records), (cfg.batch_size,), generator=g)
         batch = [records[i] for i in idx.tolist()]
         pixels = (random_crops(images[idx].float(), cfg.crop_scale, g) / 255 - mean) / std
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
         tokens = tokenizer(
             [r["caption"] for r in batch],
             padding=True,
@@ -178,7 +180,7 @@ def train_shapes_clip(
 
     run_steps(step_losses, model, opt, sched, cfg.steps, cfg.seed, desc="train shapes-clip")
     out = Path(out)
-    model.eval().save_pretrained(out)
+    model.eval().to(memory_format=torch.contiguous_format).save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "training.json").write_text(
         json.dumps({"recipe": asdict(cfg), "data": str(data)}, indent=1)

@@ -84,7 +84,8 @@ SIZE = 64
 @pytest.mark.slow(seconds=125)
 def test_distillation_names_novel_shapes_better_than_vild_text(tmp_path):
     world = generate_world(
-        tmp_path / "w", WorldConfig(seed=11, captions=1, det_train=300, det_val=1, size=SIZE)
+        tmp_path / "w",
+        WorldConfig(seed=11, captions=1, det_train=300, det_val=1, det_style=0, size=SIZE),
     )
     train = json.loads((world / "det-train" / "annotations.json").read_text())
     val = uniform_val(tmp_path / "val", 100, seed=77, size=SIZE)

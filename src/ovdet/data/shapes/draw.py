@@ -112,16 +112,31 @@ def shape_mask(
     shape: str, size: tuple[int, int], centre: tuple[float, float], radius: float, angle: float
 ) -> np.ndarray:
     """(H, W) bool mask of `shape` at (x, y) `centre`, `radius` pixels, rotated `angle` radians."""
+    return coverage(SHAPES[shape], size, centre, radius, angle) > 0
+
+
+def coverage(
+    inside: Inside,
+    size: tuple[int, int],
+    centre: tuple[float, float],
+    radius: float,
+    angle: float,
+    supersample: int = 1,
+) -> np.ndarray:
+    """(H, W) float32 fraction of each pixel inside the set, from `supersample`^2 samples per
+    pixel (1: the pixel centre alone, so values are 0 or 1)."""
     h, w = size
     cx, cy = centre
     x0, x1 = max(0, int(cx - radius) - 1), min(w, int(cx + radius) + 2)
     y0, y1 = max(0, int(cy - radius) - 1), min(h, int(cy + radius) + 2)
-    mask = np.zeros((h, w), dtype=bool)
+    out = np.zeros((h, w), dtype=np.float32)
     if x0 >= x1 or y0 >= y1:
-        return mask
-    ys, xs = np.mgrid[y0:y1, x0:x1]
-    dx, dy = (xs + 0.5 - cx) / radius, (ys + 0.5 - cy) / radius
+        return out
+    k = supersample
+    ys, xs = np.mgrid[y0 * k : y1 * k, x0 * k : x1 * k]
+    dx, dy = ((xs + 0.5) / k - cx) / radius, ((ys + 0.5) / k - cy) / radius
     cos, sin = math.cos(angle), math.sin(angle)
     u, v = cos * dx + sin * dy, -sin * dx + cos * dy  # rotate the pixel into the shape's frame
-    mask[y0:y1, x0:x1] = SHAPES[shape](u, v)
-    return mask
+    fine = inside(u, v).astype(np.float32)
+    out[y0:y1, x0:x1] = fine.reshape(y1 - y0, k, x1 - x0, k).mean((1, 3))
+    return out

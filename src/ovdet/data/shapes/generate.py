@@ -1,10 +1,15 @@
-"""Write a shapes-world benchmark to disk: the caption split, det-train and det-val.
+"""Write a shapes-world benchmark to disk: the caption split, det-train, det-val and det-style.
 
 Layout of `out/`:
   captions/images/*.png, captions/captions.json   image-caption pairs, every category (CLIP's data)
   det-train/images/*.png, det-train/annotations.json   COCO + LVIS fields; novel annotations removed
   det-val/images/*.png, det-val/annotations.json       everything annotated
+  det-style/images/*.png, det-style/annotations.json   as det-val, drawn in the held-out style
   categories.json                                      names, synonyms, frequency, base/novel
+
+Captions are drawn in `style.TRAIN` (shape families, fills, backgrounds, sizes from tiny to
+frame-filling, blur and JPEG); det-train and det-val in the classic cluttered style; det-style in
+`style.HELDOUT`, which no model is trained on (the out-of-distribution column of every table).
 
 Image i of a split is drawn from `np.random.default_rng([seed, split, i])`, so any image can be
 regenerated alone and the output does not depend on the order of work. Files are written
@@ -23,12 +28,16 @@ from PIL import Image
 from tqdm import tqdm
 
 from ovdet.data.shapes.captions import caption
+from ovdet.data.shapes.style import HELDOUT, TRAIN, render_styled
 from ovdet.data.shapes.world import CATEGORIES, Scene, render_scene
 from ovdet.errors import OvdetError
 from ovdet.io.atomic import atomic_folder, atomic_path, write_json
 from ovdet.ops.masks import rle_encode
 
-SPLIT_CODES = {"captions": 0, "det-train": 1, "det-val": 2}
+CAPTION_RADIUS = (0.08, 0.5)  # of the side: tiny to frame-filling
+STYLE_RADIUS = (0.07, 0.26)  # det-style's objects, about det-val's sizes (0.09-0.22) and beyond
+SPLIT_CODES = {"captions": 0, "det-train": 1, "det-val": 2, "det-style": 3}
+DETECTION_SPLITS = ("det-train", "det-val", "det-style")
 
 
 @dataclass
@@ -36,9 +45,10 @@ class WorldConfig:
     """What to generate. Sizes in pixels."""
 
     seed: int = 0
-    captions: int = 20_000  # image-caption pairs
+    captions: int = 30_000  # image-caption pairs
     det_train: int = 4_000  # detection training images (novel annotations removed)
     det_val: int = 500  # detection validation images (everything annotated)
+    det_style: int = 500  # as det-val, in the held-out style
     size: int = 128  # side of detection images
     caption_size: int = 64  # side of caption images
     max_objects: int = 4  # per detection image
@@ -50,7 +60,7 @@ class WorldConfig:
         check_fields(
             self,
             positive=("max_objects",),
-            nonnegative=("seed", "captions", "det_train", "det_val"),
+            nonnegative=("seed", "captions", "det_train", "det_val", "det_style"),
         )
         for name in ("size", "caption_size"):
             if getattr(self, name) < 32:
@@ -85,13 +95,12 @@ def scene_for(seed: int, split: str, index: int, cfg: WorldConfig) -> Scene:
     rng = np.random.default_rng([seed, SPLIT_CODES[split], index])
     if split == "captions":
         s = cfg.caption_size
-        return render_scene(
-            rng,
-            (s, s),
-            max_objects=1 if rng.random() < 0.75 else 2,
-            uniform=True,
-            radius_range=(0.2 * s, 0.36 * s),
-        )
+        count = int(rng.choice([1, 2, 3], p=[0.6, 0.25, 0.15]))
+        radius = CAPTION_RADIUS if count == 1 else (CAPTION_RADIUS[0], 0.32)
+        return render_styled(rng, (s, s), TRAIN, count, radius_range=radius)
+    if split == "det-style":
+        count = int(rng.integers(1, cfg.max_objects + 1))
+        return render_styled(rng, (cfg.size, cfg.size), HELDOUT, count, False, STYLE_RADIUS)
     return render_scene(rng, (cfg.size, cfg.size), max_objects=cfg.max_objects)
 
 
@@ -201,8 +210,9 @@ def _write_world(out: Path, cfg: WorldConfig) -> None:
     write_json(
         out / "det-train" / "annotations.json", {**train, "categories": categories, "ovd": ovd}
     )
-    val = generate_detection_split(out, "det-val", cfg.det_val, cfg)
-    write_json(out / "det-val" / "annotations.json", {**val, "categories": categories, "ovd": ovd})
+    for split, count in (("det-val", cfg.det_val), ("det-style", cfg.det_style)):
+        val = generate_detection_split(out, split, count, cfg)
+        write_json(out / split / "annotations.json", {**val, "categories": categories, "ovd": ovd})
     write_json(
         out / "categories.json",
         {"categories": categories, "ovd": ovd, "config": vars(cfg)},

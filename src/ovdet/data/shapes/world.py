@@ -9,11 +9,12 @@ the visible pixels of each object (modal masks, as COCO's).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ovdet.data.shapes.draw import SHAPES, shape_mask
+from ovdet.data.shapes.draw import SHAPES, coverage
+from ovdet.data.shapes.families import family_inside, sample_params
 
 # (name, frequency group, synonyms). frequent + common = base, rare = novel (as LVIS's r/c/f).
 CATEGORIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -54,13 +55,16 @@ MIN_VISIBLE = 0.6
 
 @dataclass(frozen=True)
 class ShapeObject:
-    """One object of a scene: category index, colour name, centre (x, y), radius, angle (rad)."""
+    """One object of a scene: category index, colour name, centre (x, y), radius, angle (rad),
+    its family parameters (empty: the canonical shape) and how it is painted."""
 
     category: int
     colour: str
     centre: tuple[float, float]
     radius: float
     angle: float
+    params: tuple[float, ...] = ()
+    fill: str = "flat"
 
     @property
     def name(self) -> str:
@@ -117,14 +121,20 @@ def sample_objects(
     weights: np.ndarray,
     radius_range: tuple[float, float],
     tries: int = 30,
+    families: bool = False,
 ) -> tuple[list[ShapeObject], list[np.ndarray]]:
-    """Place up to `count` objects, each leaving every object at least MIN_VISIBLE visible."""
+    """Place up to `count` objects, each leaving every object at least MIN_VISIBLE visible.
+
+    `families`: radii log-uniform and proportions drawn per object (`families.sample_params`);
+    otherwise radii uniform and canonical shapes (the classic world's draws, unchanged)."""
     h, w = size
     objects: list[ShapeObject] = []
     full: list[np.ndarray] = []  # each object's whole mask before occlusion
+    lo, hi = radius_range
+    log_lo, log_hi = math.log(lo), math.log(hi)
     for _ in range(count):
         for _ in range(tries):
-            r = rng.uniform(*radius_range)
+            r = math.exp(rng.uniform(log_lo, log_hi)) if families else rng.uniform(lo, hi)
             centre = (rng.uniform(r * 0.6, w - r * 0.6), rng.uniform(r * 0.6, h - r * 0.6))
             obj = ShapeObject(
                 int(rng.choice(len(CATEGORIES), p=weights)),
@@ -133,7 +143,9 @@ def sample_objects(
                 r,
                 float(rng.uniform(0, 2 * math.pi)),
             )
-            mask = shape_mask(obj.name, size, obj.centre, obj.radius, obj.angle)
+            if families:
+                obj = replace(obj, params=sample_params(obj.name, rng))
+            mask = object_mask(obj, size)
             if mask.sum() < 0.4 * (math.pi * r * r) * 0.5:  # mostly outside the image
                 continue
             if all(_visible(m, [*full[i + 1 :], mask]) >= MIN_VISIBLE for i, m in enumerate(full)):
@@ -145,6 +157,14 @@ def sample_objects(
         for i, m in enumerate(full)
     ]
     return objects, visible
+
+
+def object_mask(obj: ShapeObject, size: tuple[int, int], supersample: int = 1) -> np.ndarray:
+    """(H, W) float32 coverage of `obj`'s whole shape (bool where `supersample` is 1)."""
+    cov = coverage(
+        family_inside(obj.name, obj.params), size, obj.centre, obj.radius, obj.angle, supersample
+    )
+    return cov > 0 if supersample == 1 else cov
 
 
 def _visible(mask: np.ndarray, above: list[np.ndarray]) -> float:

@@ -279,7 +279,7 @@ def evaluate_cached(
 ) -> dict[str, float]:
     """GT-box recognition AP (LVIS protocol when `gt` has frequencies) from a cached val set."""
     from ovdet.eval.detection import evaluate_detections
-    from ovdet.eval.recognition import recognition_detections
+    from ovdet.eval.recognition import box_top1, recognition_detections
 
     cats = sorted(gt["categories"], key=lambda c: c["id"])
     text = text_embeddings(clip, cats, templates)
@@ -294,4 +294,4 @@ def evaluate_cached(
     lvis = all("frequency" in c for c in cats)
     m = evaluate_detections(gt, dets, protocol="lvis" if lvis else "coco").metrics
     keys = ("AP", "AP50", "APr", "APc", "APf") if lvis else ("AP", "AP50")
-    return {k: m[k] for k in keys}
+    return {k: m[k] for k in keys} | {"top1": box_top1(gt, dets)}

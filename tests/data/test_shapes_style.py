@@ -1,0 +1,125 @@
+"""Shape families and the styled renderer: proportions stay inside each name's meaning, painted
+pixels and masks agree, forced backgrounds and fills are what they say, JPEG is a real round
+trip."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ovdet.data.shapes.draw import SHAPES, coverage
+from ovdet.data.shapes.families import RANGES, family_inside, sample_params
+from ovdet.data.shapes.style import (
+    BACKGROUNDS,
+    CLEAN,
+    HELDOUT,
+    TRAIN,
+    erode,
+    jpeg,
+    render_styled,
+)
+from ovdet.data.shapes.world import COLOURS
+
+
+def mask(name, params, size=96, angle=0.0):
+    return coverage(
+        family_inside(name, params), (size, size), (size / 2, size / 2), size / 2.2, angle
+    )
+
+
+def lo_hi(name):
+    return tuple(r[0] for r in RANGES[name]), tuple(r[1] for r in RANGES[name])
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_every_draw_fits_the_unit_disc_and_is_not_empty(name):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:96]
+    outside = (xx + 0.5 - 48) ** 2 + (yy + 0.5 - 48) ** 2 > (96 / 2.2 * 1.06) ** 2
+    for params in (*lo_hi(name), *(sample_params(name, rng) for _ in range(5))):
+        m = mask(name, params, angle=float(rng.uniform(0, 2 * math.pi)))
+        assert m.sum() > 0.15 * math.pi * (96 / 2.2) ** 2, (name, params)
+        assert not m[outside].any(), (name, params)
+
+
+def test_empty_params_are_the_canonical_shapes():
+    for name in SHAPES:
+        assert np.array_equal(
+            mask(name, ()), coverage(SHAPES[name], (96, 96), (48, 48), 96 / 2.2, 0)
+        )
+
+
+def iou(a, b):
+    return (a * b).sum() / np.maximum(a, b).sum()
+
+
+def test_family_extremes_keep_their_names_apart():
+    # the widest diamond is still no square; the widest-topped trapezoid is no rectangle of the
+    # square's proportions; the roundest ellipse is no circle
+    assert iou(mask("diamond", (0.8,), angle=math.pi / 4), mask("square", (0.0,))) < 0.9
+    assert iou(mask("ellipse", (0.72,)), mask("circle", (0.95,))) < 0.8
+    assert iou(mask("pentagon", (1.0,)), mask("hexagon", (1.0,))) < 0.95
+
+
+def test_crescent_always_open_and_ring_always_holed():
+    for ri, beyond in [(0.7, 0.08), (0.92, 0.08), (0.92, 0.35), (0.7, 0.35)]:
+        inside = family_inside("crescent", (ri, beyond))
+        # the rim on the bite's side is outside: the bite reaches the edge, so it is no ring
+        assert not inside(np.array([0.94]), np.array([0.0]))[0]
+        assert inside(np.array([-0.9]), np.array([0.0]))[0]
+    for r in RANGES["ring"][0]:
+        inside = family_inside("ring", (r,))
+        assert not inside(np.array([0.0]), np.array([0.0]))[0]
+
+
+def test_erode_by_hand():
+    m = np.zeros((7, 7), dtype=bool)
+    m[1:6, 1:6] = True
+    assert erode(m, 1).sum() == 9 and erode(m, 2).sum() == 1 and erode(m, 3).sum() == 0
+
+
+@pytest.mark.parametrize("style", [TRAIN, HELDOUT, CLEAN], ids=lambda s: s.name)
+def test_styled_scenes_masks_are_painted_and_disjoint(style):
+    for i in range(12):
+        scene = render_styled(np.random.default_rng([1, i]), (64, 64), style, 3, True, (0.1, 0.3))
+        assert scene.image.shape == (64, 64, 3) and scene.image.dtype == np.uint8
+        assert 1 <= len(scene.objects) <= 3 and len(scene.masks) == len(scene.objects)
+        total = np.zeros((64, 64), dtype=int)
+        for obj, m in zip(scene.objects, scene.masks, strict=True):
+            assert obj.fill in style.fills and len(obj.params) == len(RANGES[obj.name])
+            total += m
+        assert total.max() <= 1  # modal masks do not overlap
+
+
+def test_forced_background_and_fill():
+    white = render_styled(
+        np.random.default_rng(3), (64, 64), CLEAN, 1, True, (0.2, 0.3), "white", "flat"
+    )
+    black = render_styled(
+        np.random.default_rng(3), (64, 64), CLEAN, 1, True, (0.2, 0.3), "black", "flat"
+    )
+    for scene, lo, hi in ((white, 200, 256), (black, 0, 50)):
+        bg = scene.image[~scene.masks[0]].astype(float).mean(0)
+        assert ((bg >= lo) & (bg < hi)).all(), bg
+        obj = scene.image[erode(scene.masks[0], 1)].astype(float).mean(0)
+        assert np.abs(obj - COLOURS[scene.objects[0].colour]).max() < 45
+    outline = render_styled(
+        np.random.default_rng(4), (64, 64), CLEAN, 1, True, (0.3, 0.36), None, "outline"
+    )
+    full = coverage(
+        family_inside(outline.objects[0].name, outline.objects[0].params),
+        (64, 64),
+        outline.objects[0].centre,
+        outline.objects[0].radius,
+        outline.objects[0].angle,
+    )
+    assert outline.masks[0].sum() < 0.8 * full.sum()  # a stroke, not the filled shape
+    assert set(BACKGROUNDS) >= set(TRAIN.backgrounds) | set(HELDOUT.backgrounds)
+    assert not set(TRAIN.fills) & set(HELDOUT.fills)  # the style split's fills are never trained
+    assert not set(TRAIN.backgrounds) & set(HELDOUT.backgrounds)
+
+
+def test_jpeg_round_trip_changes_pixels_more_at_low_quality():
+    scene = render_styled(np.random.default_rng(5), (64, 64), CLEAN, 2, True, (0.15, 0.3))
+    err = {q: np.abs(jpeg(scene.image, q).astype(int) - scene.image).mean() for q in (95, 30)}
+    assert 0 < err[95] < err[30], err
