@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -240,9 +241,7 @@ def run_reproduce_vild(args: argparse.Namespace) -> int:
     results = reproduce_vild(
         args.data, args.out, load_model(args.clip), args.clip, cfg, args.image_weight
     )
-    _print_results(
-        f"ViLD in the shapes world (det-val, LVIS protocol; AP_r = novel), {args.out}", results
-    )
+    _print_results(f"ViLD in the shapes world (LVIS protocol; AP_r = novel), {args.out}", results)
     if args.bundle:
         from ovdet.methods.vild.detector import bundle_checkpoint
         from ovdet.models.bundled import resource_folder
@@ -253,18 +252,26 @@ def run_reproduce_vild(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_results(title: str, results: dict[str, dict[str, float]]) -> None:
-    """A table of method -> AP, AP50, AP_r, AP_c, AP_f and seconds per image."""
-    table = Table(title=title)
-    for col in ("method", "AP", "AP50", "APr (novel)", "APc", "APf", "s/image"):
-        table.add_column(col, justify="right")
-    for name, r in results.items():
-        table.add_row(
-            name,
-            *(f"{r[k]:.1f}" for k in ("AP", "AP50", "APr", "APc", "APf")),
-            f"{r['s_per_image']:.3f}",
-        )
-    Console().print(table)
+def _print_results(title: str, results: dict[str, dict[str, Any]]) -> None:
+    """Tables of method -> AP, AP50, AP_r, AP_c, AP_f, top-1 per GT box (recognition rows) and
+    seconds per image: det-val's, then det-style's where rows carry one."""
+    for split, rows in (
+        ("det-val", results),
+        ("det-style", {k: r["style"] for k, r in results.items() if "style" in r}),
+    ):
+        if not rows:
+            continue
+        table = Table(title=f"{title}: {split}")
+        for col in ("method", "AP", "AP50", "APr (novel)", "APc", "APf", "top-1", "s/image"):
+            table.add_column(col, justify="right")
+        for name, r in rows.items():
+            table.add_row(
+                name,
+                *(f"{r[k]:.1f}" for k in ("AP", "AP50", "APr", "APc", "APf") if k in r),
+                f"{r['top1']:.1f}" if "top1" in r else "",
+                f"{r['s_per_image']:.3f}",
+            )
+        Console().print(table)
 
 
 def run_reproduce_regionspot(args: argparse.Namespace) -> int:
@@ -284,7 +291,7 @@ def run_reproduce_regionspot(args: argparse.Namespace) -> int:
         args.clip_size,
     )
     _print_results(
-        f"RegionSpot in the shapes world: det-val, LVIS protocol, AP_r = novel ({args.out})",
+        f"RegionSpot in the shapes world (LVIS protocol, AP_r = novel), {args.out}",
         results,
     )
     if args.bundle:

@@ -24,6 +24,7 @@ import torch
 from ovdet.eval.data import load_gt
 from ovdet.eval.recognition import clip_box_scorer, evaluate_detector, evaluate_recognizer
 from ovdet.eval.report import save_method_bars
+from ovdet.experiments.vild import eval_splits
 from ovdet.io.atomic import atomic_open, write_json
 from ovdet.methods.regionspot.recognizer import (
     FeatureExtractor,
@@ -91,7 +92,8 @@ def reproduce_regionspot(
     """Cache det-train and det-val, run the baselines, train and evaluate every ablation."""
     data, out = Path(data), Path(out)
     train_gt = load_gt(data / "det-train" / "annotations.json")
-    val_gt = load_gt(data / "det-val" / "annotations.json")
+    splits = eval_splits(data)
+    val_gt = splits["det-val"][0]
     extractor = FeatureExtractor(sam, clip, clip_size)
     build_cache(train_gt, data / "det-train", out / "cache-train", extractor, names)
     start = time.perf_counter()
@@ -101,20 +103,23 @@ def reproduce_regionspot(
         with atomic_open(cached) as f:
             f.write(f"{(time.perf_counter() - start) / len(val_gt['images']):.5f}")
     feature_s = float(cached.read_text())
+    caches = {"det-val": out / "cache-val"}
+    if "det-style" in splits:
+        caches["det-style"] = out / "cache-style"
+        build_cache(
+            splits["det-style"][0], data / "det-style", caches["det-style"], extractor, names
+        )
 
     cats = sorted(val_gt["categories"], key=lambda c: c["id"])
     text = text_embeddings(clip, cats, cfg.templates)
-    val_images = data / "det-val"
-    results: dict[str, dict[str, float]] = {
-        "CLIP on box crops": evaluate_recognizer(
-            val_gt, val_images, clip_box_scorer(clip, text, "crop")
-        ),
-        "CLIP on SAM-mask crops": evaluate_recognizer(
-            val_gt, val_images, masked_crop_scorer(clip, sam, text)
-        ),
-        "dense RoI (one CLIP pass)": evaluate_recognizer(
-            val_gt, val_images, clip_box_scorer(clip, text, "dense", clip_size)
-        ),
+    scorers = {
+        "CLIP on box crops": clip_box_scorer(clip, text, "crop"),
+        "CLIP on SAM-mask crops": masked_crop_scorer(clip, sam, text),
+        "dense RoI (one CLIP pass)": clip_box_scorer(clip, text, "dense", clip_size),
+    }
+    results: dict[str, dict[str, Any]] = {
+        name: with_style({s: evaluate_recognizer(gt, im, score) for s, (gt, im) in splits.items()})
+        for name, score in scorers.items()
     }
     write_json(out / "results.json", results, indent=1)
     base = train_gt.get("ovd", {}).get("base", [c["id"] for c in cats])
@@ -128,27 +133,31 @@ def reproduce_regionspot(
             replace(cfg, **change),
         )
         model, spec = load_regionspot(folder)
-        start = time.perf_counter()
-        metrics = evaluate_cached(
-            model, spec["token"], out / "cache-val", val_gt, clip, cfg.templates
-        )
-        module_s = (time.perf_counter() - start) / len(val_gt["images"])
-        results[name] = metrics | {
-            "s_per_image": round(feature_s + module_s, 4),
-            "checkpoint": str(folder),
-        }
+        rows = {}
+        for split, cache in caches.items():
+            start = time.perf_counter()
+            gt = splits[split][0]
+            metrics = evaluate_cached(model, spec["token"], cache, gt, clip, cfg.templates)
+            module_s = (time.perf_counter() - start) / len(gt["images"])
+            rows[split] = metrics | {"s_per_image": round(feature_s + module_s, 4)}
+        results[name] = with_style(rows) | {"checkpoint": str(folder)}
         log.info("%s: %s", name, results[name])
         write_json(out / "results.json", results, indent=1)
     main = results[next(iter(ABLATIONS))]["checkpoint"]
-    results |= detection_rows(RegionSpotRecognizer(main, sam=sam, clip=clip), val_gt, val_images)
+    results |= detection_rows(RegionSpotRecognizer(main, sam=sam, clip=clip), splits)
     write_json(out / "results.json", results, indent=1)
     save_method_bars(results, out / "results.png")
     return results
 
 
+def with_style(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """det-val's row, with det-style's under "style" where there is one."""
+    return rows["det-val"] | ({"style": rows["det-style"]} if "det-style" in rows else {})
+
+
 def detection_rows(
-    spot: RegionSpotRecognizer, gt: dict[str, Any], images: Path
-) -> dict[str, dict[str, float]]:
+    spot: RegionSpotRecognizer, splits: dict[str, tuple[dict[str, Any], Path]]
+) -> dict[str, dict[str, Any]]:
     """Detection without GT boxes (the paper's GLIP-T rows): the bundled shapes-vild alone, and
     RegionSpot naming shapes-vild's boxes or SAM's everything-mode proposals."""
     from ovdet.methods.vild.detector import detect_image, load_detector
@@ -157,7 +166,7 @@ def detection_rows(
     from ovdet.vocab.embed import embed_vocabulary
     from ovdet.vocab.parse import vocabulary_from_categories
 
-    cats = sorted(gt["categories"], key=lambda c: c["id"])
+    cats = sorted(splits["det-val"][0]["categories"], key=lambda c: c["id"])
     ids = [c["id"] for c in cats]
     vild, vspec = load_detector("shapes-vild")
     vocab = vocabulary_from_categories(cats)
@@ -180,4 +189,7 @@ def detection_rows(
             image, text, everything=grid, labels_per_box=3
         ),
     }
-    return {name: evaluate_detector(gt, images, fn, ids) for name, fn in rows.items()}
+    return {
+        name: with_style({s: evaluate_detector(gt, im, fn, ids) for s, (gt, im) in splits.items()})
+        for name, fn in rows.items()
+    }

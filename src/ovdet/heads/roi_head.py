@@ -37,11 +37,15 @@ class RoIHead(nn.Module):
         nn.init.normal_(self.box.weight, std=0.001)
         nn.init.zeros_(self.box.bias)
 
-    def forward(
-        self, features: torch.Tensor, boxes: list[torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def hidden(self, features: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
+        """(N, hidden) features of the boxes after RoIAlign and the fully connected layers."""
         pooled = roi_align(
             features, boxes, self.pool, 1.0 / self.stride, sampling_ratio=2, aligned=True
         )
-        x = self.fc(pooled)
+        return self.fc(pooled)
+
+    def forward(
+        self, features: torch.Tensor, boxes: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.hidden(features, boxes)
         return self.embed(x), self.box(x)

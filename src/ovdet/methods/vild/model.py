@@ -26,6 +26,7 @@ from ovdet.detect.matcher import match, sample
 from ovdet.detect.rpn import RPN, RPNConfig
 from ovdet.heads.roi_head import RoIHead
 from ovdet.heads.text_classifier import TextClassifier
+from ovdet.heads.weight_transfer import WeightTransfer
 from ovdet.losses.vild import vild_image_loss, vild_text_loss
 from ovdet.ops.boxes import clip_boxes
 from ovdet.ops.nms import batched_nms
@@ -48,6 +49,7 @@ class ViLDConfig:
     max_detections: int = 100  # per image
     min_score: float = 1e-4
     hidden: int = 512
+    weight_transfer: bool = False  # RKD's: classify with `heads.weight_transfer` (W_D frozen)
 
 
 def select_detections(
@@ -99,6 +101,17 @@ class ViLD(nn.Module):
         )
         self.classifier = TextClassifier(base_text, config.temperature, background=True)
         self.coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
+        self.transfer = WeightTransfer(self.text_head.embed) if config.weight_transfer else None
+
+    def class_outputs(
+        self, features: torch.Tensor, boxes: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, D) classification embeddings and (N, 4) box deltas of every image's boxes: the
+        text head's, or with weight transfer the transferred projection of its features."""
+        if self.transfer is None:
+            return self.text_head(features, boxes)
+        x = self.text_head.hidden(features, boxes)
+        return self.transfer(x), self.text_head.box(x)
 
     # ---- training ---------------------------------------------------------------------------
 
@@ -165,7 +178,7 @@ class ViLD(nn.Module):
         device = features.device
         losses: dict[str, torch.Tensor] = {}
         rois, labels, targets, fg = self.sample_rois(proposals, gt_boxes, gt_labels)
-        emb, deltas = self.text_head(features, rois)
+        emb, deltas = self.class_outputs(features, rois)
         if self.config.text_weight > 0:
             losses["text"] = self.config.text_weight * vild_text_loss(self.classifier(emb), labels)
         losses["box"] = F.smooth_l1_loss(deltas[fg], targets[fg], beta=1.0, reduction="sum") / max(
@@ -199,7 +212,7 @@ class ViLD(nn.Module):
             logits = self.classifier(embeddings, text.to(features), background)
             return logits.softmax(-1)[:, skip:]
 
-        emb, deltas = self.text_head(features, boxes)
+        emb, deltas = self.class_outputs(features, boxes)
         p_text = probabilities(emb)
         if self.image_head is None:
             return p_text, F.normalize(emb, dim=-1), deltas
