@@ -123,3 +123,23 @@ def test_jpeg_round_trip_changes_pixels_more_at_low_quality():
     scene = render_styled(np.random.default_rng(5), (64, 64), CLEAN, 2, True, (0.15, 0.3))
     err = {q: np.abs(jpeg(scene.image, q).astype(int) - scene.image).mean() for q in (95, 30)}
     assert 0 < err[95] < err[30], err
+
+
+def test_robustness_conditions_draw_what_they_name():
+    from ovdet.data.shapes.world import object_mask
+    from ovdet.eval.shapes_clip import CONDITIONS, condition_scenes, overlapping_pairs
+
+    for name in ("white background", "black background", "outline", "small (0.10-0.16)"):
+        scenes = condition_scenes(name, 1, 6, 64)
+        style, radius, bg, fill = CONDITIONS[name]
+        for s in scenes:
+            assert len(s.objects) == 1 and s.objects[0].fill == (fill or s.objects[0].fill)
+            assert radius[0] * 64 <= s.objects[0].radius <= radius[1] * 64
+    again = condition_scenes("outline", 1, 6, 64)
+    assert all(
+        np.array_equal(a.image, b.image)
+        for a, b in zip(again, condition_scenes("outline", 1, 6, 64), strict=True)
+    )
+    for s in overlapping_pairs(2, 8, 64):
+        a, b = (object_mask(o, (64, 64)) for o in s.objects)
+        assert (a & b).any() and s.objects[0].category != s.objects[1].category

@@ -80,3 +80,33 @@ def test_gt_boxes_clipped():
         }
     )
     assert boxes[1].tolist() == [[60, 40, 64, 48]]
+
+
+def test_box_top1_is_the_first_choice_per_gt_box(tmp_path):
+    from ovdet.eval.recognition import box_top1
+
+    gt = dataset(tmp_path)
+    order = [7, 9, 11]
+
+    def scorer(offset):
+        def score(image, xyxy):
+            out = torch.full((len(xyxy), 3), 0.1)
+            for i, box in enumerate(xyxy.tolist()):
+                ann = next(
+                    a
+                    for a in gt["annotations"]
+                    if abs(a["bbox"][0] - box[0]) < 1e-3 and abs(a["bbox"][1] - box[1]) < 1e-3
+                )
+                out[i, (order.index(ann["category_id"]) + offset) % 3] = 0.9
+            return out
+
+        return score
+
+    right = recognize_dataset(gt, tmp_path, scorer(0), None, progress=False)
+    wrong = recognize_dataset(gt, tmp_path, scorer(1), None, progress=False)
+    assert box_top1(gt, right) == 100.0 and box_top1(gt, wrong) == 0.0
+    # a box nobody scored counts as wrong; detections on other boxes do not count for it
+    missing = [d for d in right if d["image_id"] != 2]
+    assert box_top1(gt, missing) == 50.0
+    shifted = [{**d, "bbox": [d["bbox"][0] + 3, *d["bbox"][1:]]} for d in right]
+    assert box_top1(gt, shifted) == 0.0

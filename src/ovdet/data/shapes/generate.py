@@ -7,8 +7,9 @@ Layout of `out/`:
   det-style/images/*.png, det-style/annotations.json   as det-val, drawn in the held-out style
   categories.json                                      names, synonyms, frequency, base/novel
 
-Captions are drawn in `style.TRAIN` (shape families, fills, backgrounds, sizes from tiny to
-frame-filling, blur and JPEG); det-train and det-val in the classic cluttered style; det-style in
+Captions are drawn in the classic cluttered style (what the bundled shapes-clip learned from) or,
+with `caption_style="train"`, in `style.TRAIN` (shape families, fills, backgrounds, sizes from
+tiny to frame-filling, blur and JPEG); det-train and det-val in the classic style; det-style in
 `style.HELDOUT`, which no model is trained on (the out-of-distribution column of every table).
 
 Image i of a split is drawn from `np.random.default_rng([seed, split, i])`, so any image can be
@@ -45,13 +46,14 @@ class WorldConfig:
     """What to generate. Sizes in pixels."""
 
     seed: int = 0
-    captions: int = 30_000  # image-caption pairs
+    captions: int = 20_000  # image-caption pairs
     det_train: int = 4_000  # detection training images (novel annotations removed)
     det_val: int = 500  # detection validation images (everything annotated)
     det_style: int = 500  # as det-val, in the held-out style
     size: int = 128  # side of detection images
     caption_size: int = 64  # side of caption images
     max_objects: int = 4  # per detection image
+    caption_style: str = "classic"  # "classic" (the bundled shapes-clip's data) or "train"
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
@@ -61,6 +63,7 @@ class WorldConfig:
             self,
             positive=("max_objects",),
             nonnegative=("seed", "captions", "det_train", "det_val", "det_style"),
+            choices={"caption_style": ["classic", "train"]},
         )
         for name in ("size", "caption_size"):
             if getattr(self, name) < 32:
@@ -93,6 +96,15 @@ def split_ids() -> tuple[list[int], list[int]]:
 def scene_for(seed: int, split: str, index: int, cfg: WorldConfig) -> Scene:
     """The deterministic scene `index` of `split`."""
     rng = np.random.default_rng([seed, SPLIT_CODES[split], index])
+    if split == "captions" and cfg.caption_style == "classic":
+        s = cfg.caption_size
+        return render_scene(
+            rng,
+            (s, s),
+            max_objects=1 if rng.random() < 0.75 else 2,
+            uniform=True,
+            radius_range=(0.2 * s, 0.36 * s),
+        )
     if split == "captions":
         s = cfg.caption_size
         count = int(rng.choice([1, 2, 3], p=[0.6, 0.25, 0.15]))
