@@ -77,11 +77,19 @@ def test_nms_many_boxes_agrees_with_blockwise_split():
     assert (box_iou(boxes[dropped], kept) > 0.5).any(1).all()
 
 
-@pytest.mark.parametrize("max_keep", [0, 1, 37, 130, 300, 10_000])
-def test_max_keep_equals_slicing_the_full_result_across_row_blocks(max_keep):
-    boxes, scores = cluster_boxes(700, 11)  # several 128-row blocks
+@pytest.fixture(scope="module")
+def clustered():
+    """700 clustered boxes (several 128-row blocks) and their full NMS, checked against the
+    reference loop once (the loop is slow)."""
+    boxes, scores = cluster_boxes(700, 11)
     full = nms(boxes, scores, 0.5)
     assert full.tolist() == nms_reference(boxes, scores, 0.5)
+    return boxes, scores, full
+
+
+@pytest.mark.parametrize("max_keep", [0, 1, 37, 130, 300, 10_000])
+def test_max_keep_equals_slicing_the_full_result_across_row_blocks(clustered, max_keep):
+    boxes, scores, full = clustered
     assert nms(boxes, scores, 0.5, max_keep=max_keep).tolist() == full[:max_keep].tolist()
 
 

@@ -36,13 +36,13 @@ def test_multi_positive_loss_reduces_to_clip_loss():
     torch.testing.assert_close(multi_positive_loss(logits, torch.eye(5, dtype=torch.bool)), want)
 
 
-@pytest.mark.slow(seconds=35)
+@pytest.mark.slow(seconds=25)
 def test_short_training_learns_image_text_matching(tmp_path):
     world = generate_world(
         tmp_path / "w", WorldConfig(seed=5, captions=400, det_train=1, det_val=1, det_style=0)
     )
     folder = train_shapes_clip(
-        world, tmp_path / "m", ClipTrainConfig(steps=60, batch_size=48, lr=3e-3, warmup=10)
+        world, tmp_path / "m", ClipTrainConfig(steps=30, batch_size=48, lr=3e-3, warmup=10)
     )
     trained = load_model(str(folder))
     untrained_cfg = trained.model.config
@@ -62,5 +62,6 @@ def test_short_training_learns_image_text_matching(tmp_path):
         return (classify_images(model, images, text).argmax(1) == want).float().mean().item()
 
     before, after = colour_accuracy(untrained), colour_accuracy(trained)
-    # 8 colours: chance is 12.5%; 60 small steps already learn colour words well above it
+    # 8 colours: chance is 12.5%; 30 small steps already learn colour words well above it
+    # (measured 0.94)
     assert after > before + 0.25 and after > 0.5, (before, after)

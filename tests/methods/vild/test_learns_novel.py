@@ -8,8 +8,11 @@ uniformly drawn shapes (so that novel objects are many), which isolates recognit
 (AP_r 12.0 -> 17.9 after 1,200 steps on 4,000 images).
 
 To fit the suite's budget the scenes are 64 px and the backbone narrow ([16, 32, 64, 64]): the
-same two runs at 128 px with the default backbone cost twice as much and measured 0.00 vs 0.17;
-here 0.00 vs 0.14. Smaller RoI batches or a frozen shared backbone lost the effect (measured)."""
+same two runs at 128 px with the default backbone cost twice as much and measured 0.00 vs 0.17.
+Smaller RoI batches or a frozen shared backbone lost the effect (measured). The distillation
+proposals come from the bundled base-trained `shapes-vild-text` (ViLD's setting: a base-trained
+RPN supplies them), so the two runs do not depend on each other: each is built once, by
+whichever test process asks first, and the two processes train them at the same time."""
 
 import json
 from pathlib import Path
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from once import built_once
 from PIL import Image
 
 from ovdet.data.coco import letterbox
@@ -79,64 +83,84 @@ def uniform_val(folder: Path, count: int, seed: int, size: int = 128) -> dict:
 
 
 SIZE = 64
+CFG = ViLDTrainConfig(
+    steps=200,
+    batch_size=8,
+    checkpoint_every=200,
+    distill_proposals=8,
+    warmup=20,
+    side=SIZE,
+    backbone_channels=[16, 32, 64, 64],
+)
 
 
-@pytest.mark.slow(seconds=125)
-def test_distillation_names_novel_shapes_better_than_vild_text(tmp_path):
-    world = generate_world(
-        tmp_path / "w",
+def _build_world(folder: Path) -> None:
+    generate_world(
+        folder / "w",
         WorldConfig(seed=11, captions=1, det_train=300, det_val=1, det_style=0, size=SIZE),
     )
-    train = json.loads((world / "det-train" / "annotations.json").read_text())
-    val = uniform_val(tmp_path / "val", 100, seed=77, size=SIZE)
-    clip = load_model("shapes-clip")
-    base = train["ovd"]["base"]
-    cfg = ViLDTrainConfig(
-        steps=250,
-        batch_size=8,
-        checkpoint_every=250,
-        distill_proposals=8,
-        warmup=20,
-        side=SIZE,
-        backbone_channels=[16, 32, 64, 64],
-    )
-    vild = ViLDConfig(embed_dim=clip.embed_dim, hidden=256)
-    images = world / "det-train"
-    text_only = train_vild(
-        train,
-        images,
-        tmp_path / "text",
-        clip,
-        "shapes-clip",
-        base,
-        ViLDConfig(**{**vild.__dict__, "image_weight": 0.0}),
-        cfg,
-    )
-    proposer, spec = load_detector(text_only)
-    from ovdet.data.coco import CocoDetection
+    val = uniform_val(folder / "val", 100, seed=77, size=SIZE)
+    (folder / "val.json").write_text(json.dumps(val))
 
-    cache = build_distill_cache(
-        proposer,
-        clip,
-        CocoDetection(train, images, spec["base_ids"], SIZE),
-        tmp_path / "cache",
-        cfg.distill_proposals,
+
+def _world(tmp_path_factory, worker_id) -> tuple[Path, dict, dict]:
+    root = built_once(tmp_path_factory, worker_id, "vild-novel-world", _build_world)
+    train = json.loads((root / "w" / "det-train" / "annotations.json").read_text())
+    return root, train, json.loads((root / "val.json").read_text())
+
+
+def _train(root: Path, train: dict, folder: Path, image_weight: float) -> None:
+    clip = load_model("shapes-clip")
+    images = root / "w" / "det-train"
+    cache = None
+    if image_weight > 0:
+        from ovdet.data.coco import CocoDetection
+
+        proposer, spec = load_detector("shapes-vild-text")
+        cache = build_distill_cache(
+            proposer,
+            clip,
+            CocoDetection(train, images, spec["base_ids"], SIZE),
+            folder / "cache",
+            CFG.distill_proposals,
+        )
+    vild = ViLDConfig(embed_dim=clip.embed_dim, hidden=256, image_weight=image_weight)
+    base = train["ovd"]["base"]
+    train_vild(train, images, folder / "run", clip, "shapes-clip", base, vild, CFG, distill=cache)
+
+
+def _trained(tmp_path_factory, worker_id, image_weight: float) -> Path:
+    root, train, _ = _world(tmp_path_factory, worker_id)
+    name = "vild-novel-text" if image_weight == 0 else "vild-novel-distilled"
+    return (
+        built_once(
+            tmp_path_factory, worker_id, name, lambda f: _train(root, train, f, image_weight)
+        )
+        / "run"
     )
-    distilled = train_vild(
-        train,
-        images,
-        tmp_path / "vild",
-        clip,
-        "shapes-clip",
-        base,
-        ViLDConfig(**{**vild.__dict__, "image_weight": 1.0}),
-        cfg,
-        distill=cache,
-    )
+
+
+def _novel_top1(tmp_path_factory, worker_id, folder: Path) -> float:
+    root, train, val = _world(tmp_path_factory, worker_id)
+    clip = load_model("shapes-clip")
     cats = sorted(val["categories"], key=lambda c: c["id"])
     text = embed_vocabulary(clip, vocabulary_from_categories(cats), "ensemble")
-    novel = torch.tensor([c["id"] not in base for c in cats])
-    acc_text = novel_top1(text_only, val, tmp_path / "val", text, novel)
-    acc_vild = novel_top1(distilled, val, tmp_path / "val", text, novel)
-    # measured here: 0.00 (ViLD-text never names a novel shape) vs 0.14
+    novel = torch.tensor([c["id"] not in train["ovd"]["base"] for c in cats])
+    return novel_top1(folder, val, root / "val", text, novel)
+
+
+@pytest.mark.slow(seconds=70)
+def test_vild_text_names_no_novel_shape(tmp_path_factory, worker_id):
+    text_only = _trained(tmp_path_factory, worker_id, 0.0)
+    # measured 0.04: trained with base names only, its background takes nearly every novel shape
+    assert _novel_top1(tmp_path_factory, worker_id, text_only) < 0.10
+
+
+@pytest.mark.slow(seconds=90)
+def test_distillation_names_novel_shapes_better_than_vild_text(tmp_path_factory, worker_id):
+    distilled = _trained(tmp_path_factory, worker_id, 1.0)
+    text_only = _trained(tmp_path_factory, worker_id, 0.0)
+    acc_vild = _novel_top1(tmp_path_factory, worker_id, distilled)
+    acc_text = _novel_top1(tmp_path_factory, worker_id, text_only)
+    # measured here: 0.04 (ViLD-text almost never names a novel shape) vs 0.18
     assert acc_vild >= 0.10 and acc_vild > acc_text + 0.08, (acc_text, acc_vild)
