@@ -43,6 +43,15 @@ def test_top_k_labels_per_box():
         recognition_detections(3, (5, 5), torch.zeros(2, 4), scores, [7, 9])
 
 
+def ann_at(gt, box):
+    """The annotation whose box starts at `box`'s corner (GT boxes are the recognised boxes)."""
+    return next(
+        a
+        for a in gt["annotations"]
+        if abs(a["bbox"][0] - box[0]) < 1e-3 and abs(a["bbox"][1] - box[1]) < 1e-3
+    )
+
+
 def test_second_label_counts_only_when_kept(tmp_path):
     gt = dataset(tmp_path)
     truth = {a["id"]: a["category_id"] for a in gt["annotations"]}
@@ -52,11 +61,7 @@ def test_second_label_counts_only_when_kept(tmp_path):
         # the right class always comes second: 0.3, a wrong one first: 0.6
         out = torch.full((len(xyxy), 3), 0.1)
         for i, box in enumerate(xyxy.tolist()):
-            ann = next(
-                a
-                for a in gt["annotations"]
-                if abs(a["bbox"][0] - box[0]) < 1e-3 and abs(a["bbox"][1] - box[1]) < 1e-3
-            )
+            ann = ann_at(gt, box)
             right = order.index(truth[ann["id"]])
             out[i, right] = 0.3
             out[i, (right + 1) % 3] = 0.6
@@ -92,11 +97,7 @@ def test_box_top1_is_the_first_choice_per_gt_box(tmp_path):
         def score(image, xyxy):
             out = torch.full((len(xyxy), 3), 0.1)
             for i, box in enumerate(xyxy.tolist()):
-                ann = next(
-                    a
-                    for a in gt["annotations"]
-                    if abs(a["bbox"][0] - box[0]) < 1e-3 and abs(a["bbox"][1] - box[1]) < 1e-3
-                )
+                ann = ann_at(gt, box)
                 out[i, (order.index(ann["category_id"]) + offset) % 3] = 0.9
             return out
 
