@@ -143,3 +143,21 @@ def test_robustness_conditions_draw_what_they_name():
     for s in overlapping_pairs(2, 8, 64):
         a, b = (object_mask(o, (64, 64)) for o in s.objects)
         assert (a & b).any() and s.objects[0].category != s.objects[1].category
+
+
+def test_caption_style_train_draws_families_and_says_every_object():
+    from ovdet.data.shapes.captions import caption
+    from ovdet.data.shapes.generate import WorldConfig, scene_for
+
+    cfg = WorldConfig(captions=40, caption_style="train")
+    counts = set()
+    for i in range(40):
+        scene = scene_for(0, "captions", i, cfg)
+        assert scene.image.shape == (64, 64, 3)
+        assert all(o.params and o.fill in TRAIN.fills for o in scene.objects)
+        counts.add(len(scene.objects))
+        text, mentions = caption(scene.objects, np.random.default_rng(i))
+        assert len(mentions) == len(scene.objects)
+    assert counts == {1, 2, 3}
+    classic = scene_for(0, "captions", 0, WorldConfig())
+    assert all(not o.params and o.fill == "flat" for o in classic.objects)
