@@ -5,8 +5,8 @@ import torch
 
 from ovdet.data.shapes.generate import WorldConfig, generate_world
 from ovdet.eval.data import load_gt
-from ovdet.eval.recognition import clip_box_scorer, evaluate_detector, evaluate_recognizer
-from ovdet.experiments.vild import clip_on_crops
+from ovdet.eval.recognition import clip_box_scorer, evaluate_recognizer
+from ovdet.experiments.vild import clip_on_crops, eval_splits, evaluate_on_splits
 from ovdet.methods.vild.detector import load_detector
 from ovdet.models.loader import load_model
 from ovdet.vocab.embed import embed_vocabulary
@@ -15,16 +15,19 @@ from ovdet.vocab.parse import vocabulary_from_categories
 
 def test_baseline_rows_on_fresh_scenes(tmp_path):
     world = generate_world(
-        tmp_path / "w", WorldConfig(seed=123, captions=0, det_train=0, det_val=10, det_style=0)
+        tmp_path / "w", WorldConfig(seed=123, captions=0, det_train=0, det_val=10, det_style=3)
     )
     gt = load_gt(world / "det-val" / "annotations.json")
+    splits = eval_splits(world)
+    assert list(splits) == ["det-val", "det-style"] and len(splits["det-style"][0]["images"]) == 3
     clip = load_model("shapes-clip")
     cats = sorted(gt["categories"], key=lambda c: c["id"])
     text = embed_vocabulary(clip, vocabulary_from_categories(cats), "ensemble")
     proposer, spec = load_detector("shapes-vild-text")
     detect = clip_on_crops(proposer, spec, clip, text, top=30)  # README: top 100
-    row = evaluate_detector(gt, world / "det-val", detect, [c["id"] for c in cats])
-    assert set(row) >= {"AP", "APr", "s_per_image"}
+    row = evaluate_on_splits(splits, detect, [c["id"] for c in cats])
+    assert set(row) >= {"AP", "APr", "s_per_image", "style"}
+    assert set(row["style"]) >= {"AP", "APr", "s_per_image"} and "style" not in row["style"]
     assert 25 <= row["AP"] <= 75, (
         row
     )  # README (top 100, 500 scenes) 41.4; boxes in a wrong frame: ~0

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from ovdet.eval.data import load_gt
-from ovdet.eval.recognition import clip_box_scorer, evaluate_detector, evaluate_recognizer
+from ovdet.eval.recognition import clip_box_scorer, evaluate_recognizer
 from ovdet.eval.report import save_method_bars
-from ovdet.experiments.vild import eval_splits
+from ovdet.experiments.vild import eval_splits, evaluate_on_splits, with_style
 from ovdet.io.atomic import atomic_open, write_json
 from ovdet.methods.regionspot.recognizer import (
     FeatureExtractor,
@@ -150,11 +150,6 @@ def reproduce_regionspot(
     return results
 
 
-def with_style(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """det-val's row, with det-style's under "style" where there is one."""
-    return rows["det-val"] | ({"style": rows["det-style"]} if "det-style" in rows else {})
-
-
 def detection_rows(
     spot: RegionSpotRecognizer, splits: dict[str, tuple[dict[str, Any], Path]]
 ) -> dict[str, dict[str, Any]]:
@@ -189,7 +184,4 @@ def detection_rows(
             image, text, everything=grid, labels_per_box=3
         ),
     }
-    return {
-        name: with_style({s: evaluate_detector(gt, im, fn, ids) for s, (gt, im) in splits.items()})
-        for name, fn in rows.items()
-    }
+    return {name: evaluate_on_splits(splits, fn, ids) for name, fn in rows.items()}

@@ -127,14 +127,15 @@ def eval_splits(data: Path) -> dict[str, tuple[dict[str, Any], Path]]:
     return out
 
 
+def with_style(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """det-val's row, with det-style's under "style" where there is one."""
+    return rows["det-val"] | ({"style": rows["det-style"]} if "det-style" in rows else {})
+
+
 def evaluate_on_splits(
     splits: dict[str, tuple[dict[str, Any], Path]], detect: Any, ids: list[int]
 ) -> dict[str, Any]:
-    """det-val's row, with det-style's row under "style" where there is one."""
-    rows = {
-        name: evaluate_detector(gt, images, detect, ids) for name, (gt, images) in splits.items()
-    }
-    row: dict[str, Any] = rows["det-val"]
-    if "det-style" in rows:
-        row["style"] = rows["det-style"]
-    return row
+    """`detect` evaluated on every split, as `with_style` rows."""
+    return with_style(
+        {name: evaluate_detector(gt, images, detect, ids) for name, (gt, images) in splits.items()}
+    )
