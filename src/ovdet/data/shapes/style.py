@@ -31,6 +31,7 @@ from ovdet.data.shapes.world import (
     ShapeObject,
     background,
     category_weights,
+    modal_masks,
     object_mask,
     sample_objects,
 )
@@ -71,6 +72,11 @@ def _muted(rng: np.random.Generator, lo: float = 60, hi: float = 190) -> np.ndar
     return c * (1 - grey) + c.mean() * grey
 
 
+def _two_tone(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
+    """(H, W, 1) weights in [0, 1] -> (H, W, 3) blend of two random muted colours."""
+    return _muted(rng, 20, 235) * (1 - t) + _muted(rng, 20, 235) * t
+
+
 def _pink_noise(rng: np.random.Generator, size: Size, beta: float) -> np.ndarray:
     """(H, W) zero-mean unit-std noise with a 1/f^beta power spectrum."""
     h, w = size
@@ -106,14 +112,14 @@ def bg_gradient(rng: np.random.Generator, size: Size) -> np.ndarray:
     theta = rng.uniform(0, 2 * math.pi)
     t = (xs * math.cos(theta) + ys * math.sin(theta)) / max(size)
     t = ((t - t.min()) / (np.ptp(t) + 1e-9))[..., None]
-    return _muted(rng, 20, 235) * (1 - t) + _muted(rng, 20, 235) * t
+    return _two_tone(rng, t)
 
 
 def bg_noise(rng: np.random.Generator, size: Size) -> np.ndarray:
     """Photograph-like 1/f noise in two muted colours."""
     n = np.tanh(_pink_noise(rng, size, rng.uniform(1.6, 3.0)) * rng.uniform(0.5, 1.2))
     t = ((n + 1) / 2)[..., None]
-    return _muted(rng, 20, 235) * (1 - t) + _muted(rng, 20, 235) * t
+    return _two_tone(rng, t)
 
 
 def bg_leaves(rng: np.random.Generator, size: Size) -> np.ndarray:
@@ -356,8 +362,4 @@ def render_styled(
         colours, alpha = FILLS[obj.fill](rng, obj, c, object_mask(obj, size, ss).astype(np.float64))
         img = img * (1 - alpha[..., None]) + colours * alpha[..., None]
         painted.append(alpha >= 0.5)
-    masks = [
-        m & ~np.any(np.stack(painted[i + 1 :]), 0) if i + 1 < len(painted) else m
-        for i, m in enumerate(painted)
-    ]
-    return Scene(degrade(rng, img, style), objects, masks)
+    return Scene(degrade(rng, img, style), objects, modal_masks(painted))

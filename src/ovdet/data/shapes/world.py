@@ -152,11 +152,15 @@ def sample_objects(
                 objects.append(obj)
                 full.append(mask)
                 break
-    visible = [
-        m & ~np.any(np.stack(full[i + 1 :]), 0) if i + 1 < len(full) else m
-        for i, m in enumerate(full)
+    return objects, modal_masks(full)
+
+
+def modal_masks(drawn: list[np.ndarray]) -> list[np.ndarray]:
+    """(H, W) bool masks in drawing order -> each minus everything drawn after it (modal)."""
+    return [
+        m & ~np.any(np.stack(drawn[i + 1 :]), 0) if i + 1 < len(drawn) else m
+        for i, m in enumerate(drawn)
     ]
-    return objects, visible
 
 
 def object_mask(obj: ShapeObject, size: tuple[int, int], supersample: int = 1) -> np.ndarray:
