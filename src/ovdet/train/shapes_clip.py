@@ -43,6 +43,7 @@ class ClipTrainConfig:
     seed: int = 0
     crop_scale: float = 0.7  # smallest side of a random crop, relative to the image
     channels_last: bool = False  # image tower in channels-last memory (faster on CPU)
+    init: str = ""  # start from this shapes-clip (bundled name or folder) and keep its tokenizer
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
@@ -146,6 +147,28 @@ def random_crops(images: torch.Tensor, scale: float, g: torch.Generator) -> torc
     return out
 
 
+def _start(init: str, captions: list[str], image_size: int) -> tuple[Any, Any]:
+    """A fresh model and a tokenizer over `captions`, or the model and tokenizer of `init`."""
+    from ovdet.models.shapes_clip import ShapesClipConfig, ShapesClipModel
+
+    if not init:
+        tokenizer = build_tokenizer(captions)
+        config = ShapesClipConfig(vocab_size=len(tokenizer), image_size=image_size)
+        return ShapesClipModel(config), tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from ovdet.models.bundled import resolve_bundled
+
+    folder = resolve_bundled(init)
+    model = ShapesClipModel.from_pretrained(folder, dtype=torch.float32)
+    if model.config.image_size != image_size:
+        raise ValueError(
+            f"--init {init!r} was trained on {model.config.image_size} px images, "
+            f"the caption split has {image_size} px"
+        )
+    return model, PreTrainedTokenizerFast.from_pretrained(folder)
+
+
 @flushes_denormals
 def train_shapes_clip(
     data: str | os.PathLike, out: str | os.PathLike, cfg: ClipTrainConfig
@@ -153,12 +176,10 @@ def train_shapes_clip(
     """Train on `data`/captions and save model + tokenizer to `out`."""
     torch.manual_seed(cfg.seed)
     images, records = load_caption_split(Path(data) / "captions")
-    tokenizer = build_tokenizer([r["caption"] for r in records])
-    from ovdet.models.shapes_clip import ShapesClipConfig, ShapesClipModel
-
-    config = ShapesClipConfig(vocab_size=len(tokenizer), image_size=int(images.shape[-1]))
+    model, tokenizer = _start(cfg.init, [r["caption"] for r in records], int(images.shape[-1]))
+    config = model.config
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = ShapesClipModel(config).train().to(memory_format=fmt)
+    model = model.train().to(memory_format=fmt)
     mean, std = (
         torch.tensor(config.image_mean).view(3, 1, 1),
         torch.tensor(config.image_std).view(3, 1, 1),
