@@ -10,7 +10,15 @@ from ovdet.data.shapes.world import CATEGORIES, COLOURS, render_scene
 from ovdet.io.images import load_image
 from ovdet.ops.masks import rle_decode
 
-CFG = WorldConfig(seed=3, captions=300, det_train=80, det_val=30, det_style=10)
+CFG = WorldConfig(
+    seed=3,
+    captions=300,
+    det_train=80,
+    det_val=30,
+    det_style=10,
+    det_captions=12,
+    det_val_uniform=10,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +42,15 @@ def test_at_least_16_shapes_and_8_colours_all_distinct():
 def test_generation_is_deterministic(world, tmp_path):
     again = generate_world(
         tmp_path / "again",
-        WorldConfig(seed=3, captions=300, det_train=80, det_val=30, det_style=10),
+        WorldConfig(
+            seed=3,
+            captions=300,
+            det_train=80,
+            det_val=30,
+            det_style=10,
+            det_captions=12,
+            det_val_uniform=10,
+        ),
     )
     for rel in (
         "det-train/annotations.json",
@@ -43,6 +59,9 @@ def test_generation_is_deterministic(world, tmp_path):
         "det-val/images/000007.png",
         "det-style/annotations.json",
         "det-style/images/000004.png",
+        "det-captions/captions.json",
+        "det-captions/oracle.json",
+        "det-val-uniform/annotations.json",
     ):
         assert (world / rel).read_bytes() == (again / rel).read_bytes(), rel
     # any image can be regenerated alone
@@ -124,7 +143,16 @@ def test_occlusion_leaves_objects_visible():
 def test_a_killed_generation_leaves_the_previous_world(tmp_path, monkeypatch):
     from ovdet.data.shapes import generate
 
-    small = WorldConfig(seed=1, captions=2, det_train=3, det_val=2, det_style=0, size=64)
+    small = WorldConfig(
+        seed=1,
+        captions=2,
+        det_train=3,
+        det_val=2,
+        det_style=0,
+        det_captions=0,
+        det_val_uniform=0,
+        size=64,
+    )
     out = generate_world(tmp_path / "w", small)
     before = (out / "det-train" / "annotations.json").read_text()
     calls = []
@@ -139,7 +167,17 @@ def test_a_killed_generation_leaves_the_previous_world(tmp_path, monkeypatch):
     monkeypatch.setattr(generate, "_save_png", dies)
     with pytest.raises(KeyboardInterrupt):
         generate_world(
-            out, WorldConfig(seed=2, captions=2, det_train=3, det_val=2, det_style=0, size=64)
+            out,
+            WorldConfig(
+                seed=2,
+                captions=2,
+                det_train=3,
+                det_val=2,
+                det_style=0,
+                det_captions=0,
+                det_val_uniform=0,
+                size=64,
+            ),
         )
     assert (out / "det-train" / "annotations.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]  # no half-written world beside
@@ -159,3 +197,27 @@ def test_import_and_help_do_not_load_transformers():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_caption_scenes_carry_captions_not_boxes(world):
+    data = json.loads((world / "det-captions" / "captions.json").read_text())
+    oracle = json.loads((world / "det-captions" / "oracle.json").read_text())
+    assert len(data["images"]) == CFG.det_captions == len(data["annotations"])
+    assert all(set(a) == {"id", "image_id", "caption", "mentions"} for a in data["annotations"])
+    per_image = {}
+    for a in oracle["annotations"]:
+        per_image.setdefault(a["image_id"], []).append(a["category_id"])
+    assert all(2 <= len(v) <= 4 for v in per_image.values()) and len(per_image) == CFG.det_captions
+    names = {c["id"]: c["name"] for c in oracle["categories"]}
+    for cap in data["annotations"]:  # the caption names every object of its scene
+        said = sorted(m["category"] for m in cap["mentions"])
+        assert said == sorted(names[c] for c in per_image[cap["image_id"]])
+    _, novel = split_ids()
+    assert any(c in novel for v in per_image.values() for c in v)  # novel shapes are captioned
+
+
+def test_uniform_val_holds_novel_shapes_in_proportion(world):
+    val = load(world, "det-val-uniform")
+    _, novel = split_ids()
+    share = np.mean([a["category_id"] in novel for a in val["annotations"]])
+    assert len(val["images"]) == CFG.det_val_uniform and 0.15 < share < 0.5, share  # 5/16 expected

@@ -15,7 +15,16 @@ from ovdet.vocab.parse import vocabulary_from_categories
 
 def test_baseline_rows_on_fresh_scenes(tmp_path):
     world = generate_world(
-        tmp_path / "w", WorldConfig(seed=123, captions=0, det_train=0, det_val=10, det_style=3)
+        tmp_path / "w",
+        WorldConfig(
+            seed=123,
+            captions=0,
+            det_train=0,
+            det_val=10,
+            det_style=3,
+            det_captions=0,
+            det_val_uniform=0,
+        ),
     )
     gt = load_gt(world / "det-val" / "annotations.json")
     splits = eval_splits(world)

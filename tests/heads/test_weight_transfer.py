@@ -8,10 +8,12 @@ from ovdet.heads.weight_transfer import WeightTransfer
 
 def test_starts_at_the_distillation_projection():
     torch.manual_seed(0)
-    distill = nn.Linear(12, 5, bias=False)
-    wt = WeightTransfer(distill, hidden=7)
-    x = torch.randn(4, 12)
-    torch.testing.assert_close(wt(x), distill(x))
+    for bias in (False, True):
+        distill = nn.Linear(12, 5, bias=bias)
+        wt = WeightTransfer(distill, hidden=7)
+        x = torch.randn(4, 12)
+        torch.testing.assert_close(wt(x), distill(x))
+        assert not any(p is distill.weight for p in wt.parameters())  # saved once, by its owner
 
 
 def test_w_d_frozen_while_the_transfer_trains():

@@ -39,7 +39,16 @@ def test_multi_positive_loss_reduces_to_clip_loss():
 @pytest.mark.slow(seconds=25)
 def test_short_training_learns_image_text_matching(tmp_path):
     world = generate_world(
-        tmp_path / "w", WorldConfig(seed=5, captions=400, det_train=1, det_val=1, det_style=0)
+        tmp_path / "w",
+        WorldConfig(
+            seed=5,
+            captions=400,
+            det_train=1,
+            det_val=1,
+            det_style=0,
+            det_captions=0,
+            det_val_uniform=0,
+        ),
     )
     folder = train_shapes_clip(
         world, tmp_path / "m", ClipTrainConfig(steps=30, batch_size=48, lr=3e-3, warmup=10)

@@ -28,7 +28,16 @@ def test_jitter_keeps_boxes_valid_and_inside():
 
 def test_bundled_sam_masks_fresh_scenes(tmp_path):
     world = generate_world(
-        tmp_path / "w", WorldConfig(seed=99, captions=0, det_train=0, det_val=30, det_style=0)
+        tmp_path / "w",
+        WorldConfig(
+            seed=99,
+            captions=0,
+            det_train=0,
+            det_val=30,
+            det_style=0,
+            det_captions=0,
+            det_val_uniform=0,
+        ),
     )
     val = world / "det-val"
     r = box_prompt_miou(

@@ -4,7 +4,8 @@ image-level branch shares the object-centric alignment that distillation learned
 
     e_cls(x) = W_P x + fc4(rho(fc3 x)),   W_P = fc2(rho(fc1 W_D)),   rho = LeakyReLU(0.1)
 
-W_D is the (D, H) weight of the distillation projection (`RoIHead.embed`), frozen: it still
+W_D is the (D, H) weight of the distillation projection (`RoIHead.embed`; its bias, if any, is
+added unchanged), frozen: it still
 produces the distilled embedding, but no loss changes it. fc1/fc2 map each of W_D's D rows
 (an H-vector) to a row of W_P; fc3/fc4 are a residual path on the region features.
 
@@ -31,7 +32,8 @@ class WeightTransfer(nn.Module):
     def __init__(self, distill: nn.Linear, hidden: int = 256) -> None:
         super().__init__()
         h_in, d = distill.in_features, distill.out_features
-        self.distill = distill
+        # held, not registered: W_D belongs to (and is saved with) the RoI head that owns it
+        self._distill = (distill,)
         distill.requires_grad_(False)
         self.fc1, self.fc2 = nn.Linear(h_in, hidden), nn.Linear(hidden, h_in)
         self.fc3, self.fc4 = nn.Linear(h_in, hidden), nn.Linear(hidden, d)
@@ -44,8 +46,10 @@ class WeightTransfer(nn.Module):
 
     def transferred_weight(self) -> torch.Tensor:
         """(D, H) W_P = W_D + fc2(rho(fc1 W_D)) (fc2 starts at zero, so W_P starts at W_D)."""
-        w_d = self.distill.weight
+        w_d = self._distill[0].weight
         return w_d + self.fc2(F.leaky_relu(self.fc1(w_d), 0.1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.transferred_weight().t() + self.fc4(F.leaky_relu(self.fc3(x), 0.1))
+        bias = self._distill[0].bias
+        out = x @ self.transferred_weight().t() + self.fc4(F.leaky_relu(self.fc3(x), 0.1))
+        return out if bias is None else out + bias

@@ -23,7 +23,16 @@ from ovdet.train.feature_cache import ShardedCache
 
 def _build_cached(root):
     world = generate_world(
-        root / "world", WorldConfig(seed=5, captions=0, det_train=160, det_val=40, det_style=0)
+        root / "world",
+        WorldConfig(
+            seed=5,
+            captions=0,
+            det_train=160,
+            det_val=40,
+            det_style=0,
+            det_captions=0,
+            det_val_uniform=0,
+        ),
     )
     extractor = FeatureExtractor(
         SamBackend.from_pretrained("shapes-sam"), load_model("shapes-clip"), 128

@@ -97,7 +97,16 @@ CFG = ViLDTrainConfig(
 def _build_world(folder: Path) -> None:
     generate_world(
         folder / "w",
-        WorldConfig(seed=11, captions=1, det_train=300, det_val=1, det_style=0, size=SIZE),
+        WorldConfig(
+            seed=11,
+            captions=1,
+            det_train=300,
+            det_val=1,
+            det_style=0,
+            det_captions=0,
+            det_val_uniform=0,
+            size=SIZE,
+        ),
     )
     val = uniform_val(folder / "val", 100, seed=77, size=SIZE)
     (folder / "val.json").write_text(json.dumps(val))

@@ -17,7 +17,16 @@ from ovdet.train.feature_cache import ShardedCache
 def world(tmp_path_factory):
     return generate_world(
         tmp_path_factory.mktemp("w"),
-        WorldConfig(seed=2, captions=1, det_train=12, det_val=2, det_style=0, size=64),
+        WorldConfig(
+            seed=2,
+            captions=1,
+            det_train=12,
+            det_val=2,
+            det_style=0,
+            det_captions=0,
+            det_val_uniform=0,
+            size=64,
+        ),
     )
 
 

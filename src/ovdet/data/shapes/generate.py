@@ -1,10 +1,16 @@
-"""Write a shapes-world benchmark to disk: the caption split, det-train, det-val and det-style.
+"""Write a shapes-world benchmark to disk: the caption split, det-train, det-val and det-style,
+and the detection-sized caption scenes and uniform val set that RKD and CoDet use.
 
 Layout of `out/`:
   captions/images/*.png, captions/captions.json   image-caption pairs, every category (CLIP's data)
   det-train/images/*.png, det-train/annotations.json   COCO + LVIS fields; novel annotations removed
   det-val/images/*.png, det-val/annotations.json       everything annotated
   det-style/images/*.png, det-style/annotations.json   as det-val, drawn in the held-out style
+  det-captions/images/*.png, det-captions/captions.json   128 px scenes of 2-4 uniformly drawn
+      shapes (novel ones included) with a caption each, in COCO captions format: no boxes
+  det-captions/oracle.json        their true boxes (COCO), for diagnostics only, never training
+  det-val-uniform/images/*.png, det-val-uniform/annotations.json   as det-val with uniformly
+      drawn categories, so each novel shape has about 150 objects (det-val: about 10)
   categories.json                                      names, synonyms, frequency, base/novel
 
 Captions are drawn in the classic cluttered style (what the bundled shapes-clip learned from) or,
@@ -37,8 +43,15 @@ from ovdet.ops.masks import rle_encode
 
 CAPTION_RADIUS = (0.08, 0.5)  # of the side: tiny to frame-filling
 STYLE_RADIUS = (0.07, 0.26)  # det-style's objects, about det-val's sizes (0.09-0.22) and beyond
-SPLIT_CODES = {"captions": 0, "det-train": 1, "det-val": 2, "det-style": 3}
-DETECTION_SPLITS = ("det-train", "det-val", "det-style")
+SPLIT_CODES = {
+    "captions": 0,
+    "det-train": 1,
+    "det-val": 2,
+    "det-style": 3,
+    "det-captions": 4,
+    "det-val-uniform": 5,
+}
+DETECTION_SPLITS = ("det-train", "det-val", "det-style", "det-val-uniform")
 
 
 @dataclass
@@ -50,6 +63,8 @@ class WorldConfig:
     det_train: int = 4_000  # detection training images (novel annotations removed)
     det_val: int = 500  # detection validation images (everything annotated)
     det_style: int = 500  # as det-val, in the held-out style
+    det_captions: int = 2_000  # detection-sized caption scenes (no boxes; RKD's, CoDet's)
+    det_val_uniform: int = 1_000  # as det-val with uniformly drawn categories
     size: int = 128  # side of detection images
     caption_size: int = 64  # side of caption images
     max_objects: int = 4  # per detection image
@@ -62,7 +77,15 @@ class WorldConfig:
         check_fields(
             self,
             positive=("max_objects",),
-            nonnegative=("seed", "captions", "det_train", "det_val", "det_style"),
+            nonnegative=(
+                "seed",
+                "captions",
+                "det_train",
+                "det_val",
+                "det_style",
+                "det_captions",
+                "det_val_uniform",
+            ),
             choices={"caption_style": ["classic", "train"]},
         )
         for name in ("size", "caption_size"):
@@ -110,6 +133,11 @@ def scene_for(seed: int, split: str, index: int, cfg: WorldConfig) -> Scene:
         count = int(rng.choice([1, 2, 3], p=[0.6, 0.25, 0.15]))
         radius = CAPTION_RADIUS if count == 1 else (CAPTION_RADIUS[0], 0.32)
         return render_styled(rng, (s, s), TRAIN, count, radius_range=radius)
+    if split in ("det-captions", "det-val-uniform"):
+        lo = 2 if split == "det-captions" else 1
+        return render_scene(
+            rng, (cfg.size, cfg.size), max(lo, cfg.max_objects), uniform=True, min_objects=lo
+        )
     if split == "det-style":
         count = int(rng.integers(1, cfg.max_objects + 1))
         return render_styled(rng, (cfg.size, cfg.size), HELDOUT, count, False, STYLE_RADIUS)
@@ -188,6 +216,21 @@ def generate_captions(out: Path, count: int, cfg: WorldConfig) -> list[dict[str,
     return records
 
 
+def generate_caption_scenes(out: Path, count: int, cfg: WorldConfig) -> tuple[dict, dict]:
+    """The det-captions split: (COCO captions file, oracle COCO detection file)."""
+    images, captions, oracle = [], [], []
+    for i in tqdm(range(count), desc="det-captions", unit="img"):
+        scene = scene_for(cfg.seed, "det-captions", i, cfg)
+        name = f"images/{i:06d}.png"
+        _save_png(scene.image, out / "det-captions" / name)
+        rng = np.random.default_rng([cfg.seed, 10 + SPLIT_CODES["det-captions"], i])
+        text, mentions = caption(scene.objects, rng)
+        images.append({"id": i + 1, "file_name": name, "height": cfg.size, "width": cfg.size})
+        captions.append({"id": i + 1, "image_id": i + 1, "caption": text, "mentions": mentions})
+        oracle += annotations_of(scene, i + 1, len(oracle) + 1)
+    return {"images": images, "annotations": captions}, {"images": images, "annotations": oracle}
+
+
 def generate_world(out: str | os.PathLike, cfg: WorldConfig) -> Path:
     """Generate every split of the shapes world into `out`; returns `out`.
 
@@ -222,9 +265,16 @@ def _write_world(out: Path, cfg: WorldConfig) -> None:
     write_json(
         out / "det-train" / "annotations.json", {**train, "categories": categories, "ovd": ovd}
     )
-    for split, count in (("det-val", cfg.det_val), ("det-style", cfg.det_style)):
+    for split, count in (
+        ("det-val", cfg.det_val),
+        ("det-style", cfg.det_style),
+        ("det-val-uniform", cfg.det_val_uniform),
+    ):
         val = generate_detection_split(out, split, count, cfg)
         write_json(out / split / "annotations.json", {**val, "categories": categories, "ovd": ovd})
+    captions, oracle = generate_caption_scenes(out, cfg.det_captions, cfg)
+    write_json(out / "det-captions" / "captions.json", captions)
+    write_json(out / "det-captions" / "oracle.json", {**oracle, "categories": categories})
     write_json(
         out / "categories.json",
         {"categories": categories, "ovd": ovd, "config": vars(cfg)},

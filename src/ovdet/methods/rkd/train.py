@@ -1,0 +1,196 @@
+"""Train RKD (Rasheed et al., NeurIPS 2022; METHODS.md section 3) by fine-tuning a ViLD-text
+checkpoint: the detector is ViLD-text's (fixed text classifier with a learned background,
+softmax cross-entropy; the official code uses sigmoid BCE without background, ovdet keeps
+ViLD's form so that the rows compare with ViLD's), plus
+
+- region-based distillation on box batches: the RoI head's distillation embedding
+  `e = W_D phi(r)` of each cached proposal matched to its CLIP crop embedding, point-wise
+  (`L1 = l1_weight * mean |e - t|`, normalised) and by inter-embedding relations over the
+  batch's distilled regions (`IRM = irm_weight * ||rownorm(E E^T) - rownorm(T T^T)||_F^2`);
+- pseudo-box image-level supervision (PIS) on caption batches, alternating 1:1 with box
+  batches: each caption label's pseudo-box (the labeler's top-1 box, kept above a score
+  threshold) is the only proposal of its image, classified among background + the caption
+  vocabulary with `PMS = pms_weight * CE`; no RPN or box-regression loss on those images;
+- weight transfer (optional): classification through `heads.weight_transfer` with W_D frozen.
+
+The backbone and RPN stay those of the ViLD-text checkpoint (frozen; each image's features are
+computed once), so every row of a comparison fine-tunes the same RoI heads on the same schedule.
+A checkpoint is a ViLD checkpoint (spec "kind": "rkd", with the ViLD fields), so `ovdet detect`
+and `ViLDDetector` load it. Killed runs resume exactly (see `train.common`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ovdet.data.captions import CaptionDataset
+from ovdet.data.coco import CocoDetection
+from ovdet.errors import OvdetError
+from ovdet.losses.rkd import irm_loss, pms_loss, rkd_l1_loss
+from ovdet.methods.vild.detector import build_model, load_detector
+from ovdet.methods.vild.model import ViLDConfig
+from ovdet.methods.vild.train import FrozenFeatures
+from ovdet.models.bundled import checkpoint_folder
+from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
+from ovdet.train.feature_cache import ShardedCache
+
+
+@dataclass
+class RKDTrainConfig:
+    init: str = "shapes-vild-text"  # the ViLD-text checkpoint fine-tuned (folder or bundled)
+    steps: int = 600
+    batch_size: int = 8
+    lr: float = 5e-4  # AdamW
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    seed: int = 0
+    checkpoint_every: int = 200
+    l1_weight: float = 15.0  # 0.15 x the official code's hard-coded 100
+    irm_weight: float = 15.0  # 0: point-wise distillation only
+    pms_weight: float = 0.1
+    pseudo_threshold: float = 0.5  # keep a pseudo-box above this score (COCO/MAVL: 0.95)
+    weight_transfer: bool = False
+
+    def __post_init__(self) -> None:
+        from ovdet.config import check_fields
+
+        check_fields(
+            self,
+            positive=("batch_size", "lr", "checkpoint_every"),
+            nonnegative=(
+                "steps",
+                "weight_decay",
+                "warmup",
+                "seed",
+                "l1_weight",
+                "irm_weight",
+                "pms_weight",
+            ),
+            unit=("pseudo_threshold",),
+        )
+        if not self.init:
+            raise OvdetError("RKD fine-tunes a ViLD-text checkpoint: give init")
+
+
+def pseudo_boxes(entry: dict[str, torch.Tensor], threshold: float) -> tuple[torch.Tensor, ...]:
+    """The kept (K, 4) boxes and (K,) labels of one cached caption image."""
+    keep = entry["scores"] > threshold
+    return entry["boxes"][keep], entry["labels"][keep]
+
+
+@flushes_denormals
+def train_rkd(
+    gt: dict[str, Any],
+    images_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: RKDTrainConfig,
+    regions: ShardedCache | None = None,
+    captions: CaptionDataset | None = None,
+    pseudo: ShardedCache | None = None,
+    caption_text: torch.Tensor | None = None,
+    stop: Callable[[int], bool] | None = None,
+) -> Path:
+    """Fine-tune `cfg.init` into `out`.
+
+    Args:
+        gt: the detection training set (its base categories are the init's).
+        regions: the distillation cache (`cache.build_region_cache`); None: no distillation.
+        captions, pseudo, caption_text: the captioned images, their pseudo-box cache and the
+            (C, D) text embeddings of the vocabulary the pseudo labels index; None: no PIS.
+    """
+    out = Path(out)
+    if (pseudo is None) != (captions is None) or (pseudo is None) != (caption_text is None):
+        raise OvdetError("PIS needs the captioned images, their pseudo-boxes and their vocabulary")
+    source, init_spec = load_detector(cfg.init)
+    vild = replace(ViLDConfig(**init_spec["vild"]), image_weight=0.0, ensemble=False)
+    vild = replace(vild, weight_transfer=cfg.weight_transfer)
+    spec = {
+        **{k: v for k, v in init_spec.items() if k != "train"},
+        "kind": "rkd",
+        "vild": asdict(vild),
+        "init": str(checkpoint_folder(cfg.init)),
+        "rkd": asdict(cfg) | {"distill": regions is not None, "pis": pseudo is not None},
+    }
+    torch.manual_seed(cfg.seed)
+    model = build_model(spec, source.classifier.text.clone())
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("transfer.") for k in missing):
+        raise OvdetError(f"{cfg.init} does not fit this detector: {missing or unexpected}")
+    model.backbone.requires_grad_(False)
+    model.rpn.requires_grad_(False)
+    dataset = CocoDetection(gt, images_dir, init_spec["base_ids"], init_spec["side"])
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
+    box_features, caption_features = FrozenFeatures(model), FrozenFeatures(model)
+    cached = regions.load() if regions is not None else None
+    distilled = sorted(int(k) for k in cached) if cached is not None else []
+    labelled = []
+    if pseudo is not None:
+        entries = pseudo.load()
+        labelled = [
+            int(k) for k, e in entries.items() if len(pseudo_boxes(e, cfg.pseudo_threshold)[0])
+        ]
+        if not labelled:
+            raise OvdetError(
+                f"no captioned image has a pseudo-box above {cfg.pseudo_threshold}; lower "
+                "--pseudo-threshold or check the captions name the vocabulary"
+            )
+        labelled.sort()
+
+    def box_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
+        pool = distilled or list(range(len(dataset)))
+        picked = [pool[j] for j in torch.randint(len(pool), (cfg.batch_size,), generator=g)]
+        batch = [dataset[i] for i in picked]
+        features, proposals = box_features.get(picked, batch)
+        targets = ([s.boxes for s in batch], [s.labels for s in batch])
+        losses = model.head_losses(features, proposals, *targets)
+        if cached is not None:
+            boxes = [cached[str(i)]["boxes"] for i in picked]
+            student, _ = model.text_head(features, boxes)  # W_D phi(r)
+            teacher = torch.cat([cached[str(i)]["embeddings"] for i in picked])
+            losses["l1"] = rkd_l1_loss(student, teacher, cfg.l1_weight)
+            if cfg.irm_weight > 0:
+                losses["irm"] = irm_loss(student, teacher, cfg.irm_weight)
+        return losses
+
+    def caption_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
+        picked = [labelled[j] for j in torch.randint(len(labelled), (cfg.batch_size,), generator=g)]
+        batch = [captions[i] for i in picked]
+        features, _ = caption_features.get(picked, batch)
+        kept = [pseudo_boxes(entries[str(i)], cfg.pseudo_threshold) for i in picked]
+        emb, _ = model.class_outputs(features, [b for b, _ in kept])
+        logits = model.classifier(emb, caption_text, background=True)
+        return {"pms": pms_loss(logits, torch.cat([lab for _, lab in kept]) + 1, cfg.pms_weight)}
+
+    def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        if pseudo is not None and step % 2 == 1:
+            return caption_batch(g)
+        return box_batch(g)
+
+    parts = {
+        "L1": cached is not None,
+        "IRM": cached is not None and cfg.irm_weight > 0,
+        "PIS": pseudo is not None,
+        "WT": cfg.weight_transfer,
+    }
+    name = " + ".join(k for k, on in parts.items() if on) or "fine-tune only"
+    train_resumable(
+        step_losses,
+        out,
+        model,
+        spec,
+        opt,
+        sched,
+        cfg,
+        same=tuple(spec),
+        desc=f"train RKD ({name})",
+        stop=stop,
+    )
+    return out
