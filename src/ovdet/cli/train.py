@@ -55,6 +55,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dataclass_args(p, ViLDTrainConfig, choices={"templates": TEMPLATE_SETS})
     p.set_defaults(run=run)
     _register_regionspot(train)
+    _register_rkd(train)
+
+
+def _register_rkd(train: argparse._SubParsersAction) -> None:
+    from ovdet.methods.rkd.train import RKDTrainConfig
+
+    p = train.add_parser(
+        "rkd", help="RKD: fine-tune a ViLD-text checkpoint with region distillation and PIS"
+    )
+    _add_data_args(p, "COCO-format training annotations (its categories name the captions)")
+    p.add_argument("--images", required=True, help="folder of the training images")
+    p.add_argument(
+        "--captions",
+        default=None,
+        help="COCO captions file of extra images for pseudo-box image-level supervision",
+    )
+    p.add_argument(
+        "--caption-images", default=None, help="their folder (default: the captions file's)"
+    )
+    p.add_argument(
+        "--pseudo-labeler",
+        default="owlv2",
+        help='"owlv2", "owlv2:<hub id or folder>", a class-agnostic proposals JSON (named by the '
+        'CLIP), or "shapes" (the shapes world\'s SAM + CLIP stand-in)',
+    )
+    p.add_argument("--no-distill", action="store_true", help="no region distillation (PIS only)")
+    p.add_argument("--top-proposals", type=int, default=5, help="distilled proposals per image")
+    p.add_argument("--val-gt", default=None, help="evaluate on this set at the end")
+    p.add_argument("--val-images", default=None)
+    add_dataclass_args(p, RKDTrainConfig)
+    p.set_defaults(run=run_rkd)
 
 
 def _register_regionspot(train: argparse._SubParsersAction) -> None:
@@ -116,8 +147,7 @@ def run_regionspot(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ovdet.data.coco import CocoDetection
-    from ovdet.eval.recognition import evaluate_detector
-    from ovdet.methods.vild.detector import detect_image, load_detector
+    from ovdet.methods.vild.detector import load_detector
     from ovdet.methods.vild.model import ViLDConfig
     from ovdet.methods.vild.train import ViLDTrainConfig, build_distill_cache, train_vild
     from ovdet.models.loader import load_model
@@ -145,22 +175,84 @@ def run(args: argparse.Namespace) -> int:
         )
     folder = train_vild(gt, args.images, args.out, clip, args.clip, base, vild, cfg, distill=cache)
     Console().print(f"checkpoint: {folder}")
-    if args.val_gt:
-        import torch
+    _evaluate(args, folder, clip)
+    return 0
 
-        from ovdet.vocab.embed import embed_vocabulary
-        from ovdet.vocab.parse import vocabulary_from_categories
 
-        val = load_gt(args.val_gt)
-        cats = sorted(val["categories"], key=lambda c: c["id"])
-        text = embed_vocabulary(clip, vocabulary_from_categories(cats), cfg.templates)
-        novel = torch.tensor([c["id"] not in base for c in cats])
-        model, spec = load_detector(folder)
-        metrics = evaluate_detector(
-            val,
-            Path(args.val_images),
-            lambda im: detect_image(model, spec, im, text, novel),
-            [c["id"] for c in cats],
+def _evaluate(args: argparse.Namespace, folder: Path, clip) -> None:
+    """Evaluate a ViLD-family checkpoint on --val-gt / --val-images, if given."""
+    if not args.val_gt:
+        return
+    import torch
+
+    from ovdet.eval.recognition import evaluate_detector
+    from ovdet.methods.vild.detector import detect_image, load_detector
+    from ovdet.vocab.embed import embed_vocabulary
+    from ovdet.vocab.parse import vocabulary_from_categories
+
+    model, spec = load_detector(folder)
+    val = load_gt(args.val_gt)
+    cats = sorted(val["categories"], key=lambda c: c["id"])
+    text = embed_vocabulary(clip, vocabulary_from_categories(cats), spec["templates"])
+    base = {n.lower() for n in spec["base_names"]}
+    novel = torch.tensor([c["name"].lower() not in base for c in cats])
+    metrics = evaluate_detector(
+        val,
+        Path(args.val_images),
+        lambda im: detect_image(model, spec, im, text, novel),
+        [c["id"] for c in cats],
+    )
+    Console().print(metrics)
+
+
+def run_rkd(args: argparse.Namespace) -> int:
+    from ovdet.data.captions import CaptionDataset, load_captions
+    from ovdet.data.coco import CocoDetection
+    from ovdet.methods.rkd.cache import build_pseudo_box_cache, build_region_cache
+    from ovdet.methods.rkd.labelers import make_labeler
+    from ovdet.methods.rkd.train import RKDTrainConfig, train_rkd
+    from ovdet.methods.vild.detector import load_detector
+    from ovdet.models.loader import load_model
+    from ovdet.vocab.embed import embed_vocabulary
+    from ovdet.vocab.parse import vocabulary_from_categories
+
+    if bool(args.val_gt) != bool(args.val_images):
+        raise OvdetError("--val-gt and --val-images go together: give both or neither")
+    if args.no_distill and not args.captions:
+        raise OvdetError("--no-distill leaves nothing to learn: give --captions for PIS")
+    if args.top_proposals < 1:
+        raise OvdetError(f"--top-proposals must be >= 1, got {args.top_proposals}")
+    cfg = dataclass_from_args(RKDTrainConfig, args)
+    gt = load_gt(args.gt)
+    _, spec = load_detector(cfg.init)
+    base = set(base_ids_of(gt, args.base))
+    if base != set(spec["base_ids"]):
+        raise OvdetError(
+            f"--init {cfg.init} was trained on base ids {spec['base_ids']}, this set's are "
+            f"{sorted(base)}: RKD fine-tunes on the same base categories"
         )
-        Console().print(metrics)
+    clip = load_model(spec["clip"])
+    vocab = vocabulary_from_categories(sorted(gt["categories"], key=lambda c: c["id"]))
+    labeler = make_labeler(args.pseudo_labeler, vocab, clip, spec["templates"])
+    out = Path(args.out)
+    regions = None
+    if not args.no_distill:
+        dataset = CocoDetection(gt, args.images, spec["base_ids"], spec["side"])
+        if hasattr(getattr(labeler, "source", None), "check_covers"):
+            labeler.source.check_covers([im["id"] for im in dataset.images])
+        regions = build_region_cache(
+            labeler, clip, dataset, out / "cache" / "regions", args.top_proposals
+        )
+    pis = {}
+    if args.captions:
+        images = args.caption_images or str(Path(args.captions).parent)
+        captions = CaptionDataset(load_captions(args.captions), images, spec["side"])
+        pis = {
+            "captions": captions,
+            "pseudo": build_pseudo_box_cache(labeler, captions, vocab, out / "cache" / "pseudo"),
+            "caption_text": embed_vocabulary(clip, vocab, spec["templates"]),
+        }
+    folder = train_rkd(gt, args.images, out, cfg, regions, **pis)
+    Console().print(f"checkpoint: {folder}")
+    _evaluate(args, folder, clip)
     return 0

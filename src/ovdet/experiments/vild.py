@@ -115,15 +115,24 @@ def reproduce_vild(
     return results
 
 
-def eval_splits(data: Path) -> dict[str, tuple[dict[str, Any], Path]]:
-    """det-val and, where the world has it, det-style: name -> (ground truth, images folder)."""
+def eval_splits(
+    data: Path, names: tuple[str, ...] = ("det-val", "det-style")
+) -> dict[str, tuple[dict[str, Any], Path]]:
+    """The first of `names` (required) and each other one the world has with images:
+    name -> (ground truth, images folder)."""
+    from ovdet.errors import OvdetError
     from ovdet.eval.data import load_gt
 
     out = {}
-    for name in ("det-val", "det-style"):
-        gt_file = data / name / "annotations.json"
-        if gt_file.is_file() and (name == "det-val" or load_gt(gt_file)["images"]):
-            out[name] = (load_gt(gt_file), data / name)
+    for name in names:
+        gt_file = Path(data) / name / "annotations.json"
+        if not gt_file.is_file() and name == names[0]:
+            raise OvdetError(
+                f"{data} has no {name} split; generate a world that has one: "
+                f"ovdet shapes generate --out {data}"
+            )
+        if gt_file.is_file() and (name == names[0] or load_gt(gt_file)["images"]):
+            out[name] = (load_gt(gt_file), Path(data) / name)
     return out
 
 
