@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -74,3 +76,23 @@ def test_short_training_learns_image_text_matching(tmp_path):
     # 8 colours: chance is 12.5%; 30 small steps already learn colour words well above it
     # (measured 0.94)
     assert after > before + 0.25 and after > 0.5, (before, after)
+
+
+def test_partial_captions_are_left_out_not_negatives():
+    records = [
+        rec([("star", "red"), ("ring", "blue")], [("star", None), ("ring", None)]),
+        rec([("star", "red")], [("star", "red")]),
+    ]
+    from ovdet.train.shapes_clip import caption_matrices
+
+    positive, partial = caption_matrices(records)
+    # "a red star" is true of image 0 but does not describe it: partial, not positive
+    assert positive.int().tolist() == [[1, 0], [0, 1]]
+    assert partial.int().tolist() == [[0, 1], [0, 0]]
+    logits = torch.tensor([[2.0, 5.0], [0.0, 3.0]])
+    ignored = multi_positive_loss(logits, positive, partial)
+    # image -> text: image 0 sees only its own caption (loss 0), image 1 both: log(1 + e^-3);
+    # text -> image: caption 0 sees both images: log(1 + e^-2), caption 1 only image 1 (0)
+    want = torch.tensor((math.log1p(math.exp(-3)) / 2 + math.log1p(math.exp(-2)) / 2) / 2)
+    torch.testing.assert_close(ignored, want)
+    assert multi_positive_loss(logits, positive) > ignored  # as negatives they cost more

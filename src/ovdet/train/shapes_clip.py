@@ -44,6 +44,7 @@ class ClipTrainConfig:
     crop_scale: float = 0.7  # smallest side of a random crop, relative to the image
     channels_last: bool = False  # image tower in channels-last memory (faster on CPU)
     init: str = ""  # start from this shapes-clip (bundled name or folder) and keep its tokenizer
+    ignore_partial: bool = False  # a caption naming some of an image's objects is no negative
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
@@ -107,30 +108,49 @@ def load_caption_split(folder: str | os.PathLike) -> tuple[torch.Tensor, list[di
     return images, records
 
 
-def positive_matrix(records: list[dict[str, Any]]) -> torch.Tensor:
-    """(B, B) bool: caption j describes image i (same object count, each mention matched to a
-    distinct object of the same category and, where named, colour)."""
+def _matches(objects: list[tuple], mentions: list[tuple]) -> bool:
+    """Each mention matched to a distinct object of the same category and, where named, colour."""
+    return any(
+        all(
+            a[0] == b[0] and (b[1] is None or a[1] == b[1])
+            for a, b in zip(p, mentions, strict=True)
+        )
+        for p in itertools.permutations(objects, len(mentions))
+    )
+
+
+def caption_matrices(records: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, B) bool positives: caption j describes image i (as many objects, every mention
+    matched to a distinct object); and (B, B) bool partial: caption j describes some but not
+    all of image i's objects (true of the image, yet not its description)."""
     objs = [[(o["category"], o["colour"]) for o in r["objects"]] for r in records]
     mentions = [[(m["category"], m["colour"]) for m in r["mentions"]] for r in records]
-    out = torch.zeros(len(records), len(records), dtype=torch.bool)
+    positive = torch.zeros(len(records), len(records), dtype=torch.bool)
+    partial = torch.zeros_like(positive)
     for i, o in enumerate(objs):
         for j, m in enumerate(mentions):
-            if len(o) == len(m):
-                out[i, j] = any(
-                    all(
-                        a[0] == b[0] and (b[1] is None or a[1] == b[1])
-                        for a, b in zip(p, m, strict=True)
-                    )
-                    for p in itertools.permutations(o)
-                )
-    return out
+            if len(m) <= len(o) and _matches(o, m):
+                (positive if len(m) == len(o) else partial)[i, j] = True
+    return positive, partial
 
 
-def multi_positive_loss(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
-    """Mean over both directions of -mean_{j in P(i)} log softmax(logits)_ij."""
+def positive_matrix(records: list[dict[str, Any]]) -> torch.Tensor:
+    """(B, B) bool: caption j describes image i (see `caption_matrices`)."""
+    return caption_matrices(records)[0]
+
+
+def multi_positive_loss(
+    logits: torch.Tensor, positives: torch.Tensor, ignore: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean over both directions of -mean_{j in P(i)} log softmax(logits)_ij; pairs in `ignore`
+    are left out of the softmax (neither positive nor negative)."""
+    if ignore is not None:
+        logits = logits.masked_fill(ignore & ~positives, float("-inf"))
     p = positives.float()
-    img = -(F.log_softmax(logits, 1) * p).sum(1) / p.sum(1)
-    txt = -(F.log_softmax(logits.t(), 1) * p.t()).sum(1) / p.t().sum(1)
+    img = -(F.log_softmax(logits, 1).masked_fill(~positives, 0) * p).sum(1) / p.sum(1)
+    txt = -(F.log_softmax(logits.t(), 1).masked_fill(~positives.t(), 0) * p.t()).sum(1) / p.t().sum(
+        1
+    )
     return (img.mean() + txt.mean()) / 2
 
 
@@ -200,7 +220,9 @@ def train_shapes_clip(
             return_tensors="pt",
         )
         logits, _ = model(pixels, tokens["input_ids"], tokens["attention_mask"])
-        return {"contrastive": multi_positive_loss(logits, positive_matrix(batch))}
+        positive, partial = caption_matrices(batch)
+        ignore = partial if cfg.ignore_partial else None
+        return {"contrastive": multi_positive_loss(logits, positive, ignore)}
 
     run_steps(step_losses, model, opt, sched, cfg.steps, cfg.seed, desc="train shapes-clip")
     out = Path(out)
