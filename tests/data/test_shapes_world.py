@@ -40,18 +40,7 @@ def test_at_least_16_shapes_and_8_colours_all_distinct():
 
 
 def test_generation_is_deterministic(world, tmp_path):
-    again = generate_world(
-        tmp_path / "again",
-        WorldConfig(
-            seed=3,
-            captions=300,
-            det_train=80,
-            det_val=30,
-            det_style=10,
-            det_captions=12,
-            det_val_uniform=10,
-        ),
-    )
+    again = generate_world(tmp_path / "again", WorldConfig(**vars(CFG)))  # a fresh, equal config
     for rel in (
         "det-train/annotations.json",
         "det-val/annotations.json",
