@@ -133,6 +133,7 @@ def test_list_models_names_every_bundled_model(capsys):
     models = {m["name"]: m for m in ovdet.list_models()}
     assert set(models) == {
         "shapes-clip",
+        "shapes-clip-v2",
         "shapes-sam",
         "shapes-vild",
         "shapes-vild-text",

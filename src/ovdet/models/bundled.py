@@ -36,6 +36,20 @@ BUNDLED: dict[str, Bundled] = {
             "ovdet shapes generate --out data/shapes && ovdet shapes train-clip",
         ),
         Bundled(
+            "shapes-clip-v2",
+            "clip",
+            "shapes-clip fine-tuned on shapes world v2's styled captions (families, fills, "
+            "backgrounds, tiny to frame-filling, blur, JPEG)",
+            "config.json",
+            "ovdet shapes generate --out data/shapes-train --caption-style train --captions 30000 "
+            "--det-train 0 --det-val 0 --det-style 0 --det-captions 0 --det-val-uniform 0 && "
+            "ovdet shapes train-clip --data data/shapes-train --out runs/clip-v2-s2 --init "
+            "shapes-clip --steps 800 --lr 1e-3 --warmup 50 --channels-last --crop-scale 0.85 && "
+            "ovdet shapes train-clip --data data/shapes-train --out runs/clip-v2 --init "
+            "runs/clip-v2-s2 --steps 800 --lr 1e-3 --warmup 50 --channels-last --crop-scale 0.85 "
+            "--ignore-partial --seed 1",
+        ),
+        Bundled(
             "shapes-sam",
             "sam",
             "tiny transformers SamModel of the shapes world (128 px)",
