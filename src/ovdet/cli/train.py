@@ -252,7 +252,7 @@ def run_rkd(args: argparse.Namespace) -> int:
             "pseudo": build_pseudo_box_cache(labeler, captions, vocab, out / "cache" / "pseudo"),
             "caption_text": embed_vocabulary(clip, vocab, spec["templates"]),
         }
-    folder = train_rkd(gt, args.images, out, cfg, regions, **pis)
+    folder = train_rkd(gt, args.images, out, cfg, regions, **pis, clip=clip)
     Console().print(f"checkpoint: {folder}")
     _evaluate(args, folder, clip)
     return 0

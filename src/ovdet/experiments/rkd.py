@@ -115,7 +115,7 @@ def reproduce_rkd(
         c = replace(
             cfg, seed=seed, irm_weight=kw.pop("irm", 0.0), weight_transfer=kw.pop("wt", False)
         )
-        return train_rkd(train_gt, images, folder, c, **kw)
+        return train_rkd(train_gt, images, folder, c, clip=clip, **kw)
 
     irm = cfg.irm_weight
     folders = {

@@ -1,32 +1,37 @@
-"""The measured effect RKD exists for: distilling CLIP's region embeddings (L1 + IRM) into a
-ViLD-text detector's RoI head raises its novel AP over the same fine-tuning without them.
+"""The measured effects of RKD's distillation on regions it never trained on: after a short
+fine-tuning of the bundled base-trained `shapes-vild-text` (backbone and RPN frozen, as the
+reproduction does), the region embeddings of held-out *novel* ground-truth boxes move towards
+CLIP's own embeddings of those crops, point-wise (L1) and in their geometry (the relation error
+that IRM targets), compared with the same fine-tuning without distillation.
 
-Both runs fine-tune the bundled base-trained `shapes-vild-text` (backbone and RPN frozen, as the
-reproduction does) for the same steps on the same fresh det-train images; the distilled regions
-are the top-5 proposals of that checkpoint's own RPN (cheap to compute; the reproduction's rows
-compare proposal sources). Scored with the LVIS protocol on a fresh uniform val set, where a
-third of the objects are novel shapes."""
+(Whether that turns into novel AP in the shapes world is the reproduction's question; the
+README's RKD table answers it.) The distilled regions are the top-5 proposals of the init's own
+RPN, which are cheap to compute."""
 
 import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from once import built_once
 
-from ovdet.data.coco import CocoDetection
+from ovdet.data.coco import CocoDetection, letterbox
 from ovdet.data.shapes.generate import WorldConfig, generate_world
-from ovdet.eval.recognition import evaluate_detector
+from ovdet.io.images import load_image
+from ovdet.losses.rkd import relation_matrix
 from ovdet.methods.rkd.cache import build_region_cache
 from ovdet.methods.rkd.labelers import ClipScoredLabeler, RPNProposals
 from ovdet.methods.rkd.train import RKDTrainConfig, train_rkd
-from ovdet.methods.vild.detector import detect_image, load_detector
+from ovdet.methods.vild.detector import load_detector
 from ovdet.models.loader import load_model
+from ovdet.ops.boxes import xywh_to_xyxy
+from ovdet.recognize.crop import CropEmbedder
 from ovdet.recognize.dense import DenseEmbedder
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
 
 INIT = "shapes-vild-text"
-STEPS = 150
+STEPS = 60
 
 
 def _world(folder):
@@ -35,51 +40,73 @@ def _world(folder):
         WorldConfig(
             seed=21,
             captions=0,
-            det_train=160,
+            det_train=64,
             det_val=1,
             det_style=0,
             det_captions=0,
-            det_val_uniform=80,
+            det_val_uniform=24,
         ),
     )
 
 
-def _novel_ap(tmp_path_factory, worker_id, irm: bool) -> float:
-    root = built_once(tmp_path_factory, worker_id, "rkd-learns-world", _world) / "w"
+def _trained(tmp_path_factory, worker_id, irm_weight: float | None):
+    """Fine-tuned without distillation (None), with L1 only (0) or with L1 + IRM (15)."""
+    root = built_once(tmp_path_factory, worker_id, "rkd-align-world", _world) / "w"
     gt = json.loads((root / "det-train" / "annotations.json").read_text())
-    val = json.loads((root / "det-val-uniform" / "annotations.json").read_text())
-    clip = load_model("shapes-clip")
-    cats = sorted(gt["categories"], key=lambda c: c["id"])
-    text = embed_vocabulary(clip, vocabulary_from_categories(cats), "ensemble")
-    proposer, spec = load_detector(INIT)
 
     def train(folder):
+        clip = load_model("shapes-clip")
         regions = None
-        if irm:
+        if irm_weight is not None:
+            proposer, spec = load_detector(INIT)
+            cats = sorted(gt["categories"], key=lambda c: c["id"])
+            text = embed_vocabulary(clip, vocabulary_from_categories(cats), "ensemble")
             labeler = ClipScoredLabeler(
                 RPNProposals(proposer, spec), DenseEmbedder(clip), text, clip.logit_scale, "rpn"
             )
             dataset = CocoDetection(gt, root / "det-train", spec["base_ids"], spec["side"])
             regions = build_region_cache(labeler, clip, dataset, folder / "regions", 5)
-        cfg = RKDTrainConfig(init=INIT, steps=STEPS, warmup=10, checkpoint_every=STEPS)
-        train_rkd(gt, root / "det-train", folder / "run", cfg, regions)
+        cfg = RKDTrainConfig(
+            init=INIT, steps=STEPS, warmup=5, checkpoint_every=STEPS, irm_weight=irm_weight or 0.0
+        )
+        train_rkd(gt, root / "det-train", folder / "run", cfg, regions, clip=clip)
 
-    name = "rkd-learns-distilled" if irm else "rkd-learns-control"
-    folder = built_once(tmp_path_factory, worker_id, name, train) / "run"
-    model, s = load_detector(folder)
-    novel = torch.tensor([c["id"] in gt["ovd"]["novel"] for c in cats])
-    row = evaluate_detector(
-        val,
-        root / "det-val-uniform",
-        lambda image: detect_image(model, s, image, text, novel),
-        [c["id"] for c in cats],
-    )
-    return row["APr"]
+    name = {None: "control", 0.0: "l1", 15.0: "irm"}[irm_weight]
+    return root, built_once(tmp_path_factory, worker_id, f"rkd-align-{name}", train) / "run"
 
 
-@pytest.mark.slow(seconds=30)
-def test_rkd_raises_novel_ap_over_the_same_fine_tuning(tmp_path_factory, worker_id):
-    control = _novel_ap(tmp_path_factory, worker_id, irm=False)
-    distilled = _novel_ap(tmp_path_factory, worker_id, irm=True)
-    print("novel AP", control, distilled)
-    assert distilled >= control + 3.0, (control, distilled)
+@torch.no_grad()
+def _alignment(root, folder) -> tuple[float, float]:
+    """(mean L1 of normalised embeddings, relation error) of the detector's distillation
+    embeddings vs CLIP's 1x crops, over det-val-uniform's novel ground-truth boxes."""
+    val = json.loads((root / "det-val-uniform" / "annotations.json").read_text())
+    model, spec = load_detector(folder)
+    crops = CropEmbedder(load_model("shapes-clip"), scales=(1.0,))
+    student, teacher = [], []
+    for im in val["images"]:
+        anns = [
+            a
+            for a in val["annotations"]
+            if a["image_id"] == im["id"] and a["category_id"] in val["ovd"]["novel"]
+        ]
+        if not anns:
+            continue
+        image = load_image(root / "det-val-uniform" / im["file_name"])
+        xyxy = xywh_to_xyxy(torch.tensor([a["bbox"] for a in anns], dtype=torch.float32))
+        pixels, box = letterbox(image, spec["side"])
+        student.append(model.text_head(model.backbone(pixels), [box.boxes(xyxy)])[0])
+        teacher.append(crops.embed(image, xyxy))
+    s, t = F.normalize(torch.cat(student), dim=-1), torch.cat(teacher)
+    return float((s - t).abs().mean()), float((relation_matrix(s) - relation_matrix(t)).norm())
+
+
+@pytest.mark.slow(seconds=25)
+def test_distillation_aligns_unseen_novel_regions_with_clip(tmp_path_factory, worker_id):
+    root, control = _trained(tmp_path_factory, worker_id, None)
+    _, l1_only = _trained(tmp_path_factory, worker_id, 0.0)
+    _, irm = _trained(tmp_path_factory, worker_id, 15.0)
+    a = {name: _alignment(root, f) for name, f in (("c", control), ("l1", l1_only), ("irm", irm))}
+    # measured: L1 distance 0.094 (control) -> 0.079 (L1 only); relation error 3.29 (L1 only)
+    # -> 2.93 (L1 + IRM), control 3.37
+    assert a["l1"][0] <= 0.9 * a["c"][0], a  # point-wise: closer to CLIP on unseen classes
+    assert a["irm"][1] <= 0.92 * a["l1"][1], a  # IRM: the teacher's geometry, beyond L1's

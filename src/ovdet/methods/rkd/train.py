@@ -37,14 +37,18 @@ from ovdet.methods.vild.detector import build_model, load_detector
 from ovdet.methods.vild.model import ViLDConfig
 from ovdet.methods.vild.train import FrozenFeatures
 from ovdet.models.bundled import checkpoint_folder
+from ovdet.models.loader import load_model
+from ovdet.models.vlm import VisionLanguageModel
 from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
 from ovdet.train.feature_cache import ShardedCache
+from ovdet.vocab.embed import embed_vocabulary
+from ovdet.vocab.parse import vocabulary_from_categories
 
 
 @dataclass
 class RKDTrainConfig:
     init: str = "shapes-vild-text"  # the ViLD-text checkpoint fine-tuned (folder or bundled)
-    steps: int = 600
+    steps: int = 400
     batch_size: int = 8
     lr: float = 5e-4  # AdamW
     weight_decay: float = 1e-4
@@ -53,6 +57,8 @@ class RKDTrainConfig:
     checkpoint_every: int = 200
     l1_weight: float = 15.0  # 0.15 x the official code's hard-coded 100
     irm_weight: float = 15.0  # 0: point-wise distillation only
+    irm_images: int = 2  # IRM within groups of this many images' regions, averaged (official:
+    # one group per GPU, 2 images x 5 proposals = 10 regions)
     pms_weight: float = 0.1
     pseudo_threshold: float = 0.5  # keep a pseudo-box above this score (COCO/MAVL: 0.95)
     weight_transfer: bool = False
@@ -62,7 +68,7 @@ class RKDTrainConfig:
 
         check_fields(
             self,
-            positive=("batch_size", "lr", "checkpoint_every"),
+            positive=("batch_size", "lr", "checkpoint_every", "irm_images"),
             nonnegative=(
                 "steps",
                 "weight_decay",
@@ -84,6 +90,21 @@ def pseudo_boxes(entry: dict[str, torch.Tensor], threshold: float) -> tuple[torc
     return entry["boxes"][keep], entry["labels"][keep]
 
 
+def grouped_irm(
+    student: torch.Tensor, teacher: torch.Tensor, boxes: list[torch.Tensor], cfg: RKDTrainConfig
+) -> torch.Tensor:
+    """IRM within each group of `cfg.irm_images` consecutive images' regions, averaged: the
+    official runs compute it per GPU over 2 images x 5 proposals, and ||.||_F^2 grows with the
+    square of the regions in a matrix, so larger groups would weigh it far more."""
+    counts = [len(b) for b in boxes]
+    sizes = [sum(counts[i : i + cfg.irm_images]) for i in range(0, len(counts), cfg.irm_images)]
+    parts = [
+        irm_loss(s, t, cfg.irm_weight)
+        for s, t in zip(student.split(sizes), teacher.split(sizes), strict=True)
+    ]
+    return torch.stack(parts).mean()
+
+
 @flushes_denormals
 def train_rkd(
     gt: dict[str, Any],
@@ -95,6 +116,7 @@ def train_rkd(
     pseudo: ShardedCache | None = None,
     caption_text: torch.Tensor | None = None,
     stop: Callable[[int], bool] | None = None,
+    clip: VisionLanguageModel | None = None,
 ) -> Path:
     """Fine-tune `cfg.init` into `out`.
 
@@ -103,6 +125,8 @@ def train_rkd(
         regions: the distillation cache (`cache.build_region_cache`); None: no distillation.
         captions, pseudo, caption_text: the captioned images, their pseudo-box cache and the
             (C, D) text embeddings of the vocabulary the pseudo labels index; None: no PIS.
+        clip: the init's CLIP (default: loaded by the name in its spec), for the base classes'
+            text embeddings (a checkpoint does not store them).
     """
     out = Path(out)
     if (pseudo is None) != (captions is None) or (pseudo is None) != (caption_text is None):
@@ -117,8 +141,16 @@ def train_rkd(
         "init": str(checkpoint_folder(cfg.init)),
         "rkd": asdict(cfg) | {"distill": regions is not None, "pis": pseudo is not None},
     }
+    by_id = {c["id"]: c for c in gt["categories"]}
+    missing_ids = [i for i in init_spec["base_ids"] if i not in by_id]
+    if missing_ids:
+        raise OvdetError(f"{cfg.init}'s base categories {missing_ids} are not in the dataset")
+    base_vocab = vocabulary_from_categories([by_id[i] for i in init_spec["base_ids"]])
+    base_text = embed_vocabulary(
+        clip or load_model(init_spec["clip"]), base_vocab, spec["templates"]
+    )
     torch.manual_seed(cfg.seed)
-    model = build_model(spec, source.classifier.text.clone())
+    model = build_model(spec, base_text)
     missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
     if unexpected or any(not k.startswith("transfer.") for k in missing):
         raise OvdetError(f"{cfg.init} does not fit this detector: {missing or unexpected}")
@@ -157,7 +189,7 @@ def train_rkd(
             teacher = torch.cat([cached[str(i)]["embeddings"] for i in picked])
             losses["l1"] = rkd_l1_loss(student, teacher, cfg.l1_weight)
             if cfg.irm_weight > 0:
-                losses["irm"] = irm_loss(student, teacher, cfg.irm_weight)
+                losses["irm"] = grouped_irm(student, teacher, boxes, cfg)
         return losses
 
     def caption_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
