@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -155,19 +156,7 @@ def test_a_killed_generation_leaves_the_previous_world(tmp_path, monkeypatch):
     real = generate._save_png
     monkeypatch.setattr(generate, "_save_png", dies)
     with pytest.raises(KeyboardInterrupt):
-        generate_world(
-            out,
-            WorldConfig(
-                seed=2,
-                captions=2,
-                det_train=3,
-                det_val=2,
-                det_style=0,
-                det_captions=0,
-                det_val_uniform=0,
-                size=64,
-            ),
-        )
+        generate_world(out, replace(small, seed=2))
     assert (out / "det-train" / "annotations.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]  # no half-written world beside
     with pytest.raises(Exception, match="holds other files"):
