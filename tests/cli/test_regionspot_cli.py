@@ -11,7 +11,24 @@ from ovdet.cli.main import main
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("rscli")
     args = ["shapes", "generate", "--out", str(root / "w"), "--seed", "3", "--captions", "0"]
-    assert main([*args, "--det-train", "8", "--det-val", "3", "--det-style", "0"]) == 0
+    assert (
+        main(
+            [
+                *args,
+                "--det-train",
+                "8",
+                "--det-val",
+                "3",
+                "--det-style",
+                "0",
+                "--det-captions",
+                "0",
+                "--det-val-uniform",
+                "0",
+            ]
+        )
+        == 0
+    )
     return root
 
 

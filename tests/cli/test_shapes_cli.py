@@ -22,6 +22,10 @@ def test_generate_command(tmp_path, capsys):
             "4",
             "--det-style",
             "3",
+            "--det-captions",
+            "3",
+            "--det-val-uniform",
+            "2",
             "--size",
             "96",
         ]
