@@ -25,6 +25,8 @@ def world(tmp_path_factory):
                 "0",
                 "--det-val-uniform",
                 "0",
+                "--det-captions-companion",
+                "0",
             ]
         )
         == 0

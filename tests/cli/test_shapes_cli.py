@@ -26,6 +26,8 @@ def test_generate_command(tmp_path, capsys):
             "3",
             "--det-val-uniform",
             "2",
+            "--det-captions-companion",
+            "0",
             "--size",
             "96",
         ]

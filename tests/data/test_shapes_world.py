@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from ovdet.data.shapes.draw import SHAPES, shape_mask
-from ovdet.data.shapes.generate import WorldConfig, generate_world, scene_for, split_ids
-from ovdet.data.shapes.world import CATEGORIES, COLOURS, render_scene
+from ovdet.data.shapes.generate import (
+    WorldConfig,
+    companion_draw,
+    generate_world,
+    scene_for,
+    split_ids,
+)
+from ovdet.data.shapes.world import CATEGORIES, COLOURS, COMPANIONS, render_scene
 from ovdet.io.images import load_image
 from ovdet.ops.masks import rle_decode
 
@@ -19,6 +25,7 @@ CFG = WorldConfig(
     det_style=10,
     det_captions=12,
     det_val_uniform=10,
+    det_captions_companion=12,
 )
 
 
@@ -141,6 +148,7 @@ def test_a_killed_generation_leaves_the_previous_world(tmp_path, monkeypatch):
         det_style=0,
         det_captions=0,
         det_val_uniform=0,
+        det_captions_companion=0,
         size=64,
     )
     out = generate_world(tmp_path / "w", small)
@@ -199,3 +207,37 @@ def test_uniform_val_holds_novel_shapes_in_proportion(world):
     _, novel = split_ids()
     share = np.mean([a["category_id"] in novel for a in val["annotations"]])
     assert len(val["images"]) == CFG.det_val_uniform and 0.15 < share < 0.5, share  # 5/16 expected
+
+
+def _partner_rate(companion: float) -> float:
+    """Of (scene, novel shape) pairs, the share whose scene also holds the shape's partner."""
+    names = [n for n, _, _ in CATEGORIES]
+    pairs = hits = 0
+    for i in range(3000):
+        drawn = companion_draw(np.random.default_rng([0, i]), WorldConfig(companion=companion))
+        for c in set(drawn):
+            if names[c] in COMPANIONS:
+                pairs += 1
+                hits += names.index(COMPANIONS[names[c]]) in drawn
+    return hits / pairs
+
+
+def test_companion_draws_bring_each_novel_shapes_partner_at_the_set_rate():
+    chance, half, always = _partner_rate(0.0), _partner_rate(0.5), _partner_rate(1.0)
+    assert always == 1.0 and chance < 0.3, (chance, always)
+    # the partner joins half of the scenes it was not drawn in already
+    assert abs(half - (chance + 0.5 * (1 - chance))) < 0.05, (chance, half)
+
+
+def test_companion_split_is_captioned_like_det_captions(world):
+    data = json.loads((world / "det-captions-companion" / "captions.json").read_text())
+    oracle = json.loads((world / "det-captions-companion" / "oracle.json").read_text())
+    assert len(data["images"]) == CFG.det_captions_companion
+    names = {c["id"]: c["name"] for c in oracle["categories"]}
+    for cap in data["annotations"]:
+        objects = sorted(
+            names[a["category_id"]]
+            for a in oracle["annotations"]
+            if a["image_id"] == cap["image_id"]
+        )
+        assert sorted(m["category"] for m in cap["mentions"]) == objects

@@ -24,6 +24,7 @@ def test_baseline_rows_on_fresh_scenes(tmp_path):
             det_style=3,
             det_captions=0,
             det_val_uniform=0,
+            det_captions_companion=0,
         ),
     )
     gt = load_gt(world / "det-val" / "annotations.json")

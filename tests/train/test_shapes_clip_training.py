@@ -50,6 +50,7 @@ def test_short_training_learns_image_text_matching(tmp_path):
             det_style=0,
             det_captions=0,
             det_val_uniform=0,
+            det_captions_companion=0,
         ),
     )
     folder = train_shapes_clip(

@@ -37,6 +37,7 @@ def test_bundled_sam_masks_fresh_scenes(tmp_path):
             det_style=0,
             det_captions=0,
             det_val_uniform=0,
+            det_captions_companion=0,
         ),
     )
     val = world / "det-val"

@@ -1,4 +1,5 @@
-"""`ovdet train vild|regionspot ...`: train a head on a COCO-format set's base categories."""
+"""`ovdet train vild|regionspot|rkd|codet ...`: train a head on a COCO-format set's base
+categories (RKD and CoDet also learn from captioned images)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
     _register_regionspot(train)
     _register_rkd(train)
+    _register_codet(train)
+
+
+def _add_caption_args(p: argparse.ArgumentParser, required: bool, help: str) -> None:
+    p.add_argument("--captions", required=required, default=None, help=help)
+    p.add_argument(
+        "--caption-images", default=None, help="their folder (default: the captions file's)"
+    )
+
+
+def _register_codet(train: argparse._SubParsersAction) -> None:
+    from ovdet.methods.codet.train import PSEUDO_REGIONS, CoDetTrainConfig
+
+    p = train.add_parser(
+        "codet",
+        help="CoDet: fine-tune a ViLD-text checkpoint with region-word alignment discovered from "
+        "co-occurring objects in image-caption pairs",
+    )
+    _add_data_args(p, "COCO-format training annotations (base boxes)")
+    p.add_argument("--images", required=True, help="folder of the training images")
+    _add_caption_args(p, True, "COCO captions file of the image-caption pairs")
+    p.add_argument(
+        "--concepts",
+        default=None,
+        help="the concept vocabulary captions are read for (any ovdet vocabulary: names, a file); "
+        "default: the annotation file's categories, novel ones included",
+    )
+    p.add_argument("--val-gt", default=None, help="evaluate on this set at the end")
+    p.add_argument("--val-images", default=None)
+    add_dataclass_args(p, CoDetTrainConfig, choices={"pseudo": PSEUDO_REGIONS})
+    p.set_defaults(run=run_codet)
 
 
 def _register_rkd(train: argparse._SubParsersAction) -> None:
@@ -66,13 +98,8 @@ def _register_rkd(train: argparse._SubParsersAction) -> None:
     )
     _add_data_args(p, "COCO-format training annotations (its categories name the captions)")
     p.add_argument("--images", required=True, help="folder of the training images")
-    p.add_argument(
-        "--captions",
-        default=None,
-        help="COCO captions file of extra images for pseudo-box image-level supervision",
-    )
-    p.add_argument(
-        "--caption-images", default=None, help="their folder (default: the captions file's)"
+    _add_caption_args(
+        p, False, "COCO captions file of extra images for pseudo-box image-level supervision"
     )
     p.add_argument(
         "--pseudo-labeler",
@@ -211,7 +238,6 @@ def run_rkd(args: argparse.Namespace) -> int:
     from ovdet.methods.rkd.cache import build_pseudo_box_cache, build_region_cache
     from ovdet.methods.rkd.labelers import make_labeler
     from ovdet.methods.rkd.train import RKDTrainConfig, train_rkd
-    from ovdet.methods.vild.detector import load_detector
     from ovdet.models.loader import load_model
     from ovdet.vocab.embed import embed_vocabulary
     from ovdet.vocab.parse import vocabulary_from_categories
@@ -224,13 +250,7 @@ def run_rkd(args: argparse.Namespace) -> int:
         raise OvdetError(f"--top-proposals must be >= 1, got {args.top_proposals}")
     cfg = dataclass_from_args(RKDTrainConfig, args)
     gt = load_gt(args.gt)
-    _, spec = load_detector(cfg.init)
-    base = set(base_ids_of(gt, args.base))
-    if base != set(spec["base_ids"]):
-        raise OvdetError(
-            f"--init {cfg.init} was trained on base ids {spec['base_ids']}, this set's are "
-            f"{sorted(base)}: RKD fine-tunes on the same base categories"
-        )
+    spec = _init_spec(cfg, gt, args.base, "RKD")
     clip = load_model(spec["clip"])
     vocab = vocabulary_from_categories(sorted(gt["categories"], key=lambda c: c["id"]))
     labeler = make_labeler(args.pseudo_labeler, vocab, clip, spec["templates"])
@@ -253,6 +273,54 @@ def run_rkd(args: argparse.Namespace) -> int:
             "caption_text": embed_vocabulary(clip, vocab, spec["templates"]),
         }
     folder = train_rkd(gt, args.images, out, cfg, regions, **pis, clip=clip)
+    Console().print(f"checkpoint: {folder}")
+    _evaluate(args, folder, clip)
+    return 0
+
+
+def _init_spec(cfg, gt: dict, base: str | None, method: str) -> dict:
+    """The init checkpoint's spec, refused unless it was trained on this set's base ids."""
+    from ovdet.methods.vild.detector import load_detector
+
+    _, spec = load_detector(cfg.init)
+    ids = set(base_ids_of(gt, base))
+    if ids != set(spec["base_ids"]):
+        raise OvdetError(
+            f"--init {cfg.init} was trained on base ids {spec['base_ids']}, this set's are "
+            f"{sorted(ids)}: {method} fine-tunes on the same base categories"
+        )
+    return spec
+
+
+def run_codet(args: argparse.Namespace) -> int:
+    from ovdet.data.captions import CaptionDataset, load_captions
+    from ovdet.methods.codet.concepts import ConceptIndex
+    from ovdet.methods.codet.train import CoDetTrainConfig, train_codet
+    from ovdet.models.loader import load_model
+    from ovdet.vocab.embed import embed_vocabulary
+    from ovdet.vocab.parse import parse_vocabulary, vocabulary_from_categories
+
+    if bool(args.val_gt) != bool(args.val_images):
+        raise OvdetError("--val-gt and --val-images go together: give both or neither")
+    cfg = dataclass_from_args(CoDetTrainConfig, args)
+    gt = load_gt(args.gt)
+    concepts = (
+        parse_vocabulary(args.concepts)
+        if args.concepts
+        else vocabulary_from_categories(sorted(gt["categories"], key=lambda c: c["id"]))
+    )
+    items = load_captions(args.captions)
+    index = ConceptIndex.build(items, concepts)
+    index.require(cfg.group_size)  # fail before any model loads
+    spec = _init_spec(cfg, gt, args.base, "CoDet")
+    clip = load_model(spec["clip"])
+    images = args.caption_images or str(Path(args.captions).parent)
+    captions = CaptionDataset(items, images, spec["side"])
+    caption_text = clip.encode_text([item.captions[0] for item in items]).float().cpu().clone()
+    concept_text = embed_vocabulary(clip, concepts, spec["templates"]).clone()
+    folder = train_codet(
+        gt, args.images, args.out, cfg, captions, index, concept_text, caption_text, clip=clip
+    )
     Console().print(f"checkpoint: {folder}")
     _evaluate(args, folder, clip)
     return 0

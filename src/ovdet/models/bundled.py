@@ -42,7 +42,8 @@ BUNDLED: dict[str, Bundled] = {
             "backgrounds, tiny to frame-filling, blur, JPEG)",
             "config.json",
             "ovdet shapes generate --out data/shapes-train --caption-style train --captions 30000 "
-            "--det-train 0 --det-val 0 --det-style 0 --det-captions 0 --det-val-uniform 0 && "
+            "--det-train 0 --det-val 0 --det-style 0 --det-captions 0 --det-val-uniform 0 "
+            "--det-captions-companion 0 && "
             "ovdet shapes train-clip --data data/shapes-train --out runs/clip-v2-s2 --init "
             "shapes-clip --steps 800 --lr 1e-3 --warmup 50 --channels-last --crop-scale 0.85 && "
             "ovdet shapes train-clip --data data/shapes-train --out runs/clip-v2 --init "

@@ -32,6 +32,7 @@ def _build_cached(root):
             det_style=0,
             det_captions=0,
             det_val_uniform=0,
+            det_captions_companion=0,
         ),
     )
     extractor = FeatureExtractor(

@@ -45,6 +45,7 @@ def _world(folder):
             det_style=0,
             det_captions=0,
             det_val_uniform=24,
+            det_captions_companion=0,
         ),
     )
 

@@ -36,6 +36,7 @@ def setup(tmp_path_factory):
             det_style=0,
             det_captions=8,
             det_val_uniform=0,
+            det_captions_companion=0,
         ),
     )
     gt = json.loads((world / "det-train" / "annotations.json").read_text())

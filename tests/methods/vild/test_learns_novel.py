@@ -105,6 +105,7 @@ def _build_world(folder: Path) -> None:
             det_style=0,
             det_captions=0,
             det_val_uniform=0,
+            det_captions_companion=0,
             size=SIZE,
         ),
     )

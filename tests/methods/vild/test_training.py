@@ -25,6 +25,7 @@ def world(tmp_path_factory):
             det_style=0,
             det_captions=0,
             det_val_uniform=0,
+            det_captions_companion=0,
             size=64,
         ),
     )

@@ -9,6 +9,9 @@ Layout of `out/`:
   det-captions/images/*.png, det-captions/captions.json   128 px scenes of 2-4 uniformly drawn
       shapes (novel ones included) with a caption each, in COCO captions format: no boxes
   det-captions/oracle.json        their true boxes (COCO), for diagnostics only, never training
+  det-captions-companion/...      as det-captions, but each novel shape brings its fixed base
+      partner (`world.COMPANIONS`, e.g. crescent with star) with probability `companion`: the
+      distracting co-occurrence CoDet's text guidance is meant to filter
   det-val-uniform/images/*.png, det-val-uniform/annotations.json   as det-val with uniformly
       drawn categories, so each novel shape has about 150 objects (det-val: about 10)
   categories.json                                      names, synonyms, frequency, base/novel
@@ -36,7 +39,7 @@ from tqdm import tqdm
 
 from ovdet.data.shapes.captions import caption
 from ovdet.data.shapes.style import HELDOUT, TRAIN, render_styled
-from ovdet.data.shapes.world import CATEGORIES, Scene, render_scene
+from ovdet.data.shapes.world import CATEGORIES, COMPANIONS, Scene, render_scene
 from ovdet.errors import OvdetError
 from ovdet.io.atomic import atomic_folder, atomic_path, write_json
 from ovdet.ops.masks import rle_encode
@@ -50,6 +53,7 @@ SPLIT_CODES = {
     "det-style": 3,
     "det-captions": 4,
     "det-val-uniform": 5,
+    "det-captions-companion": 6,
 }
 DETECTION_SPLITS = ("det-train", "det-val", "det-style", "det-val-uniform")
 
@@ -65,6 +69,8 @@ class WorldConfig:
     det_style: int = 500  # as det-val, in the held-out style
     det_captions: int = 2_000  # detection-sized caption scenes (no boxes; RKD's, CoDet's)
     det_val_uniform: int = 1_000  # as det-val with uniformly drawn categories
+    det_captions_companion: int = 1_000  # caption scenes where novel shapes bring a partner
+    companion: float = 0.5  # probability that a novel shape's partner joins its scene
     size: int = 128  # side of detection images
     caption_size: int = 64  # side of caption images
     max_objects: int = 4  # per detection image
@@ -85,7 +91,9 @@ class WorldConfig:
                 "det_style",
                 "det_captions",
                 "det_val_uniform",
+                "det_captions_companion",
             ),
+            unit=("companion",),
             choices={"caption_style": ["classic", "train"]},
         )
         for name in ("size", "caption_size"):
@@ -133,6 +141,8 @@ def scene_for(seed: int, split: str, index: int, cfg: WorldConfig) -> Scene:
         count = int(rng.choice([1, 2, 3], p=[0.6, 0.25, 0.15]))
         radius = CAPTION_RADIUS if count == 1 else (CAPTION_RADIUS[0], 0.32)
         return render_styled(rng, (s, s), TRAIN, count, radius_range=radius)
+    if split == "det-captions-companion":
+        return render_scene(rng, (cfg.size, cfg.size), categories=companion_draw(rng, cfg))
     if split in ("det-captions", "det-val-uniform"):
         lo = 2 if split == "det-captions" else 1
         return render_scene(
@@ -142,6 +152,21 @@ def scene_for(seed: int, split: str, index: int, cfg: WorldConfig) -> Scene:
         count = int(rng.integers(1, cfg.max_objects + 1))
         return render_styled(rng, (cfg.size, cfg.size), HELDOUT, count, False, STYLE_RADIUS)
     return render_scene(rng, (cfg.size, cfg.size), max_objects=cfg.max_objects)
+
+
+def companion_draw(rng: np.random.Generator, cfg: WorldConfig) -> list[int]:
+    """2..max_objects uniformly drawn categories (0-based), each novel one followed by its base
+    partner with probability `cfg.companion` (when the partner is not drawn already)."""
+    names = [name for name, _, _ in CATEGORIES]
+    count = int(rng.integers(2, max(2, cfg.max_objects) + 1))
+    drawn = [int(c) for c in rng.choice(len(CATEGORIES), count)]
+    out = []
+    for c in drawn:
+        out.append(c)
+        partner = COMPANIONS.get(names[c])
+        if partner and names.index(partner) not in drawn and rng.random() < cfg.companion:
+            out.append(names.index(partner))
+    return out
 
 
 def _save_png(image: np.ndarray, path: Path) -> None:
@@ -216,14 +241,16 @@ def generate_captions(out: Path, count: int, cfg: WorldConfig) -> list[dict[str,
     return records
 
 
-def generate_caption_scenes(out: Path, count: int, cfg: WorldConfig) -> tuple[dict, dict]:
-    """The det-captions split: (COCO captions file, oracle COCO detection file)."""
+def generate_caption_scenes(
+    out: Path, count: int, cfg: WorldConfig, split: str = "det-captions"
+) -> tuple[dict, dict]:
+    """A caption-scene split: (COCO captions file, oracle COCO detection file)."""
     images, captions, oracle = [], [], []
-    for i in tqdm(range(count), desc="det-captions", unit="img"):
-        scene = scene_for(cfg.seed, "det-captions", i, cfg)
+    for i in tqdm(range(count), desc=split, unit="img"):
+        scene = scene_for(cfg.seed, split, i, cfg)
         name = f"images/{i:06d}.png"
-        _save_png(scene.image, out / "det-captions" / name)
-        rng = np.random.default_rng([cfg.seed, 10 + SPLIT_CODES["det-captions"], i])
+        _save_png(scene.image, out / split / name)
+        rng = np.random.default_rng([cfg.seed, 10 + SPLIT_CODES[split], i])
         text, mentions = caption(scene.objects, rng)
         images.append({"id": i + 1, "file_name": name, "height": cfg.size, "width": cfg.size})
         captions.append({"id": i + 1, "image_id": i + 1, "caption": text, "mentions": mentions})
@@ -272,9 +299,13 @@ def _write_world(out: Path, cfg: WorldConfig) -> None:
     ):
         val = generate_detection_split(out, split, count, cfg)
         write_json(out / split / "annotations.json", {**val, "categories": categories, "ovd": ovd})
-    captions, oracle = generate_caption_scenes(out, cfg.det_captions, cfg)
-    write_json(out / "det-captions" / "captions.json", captions)
-    write_json(out / "det-captions" / "oracle.json", {**oracle, "categories": categories})
+    for split, count in (
+        ("det-captions", cfg.det_captions),
+        ("det-captions-companion", cfg.det_captions_companion),
+    ):
+        captions, oracle = generate_caption_scenes(out, count, cfg, split)
+        write_json(out / split / "captions.json", captions)
+        write_json(out / split / "oracle.json", {**oracle, "categories": categories})
     write_json(
         out / "categories.json",
         {"categories": categories, "ovd": ovd, "config": vars(cfg)},

@@ -50,6 +50,15 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 
 # Relative sampling weight of a category in the detection splits, by frequency group.
 GROUP_WEIGHT = {"f": 1.0, "c": 0.3, "r": 0.06}
+# each novel (rare) shape's fixed base partner in the companion caption scenes: a distracting
+# co-occurrence like the paper's person with tennis racket (category names)
+COMPANIONS = {
+    "crescent": "star",
+    "ring": "circle",
+    "trapezoid": "square",
+    "semicircle": "triangle",
+    "bolt": "arrow",
+}
 MIN_VISIBLE = 0.6
 
 
@@ -122,22 +131,25 @@ def sample_objects(
     radius_range: tuple[float, float],
     tries: int = 30,
     families: bool = False,
+    categories: list[int] | None = None,
 ) -> tuple[list[ShapeObject], list[np.ndarray]]:
     """Place up to `count` objects, each leaving every object at least MIN_VISIBLE visible.
 
     `families`: radii log-uniform and proportions drawn per object (`families.sample_params`);
-    otherwise radii uniform and canonical shapes (the classic world's draws, unchanged)."""
+    otherwise radii uniform and canonical shapes (the classic world's draws, unchanged).
+    `categories`: object k is of category `categories[k]` (`count` of them) instead of drawn
+    from `weights`."""
     h, w = size
     objects: list[ShapeObject] = []
     full: list[np.ndarray] = []  # each object's whole mask before occlusion
     lo, hi = radius_range
     log_lo, log_hi = math.log(lo), math.log(hi)
-    for _ in range(count):
+    for k in range(count):
         for _ in range(tries):
             r = math.exp(rng.uniform(log_lo, log_hi)) if families else rng.uniform(lo, hi)
             centre = (rng.uniform(r * 0.6, w - r * 0.6), rng.uniform(r * 0.6, h - r * 0.6))
             obj = ShapeObject(
-                int(rng.choice(len(CATEGORIES), p=weights)),
+                categories[k] if categories else int(rng.choice(len(CATEGORIES), p=weights)),
                 str(rng.choice(list(COLOURS))),
                 centre,
                 r,
@@ -183,15 +195,20 @@ def render_scene(
     uniform: bool = False,
     radius_range: tuple[float, float] | None = None,
     min_objects: int = 1,
+    categories: list[int] | None = None,
 ) -> Scene:
-    """Render one scene with `min_objects`..`max_objects` objects."""
+    """Render one scene with `min_objects`..`max_objects` objects, or exactly the objects of
+    `categories` where given (each placed if it fits)."""
     h, w = size
     radius_range = radius_range or (0.09 * min(h, w), 0.22 * min(h, w))
     img = background(rng, size)
-    count = int(rng.integers(min_objects, max_objects + 1))
+    count = len(categories) if categories else int(rng.integers(min_objects, max_objects + 1))
     objects: list[ShapeObject] = []
+    weights = category_weights(uniform)
     for _ in range(10):  # a scene always has at least one object
-        objects, masks = sample_objects(rng, size, count, category_weights(uniform), radius_range)
+        objects, masks = sample_objects(
+            rng, size, count, weights, radius_range, categories=categories
+        )
         if objects:
             break
     for obj, mask in zip(objects, masks, strict=True):

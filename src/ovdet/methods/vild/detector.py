@@ -38,8 +38,15 @@ def load_detector(folder: str | os.PathLike, device: str = "cpu") -> tuple[ViLD,
     spec = json.loads((folder / "spec.json").read_text())
     state = load_file(folder / "model.safetensors")
     model = build_model(spec, torch.zeros(len(spec["base_names"]), spec["vild"]["embed_dim"]))
-    # weights may be stored in float16 to save space (the base text buffer is not saved)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    # weights may be stored in float16 to save space (the base text buffer is not saved);
+    # `aux.` holds training-only modules (CoDet's Phi), kept for exact resume
+    model.load_state_dict(
+        {
+            k: v.float() if v.is_floating_point() else v
+            for k, v in state.items()
+            if not k.startswith("aux.")
+        }
+    )
     return model.to(device).eval(), spec
 
 

@@ -1,0 +1,225 @@
+"""CoDet's table in the shapes world, by one call. Every row fine-tunes the same ViLD-text
+checkpoint's RoI heads (backbone and RPN frozen) on the same schedule and det-train images;
+rows differ in what the caption batches teach:
+
+  ViLD-text                      no caption batches: every step is a detection batch (control)
+  max-size                       Detic: the largest proposal takes the caption's concept
+  max-score                      self-training: the proposal most similar to the concept
+  CoDet (no text guidance)       Phi over plain cosine co-occurrence
+  CoDet                          Phi over text-guided co-occurrence
+  parameter-free Phi             the mean best match over the group instead of Phi (diagnostic)
+
+Evaluated on det-val-uniform (the bars' split), det-val and, where the world has it, det-style
+(LVIS protocol; AP_r is novel AP). The pseudo-box hit rate (the chosen region overlaps an object
+of the group's concept at IoU >= 0.5, from det-captions' oracle boxes, never read in training)
+is measured on fixed groups with each trained row's own rule, for novel and base concepts; and
+CoDet with and without text guidance is trained and measured again on the companion split,
+where each novel shape brings a base partner half of the time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from ovdet.data.captions import CaptionDataset, load_captions
+from ovdet.eval.data import load_gt
+from ovdet.eval.recognition import evaluate_detector
+from ovdet.experiments.vild import eval_splits
+from ovdet.io.atomic import write_json
+from ovdet.methods.codet.concepts import ConceptIndex
+from ovdet.methods.codet.cooccur import CoOccurrence, region_weights
+from ovdet.methods.codet.train import CaptionGroups, CoDetTrainConfig, train_codet
+from ovdet.methods.vild.detector import detect_image, load_detector
+from ovdet.models.vlm import VisionLanguageModel
+from ovdet.ops.boxes import box_iou, xywh_to_xyxy
+from ovdet.vocab.embed import embed_vocabulary
+from ovdet.vocab.parse import vocabulary_from_categories
+
+# row -> (pseudo-region rule, text guidance, caption weight scale)
+ROWS = {
+    "ViLD-text": ("codet", True, 0.0),
+    "max-size": ("max-size", False, 1.0),
+    "max-score": ("max-score", False, 1.0),
+    "CoDet (no text guidance)": ("codet", False, 1.0),
+    "CoDet": ("codet", True, 1.0),
+    "parameter-free Phi": ("parameter-free", True, 1.0),
+}
+
+
+@dataclass
+class CoDetExperiment:
+    train_images: int = 1500  # det-train images every row trains on (the first ones)
+    caption_images: int = 2000  # caption scenes the groups are drawn from (each split)
+    hit_groups: int = 20  # fixed groups per concept for the hit rate
+    companion: bool = True  # also the companion split's text-guidance comparison
+
+    def __post_init__(self) -> None:
+        from ovdet.config import check_fields
+
+        check_fields(self, positive=("train_images", "caption_images", "hit_groups"))
+
+
+@dataclass
+class CaptionSplit:
+    """A caption split ready for training: images, concepts, caption embeddings, oracle."""
+
+    folder: Path
+    captions: CaptionDataset
+    concepts: ConceptIndex
+    caption_text: torch.Tensor
+    oracle: dict[str, Any]
+
+    @classmethod
+    def load(
+        cls, folder: Path, count: int, vocab: Any, clip: VisionLanguageModel, side: int
+    ) -> CaptionSplit:
+        items = load_captions(folder / "captions.json")[:count]
+        text = clip.encode_text([item.captions[0] for item in items]).float().cpu().clone()
+        oracle = json.loads((folder / "oracle.json").read_text())
+        return cls(
+            folder,
+            CaptionDataset(items, folder, side),
+            ConceptIndex.build(items, vocab),
+            text,
+            oracle,
+        )
+
+
+def first_images(gt: dict[str, Any], count: int) -> dict[str, Any]:
+    """`gt` restricted to its first `count` images by id, with their annotations."""
+    keep = {im["id"] for im in sorted(gt["images"], key=lambda im: im["id"])[:count]}
+    return {
+        **gt,
+        "images": [im for im in gt["images"] if im["id"] in keep],
+        "annotations": [a for a in gt["annotations"] if a["image_id"] in keep],
+    }
+
+
+def load_phi(folder: Path, cfg: CoDetTrainConfig) -> CoOccurrence:
+    """The trained Phi stored under `aux.phi.` in a CoDet checkpoint."""
+    r = cfg.proposals + 1
+    phi = CoOccurrence((cfg.group_size - 1) * r, r)
+    state = load_file(Path(folder) / "model.safetensors")
+    phi.load_state_dict(
+        {k[len("aux.phi.") :]: v.float() for k, v in state.items() if k.startswith("aux.phi.")}
+    )
+    return phi.eval()
+
+
+@torch.no_grad()
+def hit_rate(
+    folder: Path,
+    cfg: CoDetTrainConfig,
+    split: CaptionSplit,
+    concept_text: torch.Tensor,
+    novel: set[int],
+    groups_per_concept: int,
+) -> dict[str, float]:
+    """% of queries whose chosen region (the argmax of the row's weights) overlaps an object of
+    the group's concept at IoU >= 0.5, over `groups_per_concept` fixed groups of every groupable
+    concept: {"novel": ..., "base": ...} (concept indices in `novel` are novel)."""
+    model, _ = load_detector(folder)
+    phi = load_phi(folder, cfg) if cfg.pseudo == "codet" else None
+    embedder = CaptionGroups(model, split.captions, cfg)
+    truth: dict[Any, list[tuple[int, list[float]]]] = {}
+    order = [c["id"] for c in sorted(split.oracle["categories"], key=lambda c: c["id"])]
+    for a in split.oracle["annotations"]:
+        truth.setdefault(a["image_id"], []).append((order.index(a["category_id"]), a["bbox"]))
+    g = torch.Generator().manual_seed(12345)
+    hits = {"novel": [0, 0], "base": [0, 0]}
+    for c in split.concepts.require(cfg.group_size):
+        images_of = split.concepts.images_of[c]
+        for _ in range(groups_per_concept):
+            pick = torch.randperm(len(images_of), generator=g)[: cfg.group_size]
+            images = [images_of[int(j)] for j in pick]
+            emb, boxes = embedder.embed(images)
+            p = region_weights(cfg.pseudo, emb, boxes, concept_text[c], phi, cfg.text_guidance)
+            chosen = boxes[torch.arange(len(images)), p.argmax(-1)]
+            kind = "novel" if c in novel else "base"
+            for i, box in zip(images, chosen, strict=True):
+                item = split.captions.items[i]
+                same = [
+                    xywh_to_xyxy(torch.tensor(b, dtype=torch.float32))
+                    for k, b in truth.get(item.image_id, [])
+                    if k == c
+                ]
+                image_box = box / split.captions.scale(i)
+                hit = bool(same) and float(box_iou(image_box[None], torch.stack(same)).max()) >= 0.5
+                hits[kind][0] += hit
+                hits[kind][1] += 1
+    return {k: 100.0 * h / max(1, n) for k, (h, n) in hits.items()}
+
+
+def reproduce_codet(
+    data: str | Path,
+    out: str | Path,
+    clip: VisionLanguageModel,
+    cfg: CoDetTrainConfig,
+    exp: CoDetExperiment,
+    splits: tuple[str, ...] = ("det-val-uniform", "det-val", "det-style"),
+) -> dict[str, Any]:
+    """Train and evaluate every row; write `out/results.json` (after each row)."""
+    data, out = Path(data), Path(out)
+    train_gt = first_images(load_gt(data / "det-train" / "annotations.json"), exp.train_images)
+    categories = sorted(train_gt["categories"], key=lambda c: c["id"])
+    ids = [c["id"] for c in categories]
+    vocab = vocabulary_from_categories(categories)
+    _, spec = load_detector(cfg.init)
+    text = embed_vocabulary(clip, vocab, spec["templates"]).clone()
+    novel_mask = torch.tensor([c["id"] not in train_gt["ovd"]["base"] for c in categories])
+    novel = {k for k, is_novel in enumerate(novel_mask.tolist()) if is_novel}
+    images = data / "det-train"
+    caption_splits = {
+        "det-captions": CaptionSplit.load(
+            data / "det-captions", exp.caption_images, vocab, clip, spec["side"]
+        )
+    }
+    if exp.companion and (data / "det-captions-companion" / "captions.json").is_file():
+        caption_splits["companion"] = CaptionSplit.load(
+            data / "det-captions-companion", exp.caption_images, vocab, clip, spec["side"]
+        )
+
+    def run(folder: Path, c: CoDetTrainConfig, split: CaptionSplit) -> Path:
+        return train_codet(
+            train_gt,
+            images,
+            folder,
+            c,
+            split.captions,
+            split.concepts,
+            text,
+            split.caption_text,
+            clip=clip,
+        )
+
+    available = eval_splits(data, splits)
+    results: dict[str, Any] = {"rows": {}, "hit rate": {}, "companion": {}}
+    main = caption_splits["det-captions"]
+    for name, (pseudo, guided, weight) in ROWS.items():
+        c = replace(
+            cfg, pseudo=pseudo, text_guidance=guided, caption_weight=cfg.caption_weight * weight
+        )
+        folder = run(out / name, c, main)
+        model, s = load_detector(folder)
+        detect = lambda image, m=model, s=s: detect_image(m, s, image, text, novel_mask)  # noqa: E731
+        results["rows"][name] = {
+            split: evaluate_detector(gt, folder_, detect, ids)
+            for split, (gt, folder_) in available.items()
+        }
+        if weight > 0:
+            results["hit rate"][name] = hit_rate(folder, c, main, text, novel, exp.hit_groups)
+        write_json(out / "results.json", results, indent=1)
+    if "companion" in caption_splits:
+        split = caption_splits["companion"]
+        for name, guided in (("CoDet (no text guidance)", False), ("CoDet", True)):
+            c = replace(cfg, pseudo="codet", text_guidance=guided)
+            folder = run(out / "companion" / name, c, split)
+            results["companion"][name] = hit_rate(folder, c, split, text, novel, exp.hit_groups)
+            write_json(out / "results.json", results, indent=1)
+    return results

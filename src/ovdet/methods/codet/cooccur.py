@@ -1,0 +1,105 @@
+"""CoDet's co-occurring object discovery: within a group of images that share a concept, the
+region of the query image that recurs in the other images is that concept's pseudo-region.
+
+For query image i of a group, with R regions per image (the top n proposals and the whole image)
+and region embeddings f:
+- similarity `S_ij = sum_k w_k fhat_ik fhat_jk` between its regions and the other images'
+  regions, fhat L2-normalised; text guidance `w = |t_c| / mean |t_c|` re-weights the channels by
+  the concept's text embedding (no guidance: w = 1, the cosine);
+- `p = softmax over the query's regions of Phi(S_i)`, Phi = Linear((g-1)R -> R), ReLU,
+  Linear(R -> 1) (trained at a tenth of the learning rate);
+- the pseudo-region is the soft prototype `f_p = sum_i p_i f_i` (no threshold).
+The parameter-free diagnostic replaces Phi by the mean over the other images of the best match.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def text_guidance(text: torch.Tensor) -> torch.Tensor:
+    """(D,) concept text embedding -> (D,) channel weights |t| / mean |t| (mean 1)."""
+    a = text.abs()
+    return a / a.mean().clamp(min=1e-12)
+
+
+def group_similarity(features: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """(g, R, D) region embeddings of a group -> (g, R, (g-1) R) weighted similarities of each
+    image's regions to the other images' regions (other images in group order, each image's
+    regions in their order)."""
+    g, r, d = features.shape
+    f = F.normalize(features, dim=-1)
+    q = f * weights if weights is not None else f
+    sim = torch.einsum("ird,jsd->ijrs", q, f)  # (g, g, R, R)
+    rows = []
+    for i in range(g):
+        others = [j for j in range(g) if j != i]
+        rows.append(sim[i, others].permute(1, 0, 2).reshape(r, (g - 1) * r))
+    return torch.stack(rows)
+
+
+class CoOccurrence(nn.Module):
+    """Phi: each query region's similarities to the support regions -> one logit."""
+
+    def __init__(self, supports: int, regions: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(supports, regions), nn.ReLU(), nn.Linear(regions, 1))
+
+    def forward(self, sim: torch.Tensor) -> torch.Tensor:
+        """(..., R, S) similarities -> (..., R) probabilities over the query's regions."""
+        return self.net(sim).squeeze(-1).softmax(-1)
+
+
+def parameter_free(sim: torch.Tensor, regions: int, scale: float = 50.0) -> torch.Tensor:
+    """(..., R, (g-1) R) -> (..., R) softmax of `scale` x the mean over the other images of each
+    region's best match there (the diagnostic row without Phi)."""
+    best = sim.unflatten(-1, (-1, regions)).amax(-1)  # (..., R, g-1)
+    return (scale * best.mean(-1)).softmax(-1)
+
+
+def prototypes(features: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """(g, R, D) region embeddings and (g, R) probabilities -> (g, D) soft pseudo-regions."""
+    return (p[..., None] * features).sum(-2)
+
+
+PSEUDO_REGIONS = ("codet", "max-size", "max-score", "parameter-free")
+
+
+def region_weights(
+    method: str,
+    features: torch.Tensor,
+    boxes: torch.Tensor,
+    concept_text: torch.Tensor,
+    phi: CoOccurrence | None,
+    guided: bool = True,
+) -> torch.Tensor:
+    """How each image of a group spreads its concept over its regions: (g, R) rows summing to 1.
+
+    Args:
+        method: "codet" (Phi over the co-occurrence similarities), "parameter-free" (the mean
+            best match instead of Phi), "max-size" (Detic: the largest proposal), "max-score"
+            (self-training: the proposal most similar to the concept's text).
+        features: (g, R, D) region embeddings; the last region of each image is the whole image.
+        boxes: (g, R, 4) xyxy; concept_text: (D,); guided: text guidance (codet, parameter-free).
+    """
+    g, r, _ = features.shape
+    if method in ("codet", "parameter-free"):
+        w = text_guidance(concept_text.to(features)) if guided else None
+        sim = group_similarity(features.detach(), w)  # (g, R, (g-1) R)
+        if method == "parameter-free":
+            return parameter_free(sim, r)
+        if phi is None:
+            raise ValueError("CoDet's pseudo-regions need Phi")
+        return phi(sim)
+    proposals = slice(0, r - 1)  # the whole-image box never stands for one object
+    if method == "max-size":
+        b = boxes[:, proposals]
+        score = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    elif method == "max-score":
+        f = F.normalize(features[:, proposals].detach(), dim=-1)
+        score = f @ F.normalize(concept_text.to(f), dim=0)
+    else:
+        raise ValueError(f"unknown pseudo-region method {method!r}; one of {PSEUDO_REGIONS}")
+    return F.one_hot(score.argmax(-1), r).to(features)

@@ -1,0 +1,251 @@
+"""Train CoDet (Ma et al., NeurIPS 2023; METHODS.md section 4) by fine-tuning a ViLD-text
+checkpoint with region-word alignment learned from image-caption pairs alone.
+
+Detection batches (det-train's base boxes: ViLD-text's loss) and caption batches alternate 1:1.
+A caption batch is `groups` concept groups (`concepts.ConceptIndex.sample_group`) of
+`group_size` images; each image's regions are its top `proposals` RPN proposals plus the whole
+image, embedded by the RoI head. Each image in turn is the query: its pseudo-region is the soft
+prototype of its regions weighted by `cooccur.region_weights` (CoDet's Phi over text-guided
+co-occurrence similarities, or a baseline's choice), trained with the region-word loss; the
+whole-image box adds Detic's image-caption loss. The caption batch's losses are scaled by
+`caption_weight` (COCO 0.1).
+
+As in ovdet's RKD, the backbone and RPN stay those of the init (frozen, features computed once
+per image) so every row of a comparison fine-tunes the same RoI heads on the same schedule; the
+paper trains the whole detector. A checkpoint is a ViLD checkpoint (spec "kind": "codet"), so
+`ovdet detect` and `ViLDDetector` load it; Phi is stored under `aux.` for exact resume and
+skipped by the loaders.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ovdet.data.captions import CaptionDataset
+from ovdet.data.coco import CocoDetection
+from ovdet.errors import OvdetError
+from ovdet.losses.codet import image_caption_loss, region_word_loss
+from ovdet.methods.codet.concepts import ConceptIndex
+from ovdet.methods.codet.cooccur import (
+    PSEUDO_REGIONS,
+    CoOccurrence,
+    prototypes,
+    region_weights,
+)
+from ovdet.methods.vild.detector import build_model, load_detector
+from ovdet.methods.vild.model import ViLD, ViLDConfig
+from ovdet.methods.vild.train import FrozenFeatures
+from ovdet.models.bundled import checkpoint_folder
+from ovdet.models.loader import load_model
+from ovdet.models.vlm import VisionLanguageModel
+from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
+from ovdet.vocab.embed import embed_vocabulary
+from ovdet.vocab.parse import vocabulary_from_categories
+
+
+@dataclass
+class CoDetTrainConfig:
+    init: str = "shapes-vild-text"  # the ViLD-text checkpoint fine-tuned (folder or bundled)
+    steps: int = 1000  # alternating: half detection, half caption batches
+    batch_size: int = 8  # detection images per detection batch
+    groups: int = 2  # concept groups per caption batch
+    group_size: int = 4  # g (COCO 2, LVIS 8)
+    proposals: int = 16  # n top RPN proposals per caption image (COCO 32, LVIS 128)
+    lr: float = 5e-4  # AdamW
+    phi_lr: float = 0.1  # Phi's learning rate, relative to lr
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    seed: int = 0
+    checkpoint_every: int = 250
+    pseudo: str = "codet"  # codet | max-size | max-score | parameter-free
+    text_guidance: bool = True
+    caption_weight: float = 0.1  # the caption batch's loss weight (COCO 0.1, LVIS 0.2)
+    image_caption_weight: float = 1.0  # Detic's image-caption loss inside the caption batch
+
+    def __post_init__(self) -> None:
+        from ovdet.config import check_fields
+
+        check_fields(
+            self,
+            positive=("batch_size", "groups", "proposals", "lr", "phi_lr", "checkpoint_every"),
+            nonnegative=(
+                "steps",
+                "weight_decay",
+                "warmup",
+                "seed",
+                "caption_weight",
+                "image_caption_weight",
+            ),
+            choices={"pseudo": PSEUDO_REGIONS},
+        )
+        if self.group_size < 2:
+            raise OvdetError(
+                f"group-size must be >= 2 (a group shares a concept), got {self.group_size}"
+            )
+        if not self.init:
+            raise OvdetError("CoDet fine-tunes a ViLD-text checkpoint: give init")
+
+
+def image_regions(proposals: torch.Tensor, size: tuple[int, int], n: int) -> torch.Tensor:
+    """(P, 4) proposals, best first, of an image whose valid input area is `size` (h, w) ->
+    (n + 1, 4): the top n (the whole image repeated where fewer) and the whole image last."""
+    h, w = size
+    whole = proposals.new_tensor([[0.0, 0.0, float(w), float(h)]])
+    top = proposals[:n]
+    return torch.cat([top, whole.expand(n - len(top), 4), whole])
+
+
+class CaptionGroups:
+    """Caption batches for CoDet: the groups' images, their regions and region embeddings."""
+
+    def __init__(self, model: ViLD, captions: CaptionDataset, cfg: CoDetTrainConfig) -> None:
+        self.model, self.captions, self.cfg = model, captions, cfg
+        self.frozen = FrozenFeatures(model)
+
+    def embed(self, images: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k, R, D) region embeddings and (k, R, 4) boxes (input frame) of caption images."""
+        batch = [self.captions[i] for i in images]
+        features, proposals = self.frozen.get(images, batch)
+        boxes = [
+            image_regions(p, s.size, self.cfg.proposals)
+            for p, s in zip(proposals, batch, strict=True)
+        ]
+        emb, _ = self.model.class_outputs(features, boxes)
+        r = self.cfg.proposals + 1
+        return emb.view(len(images), r, -1), torch.stack(boxes)
+
+
+@flushes_denormals
+def train_codet(
+    gt: dict[str, Any],
+    images_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: CoDetTrainConfig,
+    captions: CaptionDataset,
+    concepts: ConceptIndex,
+    concept_text: torch.Tensor,
+    caption_text: torch.Tensor | None = None,
+    stop: Callable[[int], bool] | None = None,
+    clip: VisionLanguageModel | None = None,
+) -> Path:
+    """Fine-tune `cfg.init` into `out`.
+
+    Args:
+        gt: the detection training set (its base categories are the init's).
+        captions, concepts: the captioned images and the concepts their captions name.
+        concept_text: (C, D) text embeddings of the concept vocabulary `concepts` indexes.
+        caption_text: (N, D) CLIP text embeddings of each captioned image's first caption, for
+            the image-caption loss (None: that loss is off).
+        clip: the init's CLIP (default: loaded by the name in its spec), for the base classes'
+            text embeddings.
+    """
+    out = Path(out)
+    if len(concepts.labels) != len(captions):
+        raise OvdetError(
+            f"the concept index covers {len(concepts.labels)} images, the captions {len(captions)}"
+        )
+    concepts.require(cfg.group_size)
+    source, init_spec = load_detector(cfg.init)
+    vild = replace(ViLDConfig(**init_spec["vild"]), image_weight=0.0, ensemble=False)
+    image_caption = caption_text is not None and cfg.image_caption_weight > 0
+    spec = {
+        **{k: v for k, v in init_spec.items() if k != "train"},
+        "kind": "codet",
+        "vild": asdict(vild),
+        "init": str(checkpoint_folder(cfg.init)),
+        "codet": asdict(cfg) | {"image_caption": image_caption},
+    }
+    by_id = {c["id"]: c for c in gt["categories"]}
+    missing_ids = [i for i in init_spec["base_ids"] if i not in by_id]
+    if missing_ids:
+        raise OvdetError(f"{cfg.init}'s base categories {missing_ids} are not in the dataset")
+    base_vocab = vocabulary_from_categories([by_id[i] for i in init_spec["base_ids"]])
+    base_text = embed_vocabulary(
+        clip or load_model(init_spec["clip"]), base_vocab, spec["templates"]
+    )
+    torch.manual_seed(cfg.seed)
+    model = build_model(spec, base_text)
+    model.load_state_dict(source.state_dict())
+    r = cfg.proposals + 1
+    phi = CoOccurrence((cfg.group_size - 1) * r, r)
+    model.aux = nn.ModuleDict({"phi": phi})  # training-only; loaders skip `aux.`
+    model.backbone.requires_grad_(False)
+    model.rpn.requires_grad_(False)
+    dataset = CocoDetection(gt, images_dir, init_spec["base_ids"], init_spec["side"])
+    heads = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("aux.")]
+    opt = torch.optim.AdamW(
+        [{"params": heads}, {"params": list(phi.parameters()), "lr": cfg.lr * cfg.phi_lr}],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+    )
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
+    box_features = FrozenFeatures(model)
+    groups = CaptionGroups(model, captions, cfg)
+
+    def box_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
+        picked = torch.randint(len(dataset), (cfg.batch_size,), generator=g).tolist()
+        batch = [dataset[i] for i in picked]
+        features, proposals = box_features.get(picked, batch)
+        return model.head_losses(
+            features, proposals, [s.boxes for s in batch], [s.labels for s in batch]
+        )
+
+    def caption_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
+        drawn = [concepts.sample_group(cfg.group_size, g) for _ in range(cfg.groups)]
+        images = [i for _, group in drawn for i in group]
+        emb, boxes = groups.embed(images)
+        emb = emb.view(cfg.groups, cfg.group_size, r, -1)
+        boxes = boxes.view(cfg.groups, cfg.group_size, r, 4)
+        pseudo = [
+            prototypes(
+                emb[k],
+                region_weights(
+                    cfg.pseudo, emb[k], boxes[k], concept_text[c], phi, cfg.text_guidance
+                ),
+            )
+            for k, (c, _) in enumerate(drawn)
+        ]
+        labels = torch.tensor([c for c, _ in drawn]).repeat_interleave(cfg.group_size)
+        losses = {
+            "region_word": cfg.caption_weight
+            * region_word_loss(torch.cat(pseudo), concept_text, labels)
+        }
+        if image_caption:
+            whole = emb[:, :, -1].reshape(len(images), -1)
+            losses["image_caption"] = (
+                cfg.caption_weight
+                * cfg.image_caption_weight
+                * image_caption_loss(whole, caption_text[images])
+            )
+        return losses
+
+    def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        if cfg.caption_weight > 0 and step % 2 == 1:
+            return caption_batch(g)
+        return box_batch(g)  # caption weight 0: a detection batch every step (the control)
+
+    guidance = (
+        ""
+        if cfg.pseudo not in ("codet", "parameter-free")
+        else (", text guidance" if cfg.text_guidance else ", no text guidance")
+    )
+    train_resumable(
+        step_losses,
+        out,
+        model,
+        spec,
+        opt,
+        sched,
+        cfg,
+        same=tuple(spec),
+        desc=f"train CoDet ({cfg.pseudo}{guidance})",
+        stop=stop,
+    )
+    return out
