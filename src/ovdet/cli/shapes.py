@@ -168,7 +168,7 @@ def _register_reproduce_codet(shapes: argparse._SubParsersAction) -> None:
     from ovdet.methods.codet.train import CoDetTrainConfig
 
     p = shapes.add_parser(
-        "reproduce-codet", help="CoDet's table in the shapes world (fine-tunes 8 detectors)"
+        "reproduce-codet", help="CoDet's table in the shapes world (fine-tunes 9 detectors)"
     )
     p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--out", default="runs/shapes-codet")
@@ -179,7 +179,7 @@ def _register_reproduce_codet(shapes: argparse._SubParsersAction) -> None:
         help="a minutes-long pass over the whole pipeline: few images, 40 steps",
     )
     add_dataclass_args(p, CoDetExperiment)
-    add_dataclass_args(p, CoDetTrainConfig, skip=("pseudo", "text_guidance"))
+    add_dataclass_args(p, CoDetTrainConfig, skip=("pseudo", "text_guidance", "loss"))
     p.set_defaults(run=run_reproduce_codet)
 
 

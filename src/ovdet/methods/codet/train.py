@@ -10,6 +10,14 @@ co-occurrence similarities, or a baseline's choice), trained with the region-wor
 whole-image box adds Detic's image-caption loss. The caption batch's losses are scaled by
 `caption_weight` (COCO 0.1).
 
+The region-word loss takes the detector's form by default: the pseudo-region's concept among
+background + the concept vocabulary, softmax cross-entropy through the detector's own classifier
+(its learned background and temperature), as ovdet's RKD does for PIS. The paper's sigmoid BCE
+(`loss="bce"`, `losses.codet.region_word_loss`) belongs to Detic-style detectors with no
+background class; on a ViLD-text detector, whose background was trained to take every
+unannotated (novel) object, it leaves the background winning at inference (measured in the
+README's table).
+
 As in ovdet's RKD, the backbone and RPN stay those of the init (frozen, features computed once
 per image) so every row of a comparison fine-tunes the same RoI heads on the same schedule; the
 paper trains the whole detector. A checkpoint is a ViLD checkpoint (spec "kind": "codet"), so
@@ -32,6 +40,7 @@ from ovdet.data.captions import CaptionDataset
 from ovdet.data.coco import CocoDetection
 from ovdet.errors import OvdetError
 from ovdet.losses.codet import image_caption_loss, region_word_loss
+from ovdet.losses.rkd import pms_loss
 from ovdet.methods.codet.concepts import ConceptIndex
 from ovdet.methods.codet.cooccur import (
     PSEUDO_REGIONS,
@@ -48,6 +57,8 @@ from ovdet.models.vlm import VisionLanguageModel
 from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
+
+LOSS_FORMS = ("softmax", "bce")
 
 
 @dataclass
@@ -67,6 +78,7 @@ class CoDetTrainConfig:
     pseudo: str = "codet"  # codet | max-size | max-score | parameter-free
     text_guidance: bool = True
     caption_weight: float = 0.1  # the caption batch's loss weight (COCO 0.1, LVIS 0.2)
+    loss: str = "softmax"  # region-word loss form: "softmax" (the detector's) or "bce" (paper)
     image_caption_weight: float = 1.0  # Detic's image-caption loss inside the caption batch
 
     def __post_init__(self) -> None:
@@ -83,7 +95,7 @@ class CoDetTrainConfig:
                 "caption_weight",
                 "image_caption_weight",
             ),
-            choices={"pseudo": PSEUDO_REGIONS},
+            choices={"pseudo": PSEUDO_REGIONS, "loss": LOSS_FORMS},
         )
         if self.group_size < 2:
             raise OvdetError(
@@ -213,10 +225,13 @@ def train_codet(
             for k, (c, _) in enumerate(drawn)
         ]
         labels = torch.tensor([c for c, _ in drawn]).repeat_interleave(cfg.group_size)
-        losses = {
-            "region_word": cfg.caption_weight
-            * region_word_loss(torch.cat(pseudo), concept_text, labels)
-        }
+        pseudo = torch.cat(pseudo)
+        if cfg.loss == "softmax":  # the concept among background + the concept vocabulary
+            logits = model.classifier(pseudo, concept_text, background=True)
+            rw = pms_loss(logits, labels + 1, cfg.caption_weight)
+        else:
+            rw = cfg.caption_weight * region_word_loss(pseudo, concept_text, labels)
+        losses = {"region_word": rw}
         if image_caption:
             whole = emb[:, :, -1].reshape(len(images), -1)
             losses["image_caption"] = (
@@ -231,11 +246,12 @@ def train_codet(
             return caption_batch(g)
         return box_batch(g)  # caption weight 0: a detection batch every step (the control)
 
-    guidance = (
-        ""
-        if cfg.pseudo not in ("codet", "parameter-free")
-        else (", text guidance" if cfg.text_guidance else ", no text guidance")
-    )
+    if cfg.caption_weight == 0:
+        name = "no caption batches"
+    elif cfg.pseudo in ("codet", "parameter-free"):
+        name = f"{cfg.pseudo}, {'' if cfg.text_guidance else 'no '}text guidance, {cfg.loss}"
+    else:
+        name = f"{cfg.pseudo}, {cfg.loss}"
     train_resumable(
         step_losses,
         out,
@@ -245,7 +261,7 @@ def train_codet(
         sched,
         cfg,
         same=tuple(spec),
-        desc=f"train CoDet ({cfg.pseudo}{guidance})",
+        desc=f"train CoDet ({name})",
         stop=stop,
     )
     return out
