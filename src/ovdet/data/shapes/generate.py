@@ -69,7 +69,7 @@ class WorldConfig:
     det_style: int = 500  # as det-val, in the held-out style
     det_captions: int = 2_000  # detection-sized caption scenes (no boxes; RKD's, CoDet's)
     det_val_uniform: int = 1_000  # as det-val with uniformly drawn categories
-    det_captions_companion: int = 1_000  # caption scenes where novel shapes bring a partner
+    det_captions_companion: int = 2_000  # caption scenes where novel shapes bring a partner
     companion: float = 0.5  # probability that a novel shape's partner joins its scene
     size: int = 128  # side of detection images
     caption_size: int = 64  # side of caption images
