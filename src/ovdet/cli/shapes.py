@@ -140,25 +140,33 @@ def _register_reproduce_rkd(shapes: argparse._SubParsersAction) -> None:
 QUICK_RKD = {"train_images": 48, "caption_images": 48, "seeds": 2, "steps": 40, "warmup": 5}
 
 
-def run_reproduce_rkd(args: argparse.Namespace) -> int:
-    from ovdet.experiments.rkd import RKDExperiment, reproduce_rkd
-    from ovdet.methods.rkd.train import RKDTrainConfig
+def _reproduce(args: argparse.Namespace, quick: dict[str, Any], reproduce, cfg_cls, exp_cls):
+    """Run a fine-tuning method's reproduction (RKD, CoDet) from its CLI options; print the
+    table of every evaluated split; return the results."""
     from ovdet.models.loader import load_model
 
     if args.quick:
-        for k, v in QUICK_RKD.items():
+        for k, v in quick.items():
             setattr(args, k, v)
-    results = reproduce_rkd(
+    results = reproduce(
         args.data,
         args.out,
         load_model(args.clip),
-        dataclass_from_args(RKDTrainConfig, args),
-        dataclass_from_args(RKDExperiment, args),
+        dataclass_from_args(cfg_cls, args),
+        dataclass_from_args(exp_cls, args),
     )
-    title = f"RKD in the shapes world (LVIS protocol; AP_r = novel), {args.out}"
-    splits = next(iter(results["rows"].values()))
-    for split in splits:
+    title = f"{cfg_cls.__name__.removesuffix('TrainConfig')} in the shapes world (LVIS protocol; "
+    title += f"AP_r = novel), {args.out}"
+    for split in next(iter(results["rows"].values())):
         _print_table(f"{title}: {split}", {k: r[split] for k, r in results["rows"].items()})
+    return results
+
+
+def run_reproduce_rkd(args: argparse.Namespace) -> int:
+    from ovdet.experiments.rkd import RKDExperiment, reproduce_rkd
+    from ovdet.methods.rkd.train import RKDTrainConfig
+
+    results = _reproduce(args, QUICK_RKD, reproduce_rkd, RKDTrainConfig, RKDExperiment)
     Console().print({"seeds": results["seeds"], "pseudo boxes": results["pseudo boxes"]})
     return 0
 
@@ -195,22 +203,8 @@ QUICK_CODET = {
 def run_reproduce_codet(args: argparse.Namespace) -> int:
     from ovdet.experiments.codet import CoDetExperiment, reproduce_codet
     from ovdet.methods.codet.train import CoDetTrainConfig
-    from ovdet.models.loader import load_model
 
-    if args.quick:
-        for k, v in QUICK_CODET.items():
-            setattr(args, k, v)
-    results = reproduce_codet(
-        args.data,
-        args.out,
-        load_model(args.clip),
-        dataclass_from_args(CoDetTrainConfig, args),
-        dataclass_from_args(CoDetExperiment, args),
-    )
-    title = f"CoDet in the shapes world (LVIS protocol; AP_r = novel), {args.out}"
-    splits = next(iter(results["rows"].values()))
-    for split in splits:
-        _print_table(f"{title}: {split}", {k: r[split] for k, r in results["rows"].items()})
+    results = _reproduce(args, QUICK_CODET, reproduce_codet, CoDetTrainConfig, CoDetExperiment)
     Console().print({"hit rate (%)": results["hit rate"], "companion": results["companion"]})
     return 0
 

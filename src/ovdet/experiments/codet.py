@@ -29,17 +29,14 @@ import torch
 from safetensors.torch import load_file
 
 from ovdet.data.captions import CaptionDataset, load_captions
-from ovdet.eval.data import load_gt
-from ovdet.eval.recognition import evaluate_detector
-from ovdet.experiments.vild import eval_splits
+from ovdet.experiments.vild import FineTuneWorld
 from ovdet.io.atomic import write_json
 from ovdet.methods.codet.concepts import ConceptIndex
 from ovdet.methods.codet.cooccur import CoOccurrence, region_weights
 from ovdet.methods.codet.train import CaptionGroups, CoDetTrainConfig, train_codet
-from ovdet.methods.vild.detector import detect_image, load_detector
+from ovdet.methods.vild.detector import load_detector
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import box_iou, xywh_to_xyxy
-from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
 
 # row -> what it changes in the training configuration
@@ -91,16 +88,6 @@ class CaptionSplit:
             text,
             oracle,
         )
-
-
-def first_images(gt: dict[str, Any], count: int) -> dict[str, Any]:
-    """`gt` restricted to its first `count` images by id, with their annotations."""
-    keep = {im["id"] for im in sorted(gt["images"], key=lambda im: im["id"])[:count]}
-    return {
-        **gt,
-        "images": [im for im in gt["images"] if im["id"] in keep],
-        "annotations": [a for a in gt["annotations"] if a["image_id"] in keep],
-    }
 
 
 def load_phi(folder: Path, cfg: CoDetTrainConfig) -> CoOccurrence:
@@ -168,15 +155,11 @@ def reproduce_codet(
 ) -> dict[str, Any]:
     """Train and evaluate every row; write `out/results.json` (after each row)."""
     data, out = Path(data), Path(out)
-    train_gt = first_images(load_gt(data / "det-train" / "annotations.json"), exp.train_images)
-    categories = sorted(train_gt["categories"], key=lambda c: c["id"])
-    ids = [c["id"] for c in categories]
+    world = FineTuneWorld.load(data, cfg.init, clip, exp.train_images, splits)
+    categories = sorted(world.train_gt["categories"], key=lambda c: c["id"])
     vocab = vocabulary_from_categories(categories)
-    _, spec = load_detector(cfg.init)
-    text = embed_vocabulary(clip, vocab, spec["templates"]).clone()
-    novel_mask = torch.tensor([c["id"] not in train_gt["ovd"]["base"] for c in categories])
-    novel = {k for k, is_novel in enumerate(novel_mask.tolist()) if is_novel}
-    images = data / "det-train"
+    text, spec = world.text, world.spec
+    novel = {k for k, is_novel in enumerate(world.novel.tolist()) if is_novel}
     caption_splits = {
         "det-captions": CaptionSplit.load(
             data / "det-captions", exp.caption_images, vocab, clip, spec["side"]
@@ -189,8 +172,8 @@ def reproduce_codet(
 
     def run(folder: Path, c: CoDetTrainConfig, split: CaptionSplit) -> Path:
         return train_codet(
-            train_gt,
-            images,
+            world.train_gt,
+            world.images,
             folder,
             c,
             split.captions,
@@ -200,18 +183,12 @@ def reproduce_codet(
             clip=clip,
         )
 
-    available = eval_splits(data, splits)
     results: dict[str, Any] = {"rows": {}, "hit rate": {}, "companion": {}}
     main = caption_splits["det-captions"]
     for name, change in ROWS.items():
         c = replace(cfg, **change)
         folder = run(out / name, c, main)
-        model, s = load_detector(folder)
-        detect = lambda image, m=model, s=s: detect_image(m, s, image, text, novel_mask)  # noqa: E731
-        results["rows"][name] = {
-            split: evaluate_detector(gt, folder_, detect, ids)
-            for split, (gt, folder_) in available.items()
-        }
+        results["rows"][name] = world.evaluate(folder)
         if c.caption_weight > 0:
             results["hit rate"][name] = hit_rate(folder, c, main, text, novel, exp.hit_groups)
         write_json(out / "results.json", results, indent=1)

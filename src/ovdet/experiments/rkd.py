@@ -28,9 +28,8 @@ import torch
 
 from ovdet.data.captions import CaptionDataset, load_captions
 from ovdet.data.coco import CocoDetection, letterbox
-from ovdet.eval.data import load_gt
 from ovdet.eval.recognition import evaluate_detector
-from ovdet.experiments.vild import eval_splits
+from ovdet.experiments.vild import FineTuneWorld
 from ovdet.io.atomic import write_json
 from ovdet.io.images import load_image
 from ovdet.losses.rkd import relation_matrix
@@ -42,7 +41,6 @@ from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import box_iou, xywh_to_xyxy
 from ovdet.recognize.crop import CropEmbedder
 from ovdet.recognize.dense import DenseEmbedder
-from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
 
 ROWS = (
@@ -79,22 +77,17 @@ def reproduce_rkd(
 ) -> dict[str, Any]:
     """Build the caches, train and evaluate every row; write `out/results.json`."""
     data, out = Path(data), Path(out)
-    train_gt = load_gt(data / "det-train" / "annotations.json")
-    keep = {
-        im["id"] for im in sorted(train_gt["images"], key=lambda im: im["id"])[: exp.train_images]
-    }
-    train_gt = {
-        **train_gt,
-        "images": [im for im in train_gt["images"] if im["id"] in keep],
-        "annotations": [a for a in train_gt["annotations"] if a["image_id"] in keep],
-    }
+    world = FineTuneWorld.load(data, cfg.init, clip, exp.train_images, splits)
+    train_gt, images, text, novel, spec = (
+        world.train_gt,
+        world.images,
+        world.text,
+        world.novel,
+        world.spec,
+    )
     categories = sorted(train_gt["categories"], key=lambda c: c["id"])
-    ids = [c["id"] for c in categories]
     vocab = vocabulary_from_categories(categories)
-    proposer, spec = load_detector(cfg.init)
-    text = embed_vocabulary(clip, vocab, spec["templates"])
-    novel = torch.tensor([c["id"] not in train_gt["ovd"]["base"] for c in categories])
-    images = data / "det-train"
+    proposer, _ = load_detector(cfg.init)
     dataset = CocoDetection(train_gt, images, spec["base_ids"], spec["side"])
 
     stand_in = make_labeler("shapes", vocab, clip, spec["templates"])
@@ -129,17 +122,11 @@ def reproduce_rkd(
             "RKD + PIS + WT", regions=regions["stand-in"], irm=irm, wt=True, **pis
         ),
     }
-    available = eval_splits(data, splits)
     results: dict[str, Any] = {"rows": {}}
     for name, folder in folders.items():
-        model, s = load_detector(folder)
-        detect = lambda image, m=model, s=s: detect_image(m, s, image, text, novel)  # noqa: E731
-        results["rows"][name] = {
-            split: evaluate_detector(gt, folder_, detect, ids)
-            for split, (gt, folder_) in available.items()
-        }
+        results["rows"][name] = world.evaluate(folder)
         write_json(out / "results.json", results, indent=1)
-    uniform = available[splits[0]]
+    uniform = world.splits[splits[0]]
     results["seeds"] = {}
     for name, irm_w in (("+ L1 (stand-in)", 0.0), ("RKD (L1 + IRM)", irm)):
         runs = [folders[name]] + [
@@ -149,7 +136,7 @@ def reproduce_rkd(
         for folder in runs:
             model, s = load_detector(folder)
             detect = lambda image, m=model, s=s: detect_image(m, s, image, text, novel)  # noqa: E731
-            aps.append(evaluate_detector(*uniform, detect, ids)["APr"])
+            aps.append(evaluate_detector(*uniform, detect, world.ids)["APr"])
             errors.append(relation_error(model, s, clip, *uniform, novel_ids(uniform[0]), exp))
         results["seeds"][name] = {
             "APr": aps,

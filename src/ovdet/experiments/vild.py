@@ -9,7 +9,7 @@ baseline and of the ViLD-image cache), then the distillation cache, then the oth
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,65 @@ def eval_splits(
         if gt_file.is_file() and (name == names[0] or load_gt(gt_file)["images"]):
             out[name] = (load_gt(gt_file), Path(data) / name)
     return out
+
+
+def first_images(gt: dict[str, Any], count: int) -> dict[str, Any]:
+    """`gt` restricted to its first `count` images by id, with their annotations."""
+    keep = {im["id"] for im in sorted(gt["images"], key=lambda im: im["id"])[:count]}
+    return {
+        **gt,
+        "images": [im for im in gt["images"] if im["id"] in keep],
+        "annotations": [a for a in gt["annotations"] if a["image_id"] in keep],
+    }
+
+
+@dataclass
+class FineTuneWorld:
+    """What a fine-tuning reproduction (RKD, CoDet) shares: the first det-train images, every
+    category's id and (C, D) text embedding under the init's templates, the (C,) novel mask, and
+    the evaluation splits the world has."""
+
+    train_gt: dict[str, Any]
+    images: Path
+    ids: list[int]
+    text: torch.Tensor
+    novel: torch.Tensor
+    spec: dict[str, Any]
+    splits: dict[str, tuple[dict[str, Any], Path]]
+
+    @classmethod
+    def load(
+        cls, data: Path, init: str, clip: Any, train_images: int, splits: tuple[str, ...]
+    ) -> FineTuneWorld:
+        from ovdet.eval.data import load_gt
+        from ovdet.vocab.embed import embed_vocabulary
+        from ovdet.vocab.parse import vocabulary_from_categories
+
+        train_gt = first_images(load_gt(data / "det-train" / "annotations.json"), train_images)
+        categories = sorted(train_gt["categories"], key=lambda c: c["id"])
+        _, spec = load_detector(init)
+        text = embed_vocabulary(clip, vocabulary_from_categories(categories), spec["templates"])
+        return cls(
+            train_gt,
+            data / "det-train",
+            [c["id"] for c in categories],
+            text.clone(),
+            torch.tensor([c["id"] not in train_gt["ovd"]["base"] for c in categories]),
+            spec,
+            eval_splits(data, splits),
+        )
+
+    def evaluate(self, folder: Path) -> dict[str, dict[str, float]]:
+        """split -> LVIS-protocol row of the ViLD-family checkpoint in `folder`."""
+        model, spec = load_detector(folder)
+
+        def detect(image: torch.Tensor) -> Any:
+            return detect_image(model, spec, image, self.text, self.novel)
+
+        return {
+            split: evaluate_detector(gt, images, detect, self.ids)
+            for split, (gt, images) in self.splits.items()
+        }
 
 
 def with_style(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ import torch
 from torch import nn
 
 from ovdet.data.captions import CaptionDataset
-from ovdet.data.coco import CocoDetection
 from ovdet.errors import OvdetError
 from ovdet.losses.codet import image_caption_loss, region_word_loss
 from ovdet.losses.rkd import pms_loss
@@ -48,15 +47,11 @@ from ovdet.methods.codet.cooccur import (
     prototypes,
     region_weights,
 )
-from ovdet.methods.vild.detector import build_model, load_detector
-from ovdet.methods.vild.model import ViLD, ViLDConfig
+from ovdet.methods.vild.finetune import fine_tune_start
+from ovdet.methods.vild.model import ViLD
 from ovdet.methods.vild.train import FrozenFeatures
-from ovdet.models.bundled import checkpoint_folder
-from ovdet.models.loader import load_model
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
-from ovdet.vocab.embed import embed_vocabulary
-from ovdet.vocab.parse import vocabulary_from_categories
 
 LOSS_FORMS = ("softmax", "bce")
 
@@ -164,33 +159,14 @@ def train_codet(
             f"the concept index covers {len(concepts.labels)} images, the captions {len(captions)}"
         )
     concepts.require(cfg.group_size)
-    source, init_spec = load_detector(cfg.init)
-    vild = replace(ViLDConfig(**init_spec["vild"]), image_weight=0.0, ensemble=False)
     image_caption = caption_text is not None and cfg.image_caption_weight > 0
-    spec = {
-        **{k: v for k, v in init_spec.items() if k != "train"},
-        "kind": "codet",
-        "vild": asdict(vild),
-        "init": str(checkpoint_folder(cfg.init)),
-        "codet": asdict(cfg) | {"image_caption": image_caption},
-    }
-    by_id = {c["id"]: c for c in gt["categories"]}
-    missing_ids = [i for i in init_spec["base_ids"] if i not in by_id]
-    if missing_ids:
-        raise OvdetError(f"{cfg.init}'s base categories {missing_ids} are not in the dataset")
-    base_vocab = vocabulary_from_categories([by_id[i] for i in init_spec["base_ids"]])
-    base_text = embed_vocabulary(
-        clip or load_model(init_spec["clip"]), base_vocab, spec["templates"]
+    fields = asdict(cfg) | {"image_caption": image_caption}
+    model, spec, dataset = fine_tune_start(
+        cfg.init, cfg.seed, gt, images_dir, "codet", fields, clip
     )
-    torch.manual_seed(cfg.seed)
-    model = build_model(spec, base_text)
-    model.load_state_dict(source.state_dict())
     r = cfg.proposals + 1
     phi = CoOccurrence((cfg.group_size - 1) * r, r)
     model.aux = nn.ModuleDict({"phi": phi})  # training-only; loaders skip `aux.`
-    model.backbone.requires_grad_(False)
-    model.rpn.requires_grad_(False)
-    dataset = CocoDetection(gt, images_dir, init_spec["base_ids"], init_spec["side"])
     heads = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("aux.")]
     opt = torch.optim.AdamW(
         [{"params": heads}, {"params": list(phi.parameters()), "lr": cfg.lr * cfg.phi_lr}],

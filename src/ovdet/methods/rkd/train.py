@@ -23,26 +23,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ovdet.data.captions import CaptionDataset
-from ovdet.data.coco import CocoDetection
 from ovdet.errors import OvdetError
 from ovdet.losses.rkd import irm_loss, pms_loss, rkd_l1_loss
-from ovdet.methods.vild.detector import build_model, load_detector
-from ovdet.methods.vild.model import ViLDConfig
+from ovdet.methods.vild.finetune import fine_tune_start
 from ovdet.methods.vild.train import FrozenFeatures
-from ovdet.models.bundled import checkpoint_folder
-from ovdet.models.loader import load_model
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
 from ovdet.train.feature_cache import ShardedCache
-from ovdet.vocab.embed import embed_vocabulary
-from ovdet.vocab.parse import vocabulary_from_categories
 
 
 @dataclass
@@ -131,32 +125,17 @@ def train_rkd(
     out = Path(out)
     if (pseudo is None) != (captions is None) or (pseudo is None) != (caption_text is None):
         raise OvdetError("PIS needs the captioned images, their pseudo-boxes and their vocabulary")
-    source, init_spec = load_detector(cfg.init)
-    vild = replace(ViLDConfig(**init_spec["vild"]), image_weight=0.0, ensemble=False)
-    vild = replace(vild, weight_transfer=cfg.weight_transfer)
-    spec = {
-        **{k: v for k, v in init_spec.items() if k != "train"},
-        "kind": "rkd",
-        "vild": asdict(vild),
-        "init": str(checkpoint_folder(cfg.init)),
-        "rkd": asdict(cfg) | {"distill": regions is not None, "pis": pseudo is not None},
-    }
-    by_id = {c["id"]: c for c in gt["categories"]}
-    missing_ids = [i for i in init_spec["base_ids"] if i not in by_id]
-    if missing_ids:
-        raise OvdetError(f"{cfg.init}'s base categories {missing_ids} are not in the dataset")
-    base_vocab = vocabulary_from_categories([by_id[i] for i in init_spec["base_ids"]])
-    base_text = embed_vocabulary(
-        clip or load_model(init_spec["clip"]), base_vocab, spec["templates"]
+    fields = asdict(cfg) | {"distill": regions is not None, "pis": pseudo is not None}
+    model, spec, dataset = fine_tune_start(
+        cfg.init,
+        cfg.seed,
+        gt,
+        images_dir,
+        "rkd",
+        fields,
+        clip,
+        weight_transfer=cfg.weight_transfer,
     )
-    torch.manual_seed(cfg.seed)
-    model = build_model(spec, base_text)
-    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("transfer.") for k in missing):
-        raise OvdetError(f"{cfg.init} does not fit this detector: {missing or unexpected}")
-    model.backbone.requires_grad_(False)
-    model.rpn.requires_grad_(False)
-    dataset = CocoDetection(gt, images_dir, init_spec["base_ids"], init_spec["side"])
     trained = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
