@@ -7,17 +7,14 @@ import json
 
 import pytest
 import torch
+from novel import novel_top1
 from once import built_once
 
 from ovdet.data.captions import CaptionDataset, load_captions
-from ovdet.data.coco import letterbox
 from ovdet.data.shapes.generate import WorldConfig, generate_world
-from ovdet.io.images import load_image
 from ovdet.methods.codet.concepts import ConceptIndex
 from ovdet.methods.codet.train import CoDetTrainConfig, train_codet
-from ovdet.methods.vild.detector import load_detector
 from ovdet.models.loader import load_model
-from ovdet.ops.boxes import xywh_to_xyxy
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
 
@@ -69,31 +66,13 @@ def _trained(tmp_path_factory, worker_id, caption_weight: float):
     return root, built_once(tmp_path_factory, worker_id, f"codet-{name}", train) / "run"
 
 
-@torch.no_grad()
 def _novel_top1(root, folder) -> float:
     """% of det-val-uniform's novel ground-truth boxes whose best class among all 16 is right."""
     val = json.loads((root / "det-val-uniform" / "annotations.json").read_text())
     cats = sorted(val["categories"], key=lambda c: c["id"])
     text = embed_vocabulary(load_model("shapes-clip"), vocabulary_from_categories(cats), "ensemble")
-    model, spec = load_detector(folder)
-    right = total = 0
-    for im in val["images"]:
-        anns = [
-            a
-            for a in val["annotations"]
-            if a["image_id"] == im["id"] and a["category_id"] in val["ovd"]["novel"]
-        ]
-        if not anns:
-            continue
-        image = load_image(root / "det-val-uniform" / im["file_name"])
-        xyxy = xywh_to_xyxy(torch.tensor([a["bbox"] for a in anns], dtype=torch.float32))
-        pixels, box = letterbox(image, spec["side"])
-        emb, _ = model.class_outputs(model.backbone(pixels), [box.boxes(xyxy)])
-        best = model.classifier(emb, text, background=False).argmax(-1)
-        truth = torch.tensor([[c["id"] for c in cats].index(a["category_id"]) for a in anns])
-        right += int((best == truth).sum())
-        total += len(anns)
-    return 100.0 * right / total
+    novel = torch.tensor([c["id"] in val["ovd"]["novel"] for c in cats])
+    return 100.0 * novel_top1(folder, val, root / "det-val-uniform", text, novel)
 
 
 @pytest.mark.slow(seconds=25)
