@@ -68,7 +68,7 @@ def _add_caption_args(p: argparse.ArgumentParser, required: bool, help: str) -> 
 
 
 def _register_codet(train: argparse._SubParsersAction) -> None:
-    from ovdet.methods.codet.train import PSEUDO_REGIONS, CoDetTrainConfig
+    from ovdet.methods.codet.train import LOSS_FORMS, PSEUDO_REGIONS, CoDetTrainConfig
 
     p = train.add_parser(
         "codet",
@@ -86,7 +86,7 @@ def _register_codet(train: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--val-gt", default=None, help="evaluate on this set at the end")
     p.add_argument("--val-images", default=None)
-    add_dataclass_args(p, CoDetTrainConfig, choices={"pseudo": PSEUDO_REGIONS})
+    add_dataclass_args(p, CoDetTrainConfig, choices={"pseudo": PSEUDO_REGIONS, "loss": LOSS_FORMS})
     p.set_defaults(run=run_codet)
 
 
