@@ -64,6 +64,22 @@ def add_dense_size(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_protocol_options(p: Any) -> None:
+    """--iou-type, --protocol and --split: how a results file is scored."""
+    p.add_argument("--iou-type", choices=("bbox", "segm"), default="bbox")
+    p.add_argument(
+        "--protocol",
+        choices=("coco", "lvis"),
+        default="coco",
+        help="lvis: 300 detections per image, federated matching, AP r/c/f",
+    )
+    p.add_argument(
+        "--split",
+        default=None,
+        help='base/novel split: "coco-ovd", "lvis" (novel = rare), or novel names/ids',
+    )
+
+
 def load_clip(args: argparse.Namespace) -> Any:
     from ovdet.models.loader import load_model
 

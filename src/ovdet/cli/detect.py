@@ -7,6 +7,10 @@ image_id names the image), or a COCO dataset's ground-truth boxes.
 Writes `detections.json` (one COCO results list for every image, ready for `ovdet eval`: with
 `--gt`, image ids are that file's integer ids; without, each image's path), plus a picture and a
 JSON per image named by its stem (its file name where two inputs share a stem).
+
+With `--images DIR|GLOB` (and optionally `--gt`, whose images are then read from DIR) it is a
+dataset pass instead (`ovdet.runner`): images streamed and batched, one results file only,
+resumable after a kill, and `--eval` scores it at once.
 """
 
 from __future__ import annotations
@@ -14,14 +18,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ovdet.cli.common import add_cache_args, add_device_arg, output_names
-from ovdet.cli.options import positive_int, unit_float
+from ovdet.cli.common import add_cache_args, add_device_arg, add_protocol_options, output_names
+from ovdet.cli.options import nonnegative_int, positive_int, unit_float
 from ovdet.errors import OvdetError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("detect", help="detect any vocabulary (ViLD or RegionSpot checkpoint)")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="*", help="image files (or a dataset with --images)")
+    p.add_argument(
+        "--images",
+        dest="dataset",
+        default=None,
+        help="dataset pass: a folder (recursively) or a glob; with --gt, the folder its "
+        "file_names are in. Writes one results file (--out), resumable",
+    )
     p.add_argument(
         "--model",
         required=True,
@@ -50,8 +61,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "category ids, ready for `ovdet eval --gt` with the same file",
     )
     p.add_argument(
-        "--out", default="out", help="folder for detections.json, <image>.json and <image>.png"
+        "--out",
+        default="out",
+        help="folder for detections.json, <image>.json and <image>.png; with --images, the "
+        "results file (a folder gets detections.json)",
     )
+    d = p.add_argument_group("dataset pass (--images)")
+    d.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
+    d.add_argument("--shard-size", type=positive_int, default=256, help="images per resume unit")
+    d.add_argument("--workers", type=nonnegative_int, default=2, help="image-decoding threads")
+    d.add_argument(
+        "--draw", type=nonnegative_int, default=4, help="pictures of the first N images (pictures/)"
+    )
+    d.add_argument(
+        "--eval", action="store_true", help="score the results against --gt (metrics.json, eval.png)"
+    )
+    add_protocol_options(d)
     add_device_arg(p)
     add_cache_args(p)
     p.set_defaults(run=run)
@@ -67,6 +92,14 @@ def run(args: argparse.Namespace) -> int:
     from ovdet.viz import draw_regions, encode_png, write_bytes
     from ovdet.vocab.parse import parse_vocabulary
 
+    if args.dataset is not None:
+        from ovdet.cli.detect_dataset import run_dataset
+
+        return run_dataset(args)
+    if not args.images:
+        raise OvdetError("give image files, or a dataset with --images DIR (and --gt)")
+    if args.eval:
+        raise OvdetError("--eval scores a dataset pass: use --images DIR --gt FILE")
     vocab = parse_vocabulary(args.vocab)
     ids, category_ids = _gt_ids(args.images, args.gt, vocab)
     keys = output_names(args.images)
@@ -126,6 +159,11 @@ def _gt_ids(paths: list[str], gt: str | None, vocab) -> tuple[list, list[int] | 
         if hit is None:
             raise OvdetError(f"{gt} has no image named like {Path(p).name!r}")
         ids.append(data["images"][hit]["id"])
+    return ids, gt_category_ids(data, gt, vocab)
+
+
+def gt_category_ids(data: dict, gt: str, vocab) -> list[int]:
+    """Each vocabulary name's category id in the ground truth (by name or synonym)."""
     by_name = {}
     for c in data["categories"]:
         for n in [c["name"], *(c.get("synonyms") or [])]:
@@ -136,7 +174,7 @@ def _gt_ids(paths: list[str], gt: str | None, vocab) -> tuple[list, list[int] | 
             f"--gt {gt} has no category named {unknown[0]!r}; with --gt the vocabulary names "
             "its categories (e.g. --vocab the same file)"
         )
-    return ids, [by_name[n.lower()] for n in vocab.names]
+    return [by_name[n.lower()] for n in vocab.names]
 
 
 def _detector(args: argparse.Namespace, vocab):

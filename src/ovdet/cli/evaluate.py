@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ovdet.cli.common import add_dense_size, add_model_args, load_clip, text_embedder
+from ovdet.cli.common import (
+    add_dense_size,
+    add_model_args,
+    add_protocol_options,
+    load_clip,
+    text_embedder,
+)
 from ovdet.cli.options import positive_int
 
 if TYPE_CHECKING:
@@ -15,18 +21,7 @@ if TYPE_CHECKING:
 
 def _add_protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gt", required=True, help="COCO or LVIS ground-truth JSON")
-    p.add_argument("--iou-type", choices=("bbox", "segm"), default="bbox")
-    p.add_argument(
-        "--protocol",
-        choices=("coco", "lvis"),
-        default="coco",
-        help="lvis: 300 detections per image, federated matching, AP r/c/f",
-    )
-    p.add_argument(
-        "--split",
-        default=None,
-        help='base/novel split: "coco-ovd", "lvis" (novel = rare), or novel names/ids',
-    )
+    add_protocol_options(p)
     p.add_argument("--out", default=None, help="folder for metrics.json and eval.png")
 
 
@@ -52,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_eval_regions)
 
 
-def _report(result: EvalResult, args: argparse.Namespace, extra: dict | None = None) -> None:
+def report(result: EvalResult, folder: str | Path | None, extra: dict | None = None) -> None:
+    """Print the metrics table; with a folder, write metrics.json and eval.png into it."""
     from rich.console import Console
 
     from ovdet.eval.report import metrics_table, save_plots
@@ -62,8 +58,8 @@ def _report(result: EvalResult, args: argparse.Namespace, extra: dict | None = N
     console.print(metrics_table(result))
     if extra:
         console.print("  ".join(f"{k} {v:.1f}" for k, v in extra.items()))
-    if args.out:
-        out = Path(args.out)
+    if folder:
+        out = Path(folder)
         write_json(
             out / "metrics.json",
             {**result.to_json(), **({"recall": extra} if extra else {})},
@@ -82,7 +78,7 @@ def run_eval(args: argparse.Namespace) -> int:
     split = make_split(args.split, gt)
     result = evaluate_detections(gt, args.dt, args.iou_type, args.protocol, split)
     recall = proposal_recall(gt, args.dt, split=split) if args.recall else None
-    _report(result, args, recall)
+    report(result, args.out, recall)
     return 0
 
 
@@ -99,5 +95,5 @@ def run_eval_regions(args: argparse.Namespace) -> int:
     text = text_embedder(args, clip).embed(vocab)
     score = clip_box_scorer(clip, text, args.method, args.dense_size)
     dets = recognize_dataset(gt, args.images, score, args.labels_per_box)
-    _report(evaluate_detections(gt, dets, "bbox", args.protocol, split), args)
+    report(evaluate_detections(gt, dets, "bbox", args.protocol, split), args.out)
     return 0

@@ -59,17 +59,36 @@ def detect_image(
     novel: torch.Tensor | None = None,
 ) -> Regions:
     """Detect in one (3, H, W) uint8 image; boxes come back in the image's own pixels."""
-    pixels, box = letterbox(image, spec["side"])
-    (regions,) = model.detect(pixels, [box.resized], text, novel)
-    return Regions(
-        box.invert_boxes(regions.xyxy),
-        box.original,
-        regions.scores,
-        regions.labels,
-        None,
-        regions.embeddings,
-        regions.data,
-    )
+    (regions,) = detect_images(model, spec, [image], text, novel)
+    return regions
+
+
+@torch.no_grad()
+def detect_images(
+    model: ViLD,
+    spec: dict[str, Any],
+    images: list[torch.Tensor],
+    text: torch.Tensor,
+    novel: torch.Tensor | None = None,
+) -> list[Regions]:
+    """Detect in a batch of (3, H_i, W_i) uint8 images of any sizes: each is letterboxed to the
+    checkpoint's square side, so one backbone pass takes them all; boxes come back in each
+    image's own pixels."""
+    fitted = [letterbox(image, spec["side"]) for image in images]
+    pixels = torch.cat([p for p, _ in fitted]).to(next(model.parameters()).device)
+    found = model.detect(pixels, [box.resized for _, box in fitted], text, novel)
+    return [
+        Regions(
+            box.invert_boxes(regions.xyxy),
+            box.original,
+            regions.scores,
+            regions.labels,
+            None,
+            regions.embeddings,
+            regions.data,
+        )
+        for (_, box), regions in zip(fitted, found, strict=True)
+    ]
 
 
 class ViLDDetector:
@@ -101,9 +120,13 @@ class ViLDDetector:
 
     def detect(self, image: torch.Tensor, vocab: Vocabulary) -> Regions:
         """(3, H, W) uint8 image -> labelled Regions (labels index `vocab`) in image pixels."""
-        return detect_image(
-            self.model, self.spec, image, self.text.embed(vocab), vocab.novel_mask(self.base_names)
-        )
+        (regions,) = self.detect_batch([image], vocab)
+        return regions
+
+    def detect_batch(self, images: list[torch.Tensor], vocab: Vocabulary) -> list[Regions]:
+        """Several (3, H, W) uint8 images in one backbone pass -> one Regions per image."""
+        text = self.text.embed(vocab)
+        return detect_images(self.model, self.spec, images, text, vocab.novel_mask(self.base_names))
 
 
 def bundle_checkpoint(source: str | os.PathLike, target: str | os.PathLike, extra: dict) -> None:

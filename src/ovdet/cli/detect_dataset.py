@@ -1,0 +1,116 @@
+"""`ovdet detect --images DIR [--gt val.json] --out results.json [--eval]`: the dataset pass.
+
+One COCO results file with the dataset's image ids (ready for `ovdet eval --gt`), streamed,
+batched and resumable (`ovdet.runner`); pictures of the first `--draw` images; `--eval` scores
+the file with the chosen protocol and writes metrics.json and eval.png beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ovdet.errors import OvdetError
+
+
+def results_path(out: str) -> Path:
+    """`--out`: a .json file is the results file; anything else a folder for detections.json."""
+    path = Path(out)
+    if path.suffix.lower() == ".json":
+        return path
+    if path.exists() and not path.is_dir():
+        raise OvdetError(f"--out {out} is a file; give a folder or a .json path")
+    return path / "detections.json"
+
+
+def run_dataset(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ovdet.cli.detect import _detector, _proposals, gt_category_ids
+    from ovdet.data.image_list import find_images, gt_images
+    from ovdet.runner import run_detection
+    from ovdet.vocab.parse import parse_vocabulary
+
+    if args.images:
+        raise OvdetError("give image files or --images DIR, not both")
+    if args.eval and args.gt is None:
+        raise OvdetError("--eval needs --gt (the ground truth to score against)")
+    vocab = parse_vocabulary(args.vocab)
+    results = results_path(args.out)
+    gt, split = None, None
+    if args.gt is not None:
+        from ovdet.eval.data import load_gt, make_split
+
+        gt = load_gt(args.gt)
+        images = gt_images(gt, args.dataset, args.gt)
+        category_ids = gt_category_ids(gt, args.gt, vocab)
+        split = make_split(args.split, gt) if args.eval else None
+    else:
+        images = find_images(args.dataset)
+        category_ids = None
+    detector = _detector(args, vocab)
+    extra = None
+    if args.proposals != "sam":
+        def extra(i, image):  # noqa: E306 - the boxes --proposals gives image i
+            return _proposals(args.proposals, image, str(images.paths[i]))
+
+    signature = {
+        "model": str(args.model),
+        "proposals": args.proposals,
+        "points_per_side": args.points_per_side,
+    }
+    summary = run_detection(
+        detector,
+        vocab,
+        images,
+        results,
+        signature,
+        category_ids,
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        workers=args.workers,
+        extra=extra,
+        on_image=_painter(results.parent / "pictures", images, vocab, args.draw, args.min_score),
+    )
+    console = Console()
+    console.print(
+        f"wrote {results}: {summary.detections} detections on {summary.images} images "
+        f"({summary.fresh} this run, {summary.images_per_second:.1f} img/s)"
+    )
+    if summary.skipped:
+        from ovdet.io.atomic import write_json
+
+        listed = results.with_name(results.stem + ".skipped.json")
+        write_json(listed, [{"file": f, "reason": r} for f, r in summary.skipped], indent=1)
+        console.print(f"skipped {len(summary.skipped)} unreadable images, listed in {listed}")
+    if summary.images == 0:
+        raise OvdetError(f"no image of {args.dataset} could be read")
+    if args.eval:
+        from ovdet.cli.evaluate import report
+        from ovdet.eval.detection import evaluate_detections
+
+        result = evaluate_detections(gt, str(results), args.iou_type, args.protocol, split)
+        report(result, results.parent)
+    return 0
+
+
+def _painter(folder: Path, images, vocab, count: int, min_score: float):
+    """`on_image` callback: pictures of the first `count` images read, detections >= min_score."""
+    if count == 0:
+        return None
+    drawn: list[int] = []
+
+    def paint(i, image, regions) -> None:
+        from ovdet.viz import draw_regions, encode_png, write_bytes
+
+        if len(drawn) >= count:
+            return
+        drawn.append(i)
+        shown = regions[regions.scores >= min_score]
+        name = str(images.ids[i]).replace("/", "__")
+        if not name.endswith(images.paths[i].name):
+            name = f"{name}_{images.paths[i].stem}"
+        picture = encode_png(draw_regions(image, shown, list(vocab.names)))
+        write_bytes(folder / f"{Path(name).stem}.png", picture)
+
+    return paint

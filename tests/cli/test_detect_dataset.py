@@ -1,0 +1,64 @@
+"""`ovdet detect --images DIR --gt val.json --out results.json --eval`: the dataset pass with the
+bundled shapes-vild, against the per-image path and `ovdet eval`."""
+
+import json
+
+import pytest
+
+from ovdet.cli.main import main
+from ovdet.data.shapes.generate import WorldConfig, generate_world
+from tests.cli.test_bad_input import one_line, run
+
+
+@pytest.fixture(scope="module")
+def val(tmp_path_factory):
+    zeros = dict(det_train=0, det_style=0, det_captions=0, det_val_uniform=0)
+    world = generate_world(
+        tmp_path_factory.mktemp("w"),
+        WorldConfig(seed=5, captions=1, det_val=5, det_captions_companion=0, size=96, **zeros),
+    )
+    return world / "det-val"
+
+
+def test_dataset_pass_equals_per_image_detect_and_scores_like_ovdet_eval(val, tmp_path, capsys):
+    gt = str(val / "annotations.json")
+    common = ["--model", "shapes-vild", "--vocab", gt, "--gt", gt]
+    out = tmp_path / "run" / "results.json"
+    code = main(["detect", "--images", str(val), *common, "--out", str(out), "--batch-size", "3",
+                 "--draw", "2", "--eval", "--protocol", "lvis"])  # fmt: skip
+    assert code == 0
+    results = json.loads(out.read_text())
+    ids = {im["id"] for im in json.loads((val / "annotations.json").read_text())["images"]}
+    assert results and {r["image_id"] for r in results} == ids  # the dataset's integer ids
+    assert len(list((tmp_path / "run" / "pictures").glob("*.png"))) == 2
+    assert (tmp_path / "run" / "eval.png").stat().st_size > 0
+    # batches of 3 give what one image at a time gives
+    images = sorted(str(p) for p in (val / "images").glob("*.png"))
+    assert main(["detect", *images, *common, "--out", str(tmp_path / "single")]) == 0
+    single = json.loads((tmp_path / "single" / "detections.json").read_text())
+    assert sorted(results, key=json.dumps) == sorted(single, key=json.dumps)
+    # --eval wrote what `ovdet eval` computes from the file
+    assert main(["eval", "--gt", gt, "--dt", str(out), "--protocol", "lvis",
+                 "--out", str(tmp_path / "m")]) == 0  # fmt: skip
+    metrics = [json.loads((d / "metrics.json").read_text()) for d in (out.parent, tmp_path / "m")]
+    assert metrics[0] == metrics[1] and metrics[0]["metrics"]["AP"] > 0.2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--images", "{val}/nope"], "image folder not found"),
+        (["--images", "{val}/annotations.json"], "is a file"),
+        (["--images", "{val}", "--eval"], "--eval needs --gt"),
+        (["{val}/images/000000.png", "--images", "{val}"], "not both"),
+        (["{val}/images/000000.png", "--eval"], "--eval scores a dataset pass"),
+        (["--images", "{val}", "--workers", "-1"], "argument --workers"),
+        ([], "give image files, or a dataset"),
+    ],
+)
+def test_dataset_pass_bad_input_is_one_line(val, tmp_path, capsys, args, message):
+    code, err = run(["detect", *(a.format(val=val) for a in args), "--model", "shapes-vild",
+                     "--vocab", "circle", "--out", tmp_path / "o.json"], capsys)  # fmt: skip
+    assert code == 2
+    one_line(err, message)
+    assert not (tmp_path / "o.json").exists()
