@@ -117,8 +117,10 @@ def run_detection(
                     on_image(i, s.image, regions)
             bar.update(len(group))
         bar.update(len(chunk) - len(read))
-        shards.add([_key(images, todo[s.index]) for s in chunk], {"detections": entries,
-                                                                   "skipped": skipped})
+        shards.add(
+            [_key(images, todo[s.index]) for s in chunk],
+            {"detections": entries, "skipped": skipped},
+        )
         summary.fresh += len(chunk)
     bar.close()
     summary.seconds = time.perf_counter() - start

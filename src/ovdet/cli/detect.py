@@ -74,7 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--draw", type=nonnegative_int, default=4, help="pictures of the first N images (pictures/)"
     )
     d.add_argument(
-        "--eval", action="store_true", help="score the results against --gt (metrics.json, eval.png)"
+        "--eval",
+        action="store_true",
+        help="score the results against --gt (metrics.json, eval.png)",
     )
     add_protocol_options(d)
     add_device_arg(p)

@@ -51,6 +51,7 @@ def run_dataset(args: argparse.Namespace) -> int:
     detector = _detector(args, vocab)
     extra = None
     if args.proposals != "sam":
+
         def extra(i, image):  # noqa: E306 - the boxes --proposals gives image i
             return _proposals(args.proposals, image, str(images.paths[i]))
 

@@ -61,8 +61,6 @@ def find_images(spec: str | os.PathLike) -> ImageList:
         paths = sorted(p for p in root.rglob("*") if p.is_file())
     paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
     if not paths:
-        raise OvdetError(
-            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {text}"
-        )
+        raise OvdetError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {text}")
     ids = [p.relative_to(root).as_posix() if root else p.as_posix() for p in paths]
     return ImageList(ids, paths)
