@@ -32,9 +32,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recall", action="store_true", help="also class-agnostic AR@100/300/1000")
     p.set_defaults(run=run_eval)
 
-    p = sub.add_parser("eval-regions", help="recognise ground-truth boxes with CLIP and score them")
+    p = sub.add_parser(
+        "eval-regions", help="recognise ground-truth boxes (CLIP, RegionSpot, ViLD) and score them"
+    )
     _add_protocol_args(p)
     p.add_argument("--images", required=True, help="folder the ground truth's file_names are in")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a trained recognizer: RegionSpot or ViLD checkpoint (folder or bundled name); "
+        "default: CLIP itself (--clip, --method)",
+    )
     p.add_argument("--method", choices=("crop", "dense"), default="dense")
     add_dense_size(p)
     p.add_argument(
@@ -91,9 +99,32 @@ def run_eval_regions(args: argparse.Namespace) -> int:
     gt = load_gt(args.gt)
     split = make_split(args.split, gt)
     vocab = vocabulary_from_categories(gt["categories"], args.gt)
-    clip = load_clip(args)
-    text = text_embedder(args, clip).embed(vocab)
-    score = clip_box_scorer(clip, text, args.method, args.dense_size)
+    if args.model is not None:
+        score = _model_scorer(args, vocab)
+    else:
+        clip = load_clip(args)
+        text = text_embedder(args, clip).embed(vocab)
+        score = clip_box_scorer(clip, text, args.method, args.dense_size)
     dets = recognize_dataset(gt, args.images, score, args.labels_per_box)
     report(evaluate_detections(gt, dets, "bbox", args.protocol, split), args.out)
     return 0
+
+
+def _model_scorer(args: argparse.Namespace, vocab):
+    """`score(image, (N, 4) boxes) -> (N, C)` of a trained recognizer (its `recognize_regions`)."""
+    from ovdet.api import checkpoint_kind, load
+    from ovdet.cli.common import text_cache
+    from ovdet.errors import OvdetError
+    from ovdet.types import Regions
+
+    kind = checkpoint_kind(args.model)
+    if kind not in ("vild", "regionspot"):
+        raise OvdetError(f"--model {args.model} is a {kind} model; --model takes a RegionSpot "
+                         "or ViLD checkpoint (CLIP itself: --clip)")  # fmt: skip
+    model = load(args.model, device=args.device, text_cache=text_cache(args))
+
+    def score(image, xyxy):
+        regions = Regions(xyxy, tuple(image.shape[-2:]))
+        return model.recognize_regions(image, regions, vocab).data["class_scores"]
+
+    return score

@@ -123,6 +123,37 @@ class ViLDDetector:
         (regions,) = self.detect_batch([image], vocab)
         return regions
 
+    @torch.no_grad()
+    def recognize_regions(
+        self, image: torch.Tensor, regions: Regions, vocab: Vocabulary
+    ) -> Regions:
+        """The `Recognizer` protocol: name given boxes with the checkpoint's RoI heads (no RPN,
+        boxes kept as given) -> labels, scores (the best class's probability), embeddings and
+        data["class_scores"] (N, C)."""
+        text = self.text.embed(vocab)
+        if len(regions) == 0:
+            return regions.replace(
+                scores=torch.zeros(0),
+                labels=torch.zeros(0, dtype=torch.long),
+                data={"class_scores": torch.zeros(0, len(text))},
+            )
+        pixels, box = letterbox(image, self.spec["side"])
+        device = next(self.model.parameters()).device
+        features = self.model.backbone(pixels.to(device))
+        inside = box.boxes(regions.xyxy.float()).to(device)
+        probs, emb, _ = self.model.score_regions(
+            features, [inside], text, vocab.novel_mask(self.base_names)
+        )
+        best = probs.max(1)
+        return Regions(
+            regions.xyxy,
+            regions.image_size,
+            scores=best.values.cpu(),
+            labels=best.indices.cpu(),
+            embeddings=emb.cpu(),
+            data={"class_scores": probs.cpu()},
+        )
+
     def detect_batch(self, images: list[torch.Tensor], vocab: Vocabulary) -> list[Regions]:
         """Several (3, H, W) uint8 images in one backbone pass -> one Regions per image."""
         text = self.text.embed(vocab)

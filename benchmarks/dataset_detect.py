@@ -1,0 +1,84 @@
+"""Peak memory and throughput of the dataset pass (`ovdet detect --images DIR`).
+
+Generates a shapes world's det-val split of `--images` scenes (128 px), then runs the bundled
+shapes-vild over its first `--small` images and over all of them, each in a fresh process, and
+prints wall time, images/s and peak resident memory: flat memory means the two peaks match.
+Then the same first `--small` images with batch 1 vs the default batch 8 (images/s ratio).
+
+    python benchmarks/dataset_detect.py [--images 2000] [--small 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = """
+import resource, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+from ovdet.cli.main import main
+code = main(sys.argv[2:])
+print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, code)
+"""
+
+
+def run(images: str, out: Path, threads: int, *extra: str) -> tuple[float, float]:
+    """(seconds, peak RSS MiB) of one `ovdet detect` dataset pass in a fresh process."""
+    args = ["detect", "--images", images, "--model", "shapes-vild", "--draw", "0"]
+    args += ["--vocab", "circle, square, triangle, star, crescent, ring, trapezoid", "--out"]
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(threads), *args, str(out), *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    elapsed = time.perf_counter() - start
+    peak = next(ln for ln in done.stdout.splitlines() if ln.startswith("PEAK")).split()[1]
+    return elapsed, float(peak)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--small", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the pass")
+    args = parser.parse_args()
+    from ovdet.data.shapes.generate import WorldConfig, generate_world
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        zeros = dict(det_train=0, det_style=0, det_captions=0, det_val_uniform=0)
+        world = generate_world(
+            root / "w",
+            WorldConfig(captions=1, det_val=args.images, det_captions_companion=0, **zeros),
+        )
+        images = sorted((world / "det-val" / "images").glob("*.png"))
+        small = root / "small"
+        small.mkdir()
+        for p in images[: args.small]:
+            (small / p.name).symlink_to(p)
+        rows = {}
+        for name, folder in ((f"{args.small}", small), (f"{len(images)}", world / "det-val")):
+            n = len(list(Path(folder).glob("*.png")))
+            seconds, peak = run(str(folder), root / f"{name}.json", args.threads)
+            rows[name] = (seconds, peak)
+            print(
+                f"{n:>6} images: {seconds:6.1f} s, {n / seconds:5.1f} img/s, peak {peak:6.0f} MiB"
+            )
+        (s_small, p_small), (_, p_all) = rows.values()
+        print(f"peak RSS ratio {len(images)} / {args.small} images: {p_all / p_small:.3f}")
+        one, _ = run(str(small), root / "b1.json", args.threads, "--batch-size", "1")
+        print(f"batch 8 vs batch 1 on {args.small} images: {one / s_small:.2f}x the throughput")
+
+
+if __name__ == "__main__":
+    main()
