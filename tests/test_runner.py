@@ -58,8 +58,10 @@ def test_find_images_walks_folders_and_globs(folder, tmp_path):
         ["1.png", "2.png", "4.png", "5.png", "bad.png", "sub/0.png", "sub/3.png", "sub/6.png"]
     )
     assert [p.name for p in find_images(str(folder / "sub" / "*.png")).paths] == [
-        "0.png", "3.png", "6.png"
-    ]  # fmt: skip
+        "0.png",
+        "3.png",
+        "6.png",
+    ]
     with pytest.raises(OvdetError, match="no image files"):
         find_images(str(tmp_path / "*.jpg"))
     with pytest.raises(OvdetError, match="not found"):
@@ -88,22 +90,32 @@ def test_a_killed_run_resumes_without_recomputing_and_equals_a_straight_run(fold
     vocab = parse_vocabulary("a, b, c")
     sig = {"model": "boxes"}
     straight = run_detection(
-        Boxes(), vocab, images, tmp_path / "s.json", sig, batch_size=2, shard_size=3,
+        Boxes(),
+        vocab,
+        images,
+        tmp_path / "s.json",
+        sig,
+        batch_size=2,
+        shard_size=3,
         progress=False,
-    )  # fmt: skip
+    )
     assert straight.images == 7 and straight.detections == 7
     assert straight.skipped == [(str(folder / "bad.png"), straight.skipped[0][1])]
     assert not parts_folder(tmp_path / "s.json").exists()  # shards merged, then removed
 
     out = tmp_path / "k.json"
     with pytest.raises(KeyboardInterrupt):
-        run_detection(Boxes(die_after=4), vocab, images, out, sig, batch_size=2, shard_size=3,
-                      progress=False)  # fmt: skip
-    assert not out.exists() and len(json.loads((parts_folder(out) / "index.json").read_text())[
-        "shards"]) == 1  # fmt: skip
+        run_detection(
+            Boxes(die_after=4), vocab, images, out, sig, batch_size=2, shard_size=3, progress=False
+        )
+    assert (
+        not out.exists()
+        and len(json.loads((parts_folder(out) / "index.json").read_text())["shards"]) == 1
+    )
     again = Boxes()
-    resumed = run_detection(again, vocab, images, out, sig, batch_size=2, shard_size=3,
-                            progress=False)  # fmt: skip
+    resumed = run_detection(
+        again, vocab, images, out, sig, batch_size=2, shard_size=3, progress=False
+    )
     # 8 files: the first shard's 3 are not redone; of the other 5, bad.png is unreadable
     assert len(again.seen) == 4
     assert max(again.calls) <= 2
@@ -115,12 +127,33 @@ def test_a_leftover_run_of_another_signature_is_refused(folder, tmp_path):
     images = find_images(folder)
     out = tmp_path / "r.json"
     with pytest.raises(KeyboardInterrupt):
-        run_detection(Boxes(die_after=3), parse_vocabulary("a, b"), images, out, {"model": "x"},
-                      shard_size=2, progress=False)  # fmt: skip
+        run_detection(
+            Boxes(die_after=3),
+            parse_vocabulary("a, b"),
+            images,
+            out,
+            {"model": "x"},
+            shard_size=2,
+            progress=False,
+        )
     with pytest.raises(ConfigError, match="another model, vocabulary or image list"):
-        run_detection(Boxes(), parse_vocabulary("a, b, c"), images, out, {"model": "x"},
-                      shard_size=2, progress=False)  # fmt: skip
+        run_detection(
+            Boxes(),
+            parse_vocabulary("a, b, c"),
+            images,
+            out,
+            {"model": "x"},
+            shard_size=2,
+            progress=False,
+        )
     fewer = ImageList(images.ids[:3], images.paths[:3])
     with pytest.raises(ConfigError):
-        run_detection(Boxes(), parse_vocabulary("a, b"), fewer, out, {"model": "x"},
-                      shard_size=2, progress=False)  # fmt: skip
+        run_detection(
+            Boxes(),
+            parse_vocabulary("a, b"),
+            fewer,
+            out,
+            {"model": "x"},
+            shard_size=2,
+            progress=False,
+        )

@@ -79,9 +79,9 @@ def checkpoint_kind(name_or_path: str | os.PathLike) -> str:
 def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", **options: Any):
     """Any model ovdet knows, by bundled name, alias, hub id or folder.
 
-    Returns a `ViLDDetector` (Detector and Recognizer), a `RegionSpotRecognizer` (Recognizer and Detector), a
-    CLIP `VisionLanguageModel` or a `SamBackend`. `options` go to the class (e.g. `templates`,
-    `text_cache` for ViLD).
+    Returns a `ViLDDetector` (Detector and Recognizer), a `RegionSpotRecognizer` (Recognizer
+    and Detector), a CLIP `VisionLanguageModel` or a `SamBackend`. `options` go to the class
+    (e.g. `templates`, `text_cache` for ViLD).
     """
     kind = checkpoint_kind(name_or_path)
     if kind == "vild":

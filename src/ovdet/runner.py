@@ -82,17 +82,24 @@ def run_detection(
     results = Path(results)
     shards = ResultShards(
         parts_folder(results),
-        {**signature, "vocab": list(vocab.names), "category_ids": category_ids,
-         "images": _fingerprint(images)},
-    )  # fmt: skip
+        {
+            **signature,
+            "vocab": list(vocab.names),
+            "category_ids": category_ids,
+            "images": _fingerprint(images),
+        },
+    )
     done = shards.done()
     todo = [i for i in range(len(images)) if _key(images, i) not in done]
     summary = RunSummary(results, images=len(images) - len(todo))
     batch = 1 if extra is not None or not hasattr(detector, "detect_batch") else batch_size
     bar = tqdm(
-        total=len(images), initial=len(images) - len(todo), desc="detect", unit="img",
+        total=len(images),
+        initial=len(images) - len(todo),
+        desc="detect",
+        unit="img",
         disable=not progress,
-    )  # fmt: skip
+    )
     start = time.perf_counter()
     stream = stream_images([images.paths[i] for i in todo], workers=workers)
     for chunk in _chunks(stream, shard_size):

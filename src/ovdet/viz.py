@@ -80,3 +80,27 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def save_png(picture: Image.Image, path: str | os.PathLike) -> None:
     """Save a PIL image as PNG atomically."""
     write_bytes(path, encode_png(picture))
+
+
+def contact_sheet(hits: Sequence, title: str, tile: int = 112, columns: int = 8) -> Image.Image:
+    """A grid of search hits: each region cropped from its image (with a margin), scaled into a
+    `tile` square, with its rank and score; `hits` have `.image`, `.box` (xyxy) and `.score`."""
+    from ovdet.io.images import load_image
+
+    rows = max(1, -(-len(hits) // columns))
+    head = 24
+    sheet = Image.new("RGB", (columns * tile, head + rows * (tile + 16)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=12)
+    draw.text((4, 4), f"{title}: {len(hits)} regions", fill=(0, 0, 0), font=font)
+    for i, hit in enumerate(hits):
+        x1, y1, x2, y2 = hit.box
+        pad = 0.1 * max(x2 - x1, y2 - y1)
+        picture = Image.fromarray(load_image(hit.image).permute(1, 2, 0).numpy())
+        crop = picture.crop((int(x1 - pad), int(y1 - pad), int(x2 + pad) + 1, int(y2 + pad) + 1))
+        fit = (tile - 4) / max(crop.width, crop.height, 1)  # small regions are enlarged too
+        crop = crop.resize((max(1, round(crop.width * fit)), max(1, round(crop.height * fit))))
+        x, y = (i % columns) * tile, head + (i // columns) * (tile + 16)
+        sheet.paste(crop, (x + (tile - crop.width) // 2, y + (tile - crop.height) // 2))
+        draw.text((x + 2, y + tile), f"{i + 1}. {hit.score:.3f}", fill=(0, 0, 0), font=font)
+    return sheet

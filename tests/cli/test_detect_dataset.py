@@ -25,8 +25,23 @@ def test_dataset_pass_equals_per_image_detect_and_scores_like_ovdet_eval(val, tm
     gt = str(val / "annotations.json")
     common = ["--model", "shapes-vild", "--vocab", gt, "--gt", gt]
     out = tmp_path / "run" / "results.json"
-    code = main(["detect", "--images", str(val), *common, "--out", str(out), "--batch-size", "3",
-                 "--draw", "2", "--eval", "--protocol", "lvis"])  # fmt: skip
+    code = main(
+        [
+            "detect",
+            "--images",
+            str(val),
+            *common,
+            "--out",
+            str(out),
+            "--batch-size",
+            "3",
+            "--draw",
+            "2",
+            "--eval",
+            "--protocol",
+            "lvis",
+        ]
+    )
     assert code == 0
     results = json.loads(out.read_text())
     ids = {im["id"] for im in json.loads((val / "annotations.json").read_text())["images"]}
@@ -39,8 +54,22 @@ def test_dataset_pass_equals_per_image_detect_and_scores_like_ovdet_eval(val, tm
     single = json.loads((tmp_path / "single" / "detections.json").read_text())
     assert sorted(results, key=json.dumps) == sorted(single, key=json.dumps)
     # --eval wrote what `ovdet eval` computes from the file
-    assert main(["eval", "--gt", gt, "--dt", str(out), "--protocol", "lvis",
-                 "--out", str(tmp_path / "m")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--gt",
+                gt,
+                "--dt",
+                str(out),
+                "--protocol",
+                "lvis",
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 0
+    )
     metrics = [json.loads((d / "metrics.json").read_text()) for d in (out.parent, tmp_path / "m")]
     assert metrics[0] == metrics[1] and metrics[0]["metrics"]["AP"] > 0.2
 
@@ -58,8 +87,19 @@ def test_dataset_pass_equals_per_image_detect_and_scores_like_ovdet_eval(val, tm
     ],
 )
 def test_dataset_pass_bad_input_is_one_line(val, tmp_path, capsys, args, message):
-    code, err = run(["detect", *(a.format(val=val) for a in args), "--model", "shapes-vild",
-                     "--vocab", "circle", "--out", tmp_path / "o.json"], capsys)  # fmt: skip
+    code, err = run(
+        [
+            "detect",
+            *(a.format(val=val) for a in args),
+            "--model",
+            "shapes-vild",
+            "--vocab",
+            "circle",
+            "--out",
+            tmp_path / "o.json",
+        ],
+        capsys,
+    )
     assert code == 2
     one_line(err, message)
     assert not (tmp_path / "o.json").exists()
@@ -88,8 +128,9 @@ def test_eval_regions_with_a_trained_model_names_gt_boxes(val, tmp_path, capsys)
         image = load_image(val / im["file_name"])
         named = vild.recognize_regions(image, Regions(xyxy, tuple(image.shape[-2:])), vocab)
         assert named.labels.tolist() == named.data["class_scores"].argmax(1).tolist()
-        dets += recognition_detections(im["id"], named.image_size, xyxy, named.data[
-            "class_scores"], cats)  # fmt: skip
+        dets += recognition_detections(
+            im["id"], named.image_size, xyxy, named.data["class_scores"], cats
+        )
     base = {c["id"] for c in gt["categories"] if c["name"] in vild.base_names}
     gt_base = {**gt, "annotations": [a for a in gt["annotations"] if a["category_id"] in base]}
     # base shapes named on their true boxes: 9 of 13 here (boxes left unscaled: 2 of 13)

@@ -119,8 +119,10 @@ def _model_scorer(args: argparse.Namespace, vocab):
 
     kind = checkpoint_kind(args.model)
     if kind not in ("vild", "regionspot"):
-        raise OvdetError(f"--model {args.model} is a {kind} model; --model takes a RegionSpot "
-                         "or ViLD checkpoint (CLIP itself: --clip)")  # fmt: skip
+        raise OvdetError(
+            f"--model {args.model} is a {kind} model; --model takes a RegionSpot "
+            "or ViLD checkpoint (CLIP itself: --clip)"
+        )
     model = load(args.model, device=args.device, text_cache=text_cache(args))
 
     def score(image, xyxy):

@@ -6,7 +6,18 @@ import argparse
 import logging
 import sys
 
-from ovdet.cli import cache, classify, demo, detect, evaluate, models, recognize, shapes, train
+from ovdet.cli import (
+    cache,
+    classify,
+    demo,
+    detect,
+    evaluate,
+    index,
+    models,
+    recognize,
+    shapes,
+    train,
+)
 from ovdet.errors import OvdetError
 
 
@@ -25,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.register(sub)
     cache.register(sub)
     models.register(sub)
+    index.register(sub)
     return parser
 
 
