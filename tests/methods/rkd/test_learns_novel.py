@@ -27,6 +27,7 @@ from ovdet.models.loader import load_model
 from ovdet.ops.boxes import xywh_to_xyxy
 from ovdet.recognize.crop import CropEmbedder
 from ovdet.recognize.dense import DenseEmbedder
+from ovdet.train.feature_cache import ShardedCache
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
 
@@ -55,18 +56,23 @@ def _trained(tmp_path_factory, worker_id, irm_weight: float | None):
     root = built_once(tmp_path_factory, worker_id, "rkd-align-world", _world) / "w"
     gt = json.loads((root / "det-train" / "annotations.json").read_text())
 
+    def build_regions(folder):
+        clip = load_model("shapes-clip")
+        proposer, spec = load_detector(INIT)
+        cats = sorted(gt["categories"], key=lambda c: c["id"])
+        text = embed_vocabulary(clip, vocabulary_from_categories(cats), "ensemble")
+        labeler = ClipScoredLabeler(
+            RPNProposals(proposer, spec), DenseEmbedder(clip), text, clip.logit_scale, "rpn"
+        )
+        dataset = CocoDetection(gt, root / "det-train", spec["base_ids"], spec["side"])
+        build_region_cache(labeler, clip, dataset, folder / "regions", 5)
+
     def train(folder):
         clip = load_model("shapes-clip")
         regions = None
-        if irm_weight is not None:
-            proposer, spec = load_detector(INIT)
-            cats = sorted(gt["categories"], key=lambda c: c["id"])
-            text = embed_vocabulary(clip, vocabulary_from_categories(cats), "ensemble")
-            labeler = ClipScoredLabeler(
-                RPNProposals(proposer, spec), DenseEmbedder(clip), text, clip.logit_scale, "rpn"
-            )
-            dataset = CocoDetection(gt, root / "det-train", spec["base_ids"], spec["side"])
-            regions = build_region_cache(labeler, clip, dataset, folder / "regions", 5)
+        if irm_weight is not None:  # one region cache for both distillation runs
+            shared = built_once(tmp_path_factory, worker_id, "rkd-align-regions", build_regions)
+            regions = ShardedCache(shared / "regions")
         cfg = RKDTrainConfig(
             init=INIT, steps=STEPS, warmup=5, checkpoint_every=STEPS, irm_weight=irm_weight or 0.0
         )
