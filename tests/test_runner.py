@@ -133,6 +133,7 @@ def test_a_leftover_run_of_another_signature_is_refused(folder, tmp_path):
             images,
             out,
             {"model": "x"},
+            batch_size=1,
             shard_size=2,
             progress=False,
         )

@@ -6,6 +6,8 @@ pass), and their results written in shards of `shard_size` images (`io.shards`):
 resumes after its last complete shard. The shards are then streamed into one results file,
 written atomically, and removed. Memory holds one shard's results and the prefetch window,
 whatever the dataset's size. Images that cannot be read are reported, skipped and counted.
+With `engine="ray"` the detection runs in a pool of Ray actors (`engines.ray_data`) and this
+process writes the same shards and file from their results.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from ovdet.data.image_list import ImageList
+from ovdet.errors import OvdetError
 from ovdet.io.atomic import atomic_open
 from ovdet.io.coco import regions_to_coco
 from ovdet.io.shards import ResultShards
@@ -61,23 +64,30 @@ def run_detection(
     shard_size: int = 256,
     workers: int = 2,
     extra: Callable[[int, torch.Tensor], dict[str, Any]] | None = None,
-    on_image: Callable[[int, torch.Tensor, Regions], None] | None = None,
+    on_image: Callable[[int, torch.Tensor | None, Regions], None] | None = None,
     progress: bool = True,
+    engine: str = "local",
+    actors: int = 2,
 ) -> RunSummary:
     """Detect `vocab` in every image and write one COCO results list to `results`.
 
     Args:
         detector: an `ovdet.Detector`; with `detect_batch(images, vocab)` images go in batches.
+            With `engine="ray"`: a picklable function of no arguments that returns the detector,
+            called once in each Ray actor.
         images: the images and the ids their results carry.
         signature: what makes this run besides the vocabulary and the images (model, options);
             a leftover run of another signature is refused, not resumed.
         category_ids: label index -> category id (default label + 1).
         batch_size: images per `detect_batch` call (1 where `extra` is given).
         shard_size: images per resumable shard.
-        workers: decoding threads (0: decode in this thread).
+        workers: decoding threads (0: decode in this thread; the local engine).
         extra: `extra(i, image) -> keyword arguments of detect` for image i (e.g. its proposals);
-            forces one image per call.
-        on_image: called with (i, image, regions) after each image (pictures, logs).
+            forces one image per call; local engine only.
+        on_image: called with (i, image, regions) after each image (pictures, logs); the image is
+            None under Ray (the actors decoded it).
+        engine: "local" (this process) or "ray" (`actors` Ray actors; `engines.ray_data`); both
+            write the same shards and the same results file.
     """
     results = Path(results)
     shards = ResultShards(
@@ -92,7 +102,24 @@ def run_detection(
     done = shards.done()
     todo = [i for i in range(len(images)) if _key(images, i) not in done]
     summary = RunSummary(results, images=len(images) - len(todo))
-    batch = 1 if extra is not None or not hasattr(detector, "detect_batch") else batch_size
+    paths = [images.paths[i] for i in todo]
+    if engine == "ray":
+        if extra is not None:
+            raise OvdetError("--engine ray takes detectors that propose their own boxes")
+        from functools import partial
+
+        from ovdet.engines.ray_data import ray_map_images
+
+        setup = partial(_detection_setup, detector, vocab, batch_size)
+        produced = (
+            (i, None, regions, error)
+            for i, regions, error in ray_map_images(paths, setup, batch_size, actors)
+        )
+    elif engine == "local":
+        batch = 1 if extra is not None or not hasattr(detector, "detect_batch") else batch_size
+        produced = _detect_local(detector, vocab, paths, todo, batch, workers, extra)
+    else:
+        raise OvdetError(f"engine must be 'local' or 'ray', got {engine!r}")
     bar = tqdm(
         total=len(images),
         initial=len(images) - len(todo),
@@ -101,33 +128,25 @@ def run_detection(
         disable=not progress,
     )
     start = time.perf_counter()
-    stream = stream_images([images.paths[i] for i in todo], workers=workers)
-    for chunk in _chunks(stream, shard_size):
+    for chunk in _chunks(produced, shard_size):
         entries, skipped = [], []
-        read = [s for s in chunk if s.image is not None]
-        for s in chunk:
-            if s.error is not None:
-                skipped.append([str(images.paths[todo[s.index]]), s.error])
-                bar.write(f"skipped {images.paths[todo[s.index]]}: {s.error}")
-        for b in range(0, len(read), batch):
-            group = read[b : b + batch]
-            found = _detect(detector, vocab, group, todo, extra)
-            for s, regions in zip(group, found, strict=True):
-                i = todo[s.index]
-                for e, label in zip(
-                    regions_to_coco(regions, images.ids[i], category_ids),
-                    regions.labels.tolist(),
-                    strict=True,
-                ):
-                    entries.append({**e, "category_name": vocab.names[label]})
-                if on_image is not None:
-                    on_image(i, s.image, regions)
-            bar.update(len(group))
-        bar.update(len(chunk) - len(read))
-        shards.add(
-            [_key(images, todo[s.index]) for s in chunk],
-            {"detections": entries, "skipped": skipped},
-        )
+        for k, image, regions, error in chunk:
+            i = todo[k]
+            if error is not None:
+                skipped.append([str(images.paths[i]), error])
+                bar.write(f"skipped {images.paths[i]}: {error}")
+                continue
+            for e, label in zip(
+                regions_to_coco(regions, images.ids[i], category_ids),
+                regions.labels.tolist(),
+                strict=True,
+            ):
+                entries.append({**e, "category_name": vocab.names[label]})
+            if on_image is not None:
+                on_image(i, image, regions)
+        bar.update(len(chunk))
+        keys = [_key(images, todo[k]) for k, *_ in chunk]
+        shards.add(keys, {"detections": entries, "skipped": skipped})
         summary.fresh += len(chunk)
     bar.close()
     summary.seconds = time.perf_counter() - start
@@ -137,19 +156,63 @@ def run_detection(
     return summary
 
 
-def _detect(
+Produced = tuple[int, "torch.Tensor | None", "Regions | None", "str | None"]
+
+
+def _detect_local(
     detector: Any,
     vocab: Vocabulary,
-    group: list[StreamedImage],
+    paths: list[Path],
     todo: list[int],
+    batch: int,
+    workers: int,
     extra: Callable[[int, torch.Tensor], dict[str, Any]] | None,
-) -> list[Regions]:
-    if extra is not None:
-        s = group[0]
-        return [detector.detect(s.image, vocab, **extra(todo[s.index], s.image))]
-    if len(group) > 1 or hasattr(detector, "detect_batch"):
-        return detector.detect_batch([s.image for s in group], vocab)
-    return [detector.detect(group[0].image, vocab)]
+) -> Iterator[Produced]:
+    """(position in `paths`, image, regions, None), or (position, None, None, reason) for an
+    image that cannot be read, in order; images decoded ahead, detected `batch` at a time."""
+    pending: list[StreamedImage] = []
+
+    def flush() -> Iterator[Produced]:
+        if extra is not None:
+            (s,) = pending
+            found = [detector.detect(s.image, vocab, **extra(todo[s.index], s.image))]
+        else:
+            found = _detect_many(detector, vocab, [s.image for s in pending])
+        for s, regions in zip(pending, found, strict=True):
+            yield s.index, s.image, regions, None
+        pending.clear()
+
+    for s in stream_images(paths, workers=workers):
+        if s.error is not None:
+            yield from flush() if pending else ()
+            yield s.index, None, None, s.error
+            continue
+        pending.append(s)
+        if len(pending) == batch:
+            yield from flush()
+    if pending:
+        yield from flush()
+
+
+def _detect_many(detector: Any, vocab: Vocabulary, images: list[torch.Tensor]) -> list[Regions]:
+    if hasattr(detector, "detect_batch"):
+        return detector.detect_batch(images, vocab)
+    return [detector.detect(image, vocab) for image in images]
+
+
+def _detection_setup(
+    factory: Callable[[], Any], vocab: Vocabulary, batch_size: int
+) -> Callable[[list[torch.Tensor]], list[Regions]]:
+    """In a Ray actor: build the detector once; its work detects a list of images in batches."""
+    detector = factory()
+
+    def work(images: list[torch.Tensor]) -> list[Regions]:
+        out: list[Regions] = []
+        for b in range(0, len(images), batch_size):
+            out += _detect_many(detector, vocab, images[b : b + batch_size])
+        return out
+
+    return work
 
 
 def _merge(shards: ResultShards, results: Path, summary: RunSummary) -> None:

@@ -71,6 +71,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--shard-size", type=positive_int, default=256, help="images per resume unit")
     d.add_argument("--workers", type=nonnegative_int, default=2, help="image-decoding threads")
     d.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="ray: a pool of Ray actors (RAY_ADDRESS picks a cluster; needs ovdet[ray])",
+    )
+    d.add_argument("--actors", type=positive_int, default=2, help="Ray actors (--engine ray)")
+    d.add_argument(
         "--draw", type=nonnegative_int, default=4, help="pictures of the first N images (pictures/)"
     )
     d.add_argument(

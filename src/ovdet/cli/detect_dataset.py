@@ -48,7 +48,13 @@ def run_dataset(args: argparse.Namespace) -> int:
     else:
         images = find_images(args.dataset)
         category_ids = None
-    detector = _detector(args, vocab)
+    if args.engine == "ray":
+        from functools import partial
+
+        plain = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "run"})
+        detector = partial(_detector, plain, vocab)  # built once in each Ray actor
+    else:
+        detector = _detector(args, vocab)
     extra = None
     if args.proposals != "sam":
 
@@ -71,6 +77,8 @@ def run_dataset(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         workers=args.workers,
         extra=extra,
+        engine=args.engine,
+        actors=args.actors,
         on_image=_painter(results.parent / "pictures", images, vocab, args.draw, args.min_score),
     )
     console = Console()
@@ -102,11 +110,13 @@ def _painter(folder: Path, images, vocab, count: int, min_score: float):
     drawn: list[int] = []
 
     def paint(i, image, regions) -> None:
+        from ovdet.io.images import load_image
         from ovdet.viz import draw_regions, encode_png, write_bytes
 
         if len(drawn) >= count:
             return
         drawn.append(i)
+        image = load_image(images.paths[i]) if image is None else image  # None: read by Ray
         shown = regions[regions.scores >= min_score]
         name = str(images.ids[i]).replace("/", "__")
         if not name.endswith(images.paths[i].name):

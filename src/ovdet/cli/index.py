@@ -33,6 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--sam-iou", type=unit_float, default=0.88, help="SAM's predicted-IoU cut")
     b.add_argument("--sam-stability", type=unit_float, default=0.95, help="SAM's stability cut")
     b.add_argument("--shard-size", type=positive_int, default=64, help="images per resume unit")
+    b.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="ray: a pool of Ray actors (RAY_ADDRESS picks a cluster; needs ovdet[ray])",
+    )
+    b.add_argument("--actors", type=positive_int, default=2, help="Ray actors (--engine ray)")
     add_dense_size(b)
     add_device_arg(b)
     b.set_defaults(run=run_build)
@@ -64,8 +71,27 @@ def run_build(args: argparse.Namespace) -> int:
     config = ProposalConfig(
         args.proposals, args.sam, args.points_per_side, args.sam_iou, args.sam_stability
     )
-    source = RegionSource(clip, config, args.device, args.dense_size)
-    counts = index.build(images, source, args.clip, clip, args.shard_size)
+    if args.engine == "ray":  # the proposer and its CLIP are built in each actor
+        from functools import partial
+
+        from ovdet.index.regions import make_source, region_signature
+        from ovdet.recognize.dense import DenseEmbedder
+
+        setup = partial(make_source, args.clip, config, args.device, args.dense_size)
+        signature = region_signature(config, DenseEmbedder(clip, args.dense_size).input_size)
+        counts = index.build(
+            images,
+            None,
+            args.clip,
+            clip,
+            args.shard_size,
+            ray_setup=setup,
+            actors=args.actors,
+            signature=signature,
+        )
+    else:
+        source = RegionSource(clip, config, args.device, args.dense_size)
+        counts = index.build(images, source, args.clip, clip, args.shard_size)
     Console().print(
         f"{args.out}: {counts['images']} images, {counts['regions']} regions "
         f"({counts['added']} images added, {counts['skipped']} unreadable)"

@@ -86,14 +86,7 @@ class RegionSource:
         return propose
 
     def signature(self) -> dict[str, Any]:
-        c = self.config
-        sam = c.source == "sam"
-        return {
-            "proposals": c.source,
-            "sam": c.sam if sam else None,
-            "sam_grid": [c.points_per_side, c.sam_iou, c.sam_stability] if sam else None,
-            "dense_size": self.embedder.input_size,
-        }
+        return region_signature(self.config, self.embedder.input_size)
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -107,3 +100,23 @@ class RegionSource:
         else:
             emb = self.embedder.embed(image, boxes).float().cpu()
         return {"boxes": boxes, "scores": scores, "embeddings": emb.half()}
+
+
+def region_signature(config: ProposalConfig, dense_size: int) -> dict[str, Any]:
+    """What an index's regions depend on besides the CLIP: the proposals and the dense size."""
+    sam = config.source == "sam"
+    return {
+        "proposals": config.source,
+        "sam": config.sam if sam else None,
+        "sam_grid": [config.points_per_side, config.sam_iou, config.sam_stability] if sam else None,
+        "dense_size": dense_size,
+    }
+
+
+def make_source(
+    clip_name: str, config: ProposalConfig, device: str = "cpu", dense_size: int | None = None
+) -> RegionSource:
+    """A `RegionSource` with its CLIP loaded by name (what a Ray actor builds once)."""
+    from ovdet.models.loader import load_model
+
+    return RegionSource(load_model(clip_name, device=device), config, device, dense_size)

@@ -50,6 +50,42 @@ class Hit:
         }
 
 
+def _empty(dim: int) -> dict[str, torch.Tensor]:
+    return {
+        "boxes": torch.zeros(0, 4),
+        "scores": torch.zeros(0),
+        "embeddings": torch.zeros(0, dim, dtype=torch.float16),
+    }
+
+
+def _source_work(setup: Any) -> Any:
+    """In a Ray actor: build the region source once; its work maps a list of images."""
+    source = setup()
+    return lambda images: [source(image) for image in images]
+
+
+def _from_ray(setup: Any, listed: list[str], todo: list[int], actors: int, skipped: list, dim: int):
+    """A `compute(i)` for `ShardedCache.build` that takes image i's regions from Ray actors
+    (which see the images in `todo` order, the order `build` asks for them)."""
+    from functools import partial
+
+    from ovdet.engines.ray_data import ray_map_images
+
+    produced = ray_map_images([listed[i] for i in todo], partial(_source_work, setup), 8, actors)
+
+    def compute(i: int) -> dict[str, torch.Tensor]:
+        k, regions, error = next(produced)
+        if todo[k] != i:
+            raise RuntimeError(f"Ray returned image {todo[k]} where {i} was expected")
+        if error is not None:
+            skipped.append(listed[i])
+            tqdm.write(f"skipped {listed[i]}: {error}")
+            return _empty(dim)
+        return regions
+
+    return compute
+
+
 class RegionIndex:
     """An index folder (see the module docstring). `RegionIndex(folder)` opens or starts one."""
 
@@ -88,11 +124,19 @@ class RegionIndex:
         clip: VisionLanguageModel,
         shard_size: int = 64,
         progress: bool = True,
+        ray_setup: Any = None,
+        actors: int = 2,
+        signature: dict[str, Any] | None = None,
     ) -> dict[str, int]:
         """Add every image not yet indexed -> counts of images added, regions and skipped.
 
-        `source(image) -> {"boxes", "scores", "embeddings"}` (an `index.regions.RegionSource`)."""
-        signature = {"clip": clip_name, "clip_fingerprint": clip.fingerprint, **source.signature()}
+        `source(image) -> {"boxes", "scores", "embeddings"}` (an `index.regions.RegionSource`).
+        With `ray_setup` (a picklable function of no arguments returning such a source), the
+        regions are computed by `actors` Ray actors and written here exactly as locally; then
+        `source` may be None and `signature` (`index.regions.region_signature`) says what the
+        actors' sources compute."""
+        found = source.signature() if signature is None else signature
+        signature = {"clip": clip_name, "clip_fingerprint": clip.fingerprint, **found}
         if self.meta is None:
             self.meta = {**signature, "images": [], "skipped": []}
         elif {k: self.meta.get(k) for k in signature} != signature:
@@ -115,13 +159,10 @@ class RegionIndex:
             except ImageError as e:
                 skipped.append(listed[i])
                 tqdm.write(f"skipped {listed[i]}: {e}")
-                dim = clip.embed_dim
-                return {
-                    "boxes": torch.zeros(0, 4),
-                    "scores": torch.zeros(0),
-                    "embeddings": torch.zeros(0, dim, dtype=torch.float16),
-                }
+                return _empty(clip.embed_dim)
 
+        if ray_setup is not None:
+            compute = _from_ray(ray_setup, listed, todo, actors, skipped, clip.embed_dim)
         bar = tqdm(total=len(todo), desc="index", unit="img", disable=not progress)
         for start in range(0, len(todo), shard_size):
             chunk = todo[start : start + shard_size]

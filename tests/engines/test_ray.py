@@ -1,0 +1,56 @@
+"""`--engine ray` (Ray Data in local mode, 2 CPUs) writes what the single-process path writes:
+the same detections file from `ovdet detect --images`, the same region index from
+`ovdet index build`, unreadable images skipped alike."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ovdet.cli.main import main
+from ovdet.data.shapes.generate import WorldConfig, generate_world
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    zeros = dict(det_train=0, det_style=0, det_captions=0, det_val_uniform=0)
+    world = generate_world(
+        tmp_path_factory.mktemp("w"),
+        WorldConfig(seed=8, captions=1, det_val=6, det_captions_companion=0, **zeros),
+    )
+    folder = world / "det-val" / "images"
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    return folder
+
+
+@pytest.mark.slow(seconds=20)
+def test_ray_engine_writes_what_the_local_engine_writes(ray_local, images, tmp_path, capsys):
+    detect = ["detect", "--images", str(images), "--model", "shapes-vild", "--draw", "1",
+              "--vocab", "circle, star, crescent, trapezoid", "--batch-size", "4"]  # fmt: skip
+    assert main([*detect, "--out", str(tmp_path / "local.json")]) == 0
+    assert main([*detect, "--out", str(tmp_path / "ray.json"), "--engine", "ray"]) == 0
+    local, ray = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("local", "ray"))
+    assert local and ray == local
+    skipped = json.loads((tmp_path / "ray.skipped.json").read_text())
+    assert [s["file"].rsplit("/", 1)[1] for s in skipped] == ["broken.png"]
+
+    build = ["index", "build", "--images", str(images), "--clip", "shapes-clip",
+             "--proposals", "shapes-vild"]  # fmt: skip
+    assert main([*build, "--out", str(tmp_path / "i-local")]) == 0
+    assert main([*build, "--out", str(tmp_path / "i-ray"), "--engine", "ray"]) == 0
+    meta = [json.loads((tmp_path / d / "vectors.json").read_text()) for d in ("i-local", "i-ray")]
+    assert meta[0] == meta[1] and meta[0]["count"] > 0
+    for name in meta[0]["files"].values():
+        if name.endswith(".npy"):
+            a, b = (np.load(tmp_path / d / name) for d in ("i-local", "i-ray"))
+            assert np.array_equal(a, b)
+    rows = meta[0]["extra"]["rows"]
+    assert np.array_equal(np.load(tmp_path / "i-local" / rows), np.load(tmp_path / "i-ray" / rows))
