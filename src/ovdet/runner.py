@@ -202,11 +202,11 @@ def _detect_many(detector: Any, vocab: Vocabulary, images: list[torch.Tensor]) -
 
 def _detection_setup(
     factory: Callable[[], Any], vocab: Vocabulary, batch_size: int
-) -> Callable[[list[torch.Tensor]], list[Regions]]:
+) -> Callable[[list[torch.Tensor], list[Any]], list[Regions]]:
     """In a Ray actor: build the detector once; its work detects a list of images in batches."""
     detector = factory()
 
-    def work(images: list[torch.Tensor]) -> list[Regions]:
+    def work(images: list[torch.Tensor], _payloads: list[Any]) -> list[Regions]:
         out: list[Regions] = []
         for b in range(0, len(images), batch_size):
             out += _detect_many(detector, vocab, images[b : b + batch_size])

@@ -1,11 +1,14 @@
 """`--engine ray` (Ray Data in local mode, 2 CPUs) writes what the single-process path writes:
 the same detections file from `ovdet detect --images`, the same region index from
-`ovdet index build`, unreadable images skipped alike."""
+`ovdet index build`, the same RegionSpot feature cache from `ovdet cache`, unreadable images
+skipped alike."""
 
 import json
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from ovdet.cli.main import main
 from ovdet.data.shapes.generate import WorldConfig, generate_world
@@ -54,3 +57,15 @@ def test_ray_engine_writes_what_the_local_engine_writes(ray_local, images, tmp_p
             assert np.array_equal(a, b)
     rows = meta[0]["extra"]["rows"]
     assert np.array_equal(np.load(tmp_path / "i-local" / rows), np.load(tmp_path / "i-ray" / rows))
+
+    val = images.parent
+    cache = ["cache", "--gt", str(val / "annotations.json"), "--images", str(val),
+             "--sam", "shapes-sam", "--clip", "shapes-clip", "--shard-size", "4"]  # fmt: skip
+    assert main([*cache, "--out", str(tmp_path / "c-local")]) == 0
+    assert main([*cache, "--out", str(tmp_path / "c-ray"), "--engine", "ray"]) == 0
+    shards = sorted(p.name for p in (tmp_path / "c-local").glob("*.safetensors"))
+    assert len(shards) == 2
+    assert shards == sorted(p.name for p in (tmp_path / "c-ray").glob("*.safetensors"))
+    for name in shards:
+        a, b = (load_file(tmp_path / d / name) for d in ("c-local", "c-ray"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

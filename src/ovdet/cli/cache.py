@@ -27,6 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="cache folder (an interrupted run resumes)")
     p.add_argument("--shard-size", type=positive_int, default=256, help="images per shard")
     p.add_argument("--device", type=device, default="cpu")
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="ray: a pool of Ray actors (RAY_ADDRESS picks a cluster; needs ovdet[ray])",
+    )
+    p.add_argument("--actors", type=positive_int, default=2, help="Ray actors (--engine ray)")
     p.set_defaults(run=run)
 
 
@@ -37,17 +44,28 @@ def run(args: argparse.Namespace) -> int:
     from ovdet.models.sam import SamBackend
 
     gt = load_gt(args.gt)
-    check_cache_models(args.out, {"sam": args.sam, "clip": args.clip})  # before loading models
-    sam = SamBackend.from_pretrained(args.sam, device=args.device)
-    clip = load_model(args.clip, device=args.device)
-    extractor = FeatureExtractor(sam, clip, args.clip_size)
+    names = {"sam": args.sam, "clip": args.clip}
+    check_cache_models(args.out, names)  # before loading models
+    extractor, setup = None, None
+    if args.engine == "ray":  # SAM and CLIP are loaded in each actor
+        from functools import partial
+
+        from ovdet.methods.regionspot.recognizer import make_extractor
+
+        setup = partial(make_extractor, args.sam, args.clip, args.clip_size, args.device)
+    else:
+        sam = SamBackend.from_pretrained(args.sam, device=args.device)
+        clip = load_model(args.clip, device=args.device)
+        extractor = FeatureExtractor(sam, clip, args.clip_size)
     cache = build_cache(
         gt,
         args.images,
         args.out,
         extractor,
-        {"sam": args.sam, "clip": args.clip},
+        names,
         shard_size=args.shard_size,
+        ray_setup=setup,
+        actors=args.actors,
     )
     Console().print(f"cached {len(cache.done())} images in {args.out}")
     return 0

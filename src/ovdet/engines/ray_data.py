@@ -18,8 +18,9 @@ import numpy as np
 
 from ovdet.errors import ImageError, OvdetError
 
-# setup() -> work(list of (3, H, W) uint8 images) -> one picklable result per image
-Setup = Callable[[], Callable[[list[Any]], list[Any]]]
+# setup() -> work(list of (3, H, W) uint8 images, list of their payloads) -> one picklable result
+# per image
+Setup = Callable[[], Callable[[list[Any], list[Any]], list[Any]]]
 
 
 def ray_module():
@@ -59,7 +60,9 @@ class _Worker:
             except ImageError as e:
                 images.append(None)
                 errors.append(str(e))
-        done = iter(self.work([im for im in images if im is not None]))
+        payloads = [pickle.loads(p) for p in batch["payload"]]  # from ray_map_images' caller
+        ok = [k for k, im in enumerate(images) if im is not None]
+        done = iter(self.work([images[k] for k in ok], [payloads[k] for k in ok]))
         results = [b"" if im is None else pickle.dumps(next(done)) for im in images]
         return {
             "index": batch["index"],
@@ -69,17 +72,26 @@ class _Worker:
 
 
 def ray_map_images(
-    paths: Sequence[Any], setup: Setup, batch_size: int = 8, actors: int = 2
+    paths: Sequence[Any],
+    setup: Setup,
+    batch_size: int = 8,
+    actors: int = 2,
+    payloads: Sequence[Any] | None = None,
 ) -> Iterator[tuple[int, Any, str | None]]:
     """Yield (position, result or None, error or None) for every path, in input order, computed
-    by `actors` Ray actors (one CPU each) that each call `setup()` once."""
+    by `actors` Ray actors (one CPU each) that each call `setup()` once; `payloads` (one per
+    path, e.g. its boxes) go to the work function beside the images."""
     ray = ray_module()
     if not paths:
         return
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
-    items = [{"index": i, "path": str(p)} for i, p in enumerate(paths)]
+    payloads = [None] * len(paths) if payloads is None else payloads
+    items = [
+        {"index": i, "path": str(p), "payload": pickle.dumps(x)}
+        for i, (p, x) in enumerate(zip(paths, payloads, strict=True))
+    ]
     blocks = min(len(items), max(actors, -(-len(items) // batch_size)))  # every actor gets work
     data = ray.data.from_items(items, override_num_blocks=blocks)
     mapped = data.map_batches(

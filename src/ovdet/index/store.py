@@ -61,7 +61,7 @@ def _empty(dim: int) -> dict[str, torch.Tensor]:
 def _source_work(setup: Any) -> Any:
     """In a Ray actor: build the region source once; its work maps a list of images."""
     source = setup()
-    return lambda images: [source(image) for image in images]
+    return lambda images, _payloads: [source(image) for image in images]
 
 
 def _from_ray(setup: Any, listed: list[str], todo: list[int], actors: int, skipped: list, dim: int):

@@ -61,6 +61,17 @@ class FeatureExtractor:
         }
 
 
+def make_extractor(
+    sam: str, clip: str, clip_size: int | None = None, device: str = "cpu"
+) -> FeatureExtractor:
+    """A `FeatureExtractor` with its SAM and CLIP loaded by name (what a Ray actor builds)."""
+    from ovdet.models.loader import load_model
+
+    return FeatureExtractor(
+        SamBackend.from_pretrained(sam, device=device), load_model(clip, device=device), clip_size
+    )
+
+
 def load_regionspot(folder: str | os.PathLike) -> tuple[RegionSpot, dict[str, Any]]:
     """A trained module and its spec from a checkpoint folder (or `shapes-regionspot`)."""
     folder = checkpoint_folder(folder)

@@ -69,8 +69,12 @@ def build_cache(
     names: dict[str, str],
     shard_size: int = 256,
     progress: bool = True,
+    ray_setup: Any = None,
+    actors: int = 2,
 ) -> ShardedCache:
-    """Cache every image's annotated boxes with their SAM and CLIP features (resumable)."""
+    """Cache every image's annotated boxes with their SAM and CLIP features (resumable). With
+    `ray_setup` (a picklable function of no arguments returning a `FeatureExtractor`; then
+    `extractor` may be None) `actors` Ray actors compute them; the shards are the same."""
     boxes = annotated_boxes(gt)
     files = {im["id"]: im["file_name"] for im in gt["images"]}
 
@@ -81,8 +85,61 @@ def build_cache(
         return feats | {"labels": labels}
 
     cache = check_cache_models(out, names, shard_size)
-    cache.build([im["id"] for im in gt["images"]], compute, names, progress)
+    ids = [im["id"] for im in gt["images"]]
+    if ray_setup is not None:
+        compute = _from_ray(ray_setup, cache, ids, boxes, Path(images_dir), files, actors)
+    cache.build(ids, compute, names, progress)
     return cache
+
+
+def _extractor_work(setup: Any) -> Any:
+    """In a Ray actor: build the feature extractor once; its work takes (image, boxes) pairs."""
+    extractor = setup()
+
+    def work(images: list[torch.Tensor], boxes: list[torch.Tensor]) -> list[dict]:
+        out = []
+        for image, xyxy in zip(images, boxes, strict=True):
+            feats = extractor(image, xyxy)
+            feats.pop("masks")
+            out.append(feats)
+        return out
+
+    return work
+
+
+def _from_ray(
+    setup: Any,
+    cache: ShardedCache,
+    ids: list[Any],
+    boxes: dict[Any, tuple[torch.Tensor, torch.Tensor]],
+    images_dir: Path,
+    files: dict[Any, str],
+    actors: int,
+):
+    """`compute(image_id)` for `ShardedCache.build` answered by Ray actors, which see the images
+    not yet cached in the order `build` asks for them."""
+    from functools import partial
+
+    from ovdet.engines.ray_data import ray_map_images
+
+    done = cache.done()
+    todo = [i for i in ids if str(i) not in done]
+    produced = ray_map_images(
+        [images_dir / files[i] for i in todo],
+        partial(_extractor_work, setup),
+        actors=actors,
+        payloads=[boxes[i][0] for i in todo],
+    )
+
+    def compute(image_id: Any) -> dict[str, torch.Tensor]:
+        k, feats, error = next(produced)
+        if todo[k] != image_id:
+            raise RuntimeError(f"Ray returned image {todo[k]} where {image_id} was expected")
+        if error is not None:
+            raise OvdetError(error)  # the local path stops on an unreadable image too
+        return feats | {"labels": boxes[image_id][1]}
+
+    return compute
 
 
 @dataclass
