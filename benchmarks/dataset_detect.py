@@ -3,9 +3,11 @@
 Generates a shapes world's det-val split of `--images` scenes (128 px), then runs the bundled
 shapes-vild over its first `--small` images and over all of them, each in a fresh process, and
 prints wall time, images/s and peak resident memory: flat memory means the two peaks match.
-Then the same first `--small` images with batch 1 vs the default batch 8 (images/s ratio).
+Then the same first `--small` images with batch 1 vs the default batch 8 (images/s ratio), and
+with `--engine ray` (2 local actors, Ray's start-up included) vs the single process, over the
+small set and over all images.
 
-    python benchmarks/dataset_detect.py [--images 2000] [--small 200]
+    python benchmarks/dataset_detect.py [--images 2000] [--small 200] [--no-ray]
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the pass")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray comparison")
     args = parser.parse_args()
     from ovdet.data.shapes.generate import WorldConfig, generate_world
 
@@ -78,6 +81,15 @@ def main() -> None:
         print(f"peak RSS ratio {len(images)} / {args.small} images: {p_all / p_small:.3f}")
         one, _ = run(str(small), root / "b1.json", args.threads, "--batch-size", "1")
         print(f"batch 8 vs batch 1 on {args.small} images: {one / s_small:.2f}x the throughput")
+        if args.no_ray:
+            return
+        for n, folder in ((args.small, small), (len(images), world / "det-val" / "images")):
+            ray_s, ray_peak = run(str(folder), root / f"r{n}.json", args.threads, "--engine", "ray")
+            local_s = rows[n][0]
+            print(
+                f"Ray (2 local actors) on {n} images: {ray_s:.1f} s vs {local_s:.1f} s in one "
+                f"process: {local_s / ray_s:.2f}x the throughput (driver peak {ray_peak:.0f} MiB)"
+            )
 
 
 if __name__ == "__main__":
