@@ -3,9 +3,9 @@ recall and size of the vector index at 10k and 1M regions (synthetic clustered e
 
   1. Generates a shapes world's det-val split (`--images` scenes), indexes it with shapes-clip
      dense regions over SAM's everything mode (shapes-sam, 8 x 8 points, thresholds 0.7 / 0.9:
-     the RKD stand-in's setting) and over shapes-vild's detections, and prints images/s and, per
-     shape queried by its name, precision@20 (a hit is a region with IoU >= 0.5 to an object of
-     that shape).
+     the RKD stand-in's setting) and over shapes-vild's detections, and with shapes-regionspot's
+     embeddings over shapes-vild's detections; prints images/s and, per shape queried by its
+     name, precision@20 (a hit is a region with IoU >= 0.5 to an object of that shape).
   2. For 10k and `--big` synthetic unit vectors (`--dim`, clustered like region embeddings): build
      time, query latency p50/p95 (one query at a time), recall@10 against exact search, bytes per
      region of the index in memory and of the float16 copy on disk.
@@ -34,7 +34,8 @@ def precision_at(index, gt: dict, clip, name: str, k: int = 20) -> float:
 
     cat = next(c["id"] for c in gt["categories"] if c["name"] == name)
     by_file = {Path(im["file_name"]).name: im["id"] for im in gt["images"]}
-    query = TextEmbedder(clip, "ensemble", None).embed(parse_vocabulary(name))
+    templates = index.meta.get("templates") or "ensemble"  # a RegionSpot index: its prompts
+    query = TextEmbedder(clip, templates, None).embed(parse_vocabulary(name))
     hits = index.search(query, k)[0]
     good = 0
     for h in hits:
@@ -63,15 +64,24 @@ def shapes_world(root: Path, count: int) -> None:
     )
     gt = json.loads((world / "det-val" / "annotations.json").read_text())
     images = find_images(world / "det-val" / "images")
+    from ovdet.api import load
+
     clip = load_model("shapes-clip")
+    spot = load("shapes-regionspot")
     torch.set_num_threads(1)
-    for label, config in (
-        ("SAM (shapes-sam, 8x8, 0.7/0.9)", ProposalConfig("sam", "shapes-sam", 8, 0.7, 0.9)),
-        ("ViLD detections (shapes-vild)", ProposalConfig("shapes-vild")),
+    sam_grid = ProposalConfig("sam", "shapes-sam", 8, 0.7, 0.9)
+    for label, config, embedder in (
+        ("SAM (shapes-sam, 8x8, 0.7/0.9) + dense CLIP", sam_grid, None),
+        ("ViLD detections (shapes-vild) + dense CLIP", ProposalConfig("shapes-vild"), None),
+        ("ViLD detections + RegionSpot (shapes-regionspot)", ProposalConfig("shapes-vild"), spot),
     ):
-        index = RegionIndex(root / label.split()[0])
+        index = RegionIndex(root / label.replace(" ", "_"))
+        source = RegionSource(clip, config, regionspot=embedder)
+        extra = {"templates": spot.spec["templates"]} if embedder is not None else {}
         start = time.perf_counter()
-        counts = index.build(images, RegionSource(clip, config), "shapes-clip", clip)
+        counts = index.build(
+            images, source, "shapes-clip", clip, signature={**source.signature(), **extra}
+        )
         seconds = time.perf_counter() - start
         print(
             f"{label}: {counts['images'] / seconds:.1f} images/s (one thread), "
@@ -128,9 +138,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--big", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--shapes-only", action="store_true", help="skip the synthetic vectors")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         shapes_world(Path(tmp), args.images)
+    if args.shapes_only:
+        return
     for n in (10_000, args.big):
         vector_index(n, args.dim)
 

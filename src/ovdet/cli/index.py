@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", required=True, help="the index folder (created, or added to)")
     b.add_argument("--clip", default=DEFAULT_CLIP, help=f"CLIP of the embeddings ({DEFAULT_CLIP})")
     b.add_argument(
+        "--model",
+        default=None,
+        help="a RegionSpot checkpoint: its fused SAM + CLIP embeddings instead of dense CLIP "
+        "regions (its own SAM and CLIP; --clip is then not used)",
+    )
+    b.add_argument(
         "--proposals",
         default="sam",
         help='"sam" (SAM everything mode) or a ViLD checkpoint (its detections, any class)',
@@ -50,7 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--like", default=None, help="query by example: an image file (with --box)")
     s.add_argument("--box", default=None, help="x1,y1,x2,y2 of the example region in --like")
     s.add_argument("--top-k", type=positive_int, default=20)
-    s.add_argument("--templates", default="ensemble", help="prompt templates of word queries")
+    s.add_argument(
+        "--templates",
+        default="ensemble",
+        help="prompt templates of word queries (a RegionSpot index uses its checkpoint's)",
+    )
     s.add_argument("--out", default=None, help="folder for results.json and contact sheets")
     add_device_arg(s)
     add_cache_args(s)
@@ -67,36 +77,56 @@ def run_build(args: argparse.Namespace) -> int:
 
     images = find_images(args.images)
     index = RegionIndex(args.out)
-    clip = load_model(args.clip, device=args.device)
+    spot, clip_name = None, args.clip
+    if args.model is not None:
+        spot = _regionspot(args.model, args.device)
+        clip_name, clip = spot.spec["clip"], spot.clip
+        if args.proposals == "sam":
+            args.sam = spot.spec["sam"]  # its own SAM proposes (one image embedding for both)
+    else:
+        clip = load_model(args.clip, device=args.device)
     config = ProposalConfig(
         args.proposals, args.sam, args.points_per_side, args.sam_iou, args.sam_stability
     )
-    if args.engine == "ray":  # the proposer and its CLIP are built in each actor
+    extra = {"templates": spot.spec["templates"]} if spot is not None else {}
+    if args.engine == "ray":  # the proposer and the embedder are built in each actor
         from functools import partial
 
         from ovdet.index.regions import make_source, region_signature
         from ovdet.recognize.dense import DenseEmbedder
 
-        setup = partial(make_source, args.clip, config, args.device, args.dense_size)
-        signature = region_signature(config, DenseEmbedder(clip, args.dense_size).input_size)
+        setup = partial(make_source, clip_name, config, args.device, args.dense_size, args.model)
+        size = DenseEmbedder(clip, args.dense_size).input_size
+        signature = region_signature(config, size, args.model)
         counts = index.build(
             images,
             None,
-            args.clip,
+            clip_name,
             clip,
             args.shard_size,
             ray_setup=setup,
             actors=args.actors,
-            signature=signature,
+            signature={**signature, **extra},
         )
     else:
-        source = RegionSource(clip, config, args.device, args.dense_size)
-        counts = index.build(images, source, args.clip, clip, args.shard_size)
+        source = RegionSource(clip, config, args.device, args.dense_size, spot)
+        signature = {**source.signature(), **extra}
+        counts = index.build(images, source, clip_name, clip, args.shard_size, signature=signature)
     Console().print(
         f"{args.out}: {counts['images']} images, {counts['regions']} regions "
         f"({counts['added']} images added, {counts['skipped']} unreadable)"
     )
     return 0
+
+
+def _regionspot(model: str, device: str):
+    """The RegionSpot checkpoint `--model` names, or a one-line error for another kind."""
+    from ovdet.api import checkpoint_kind, load
+
+    kind = checkpoint_kind(model)
+    if kind != "regionspot":
+        raise OvdetError(f"--model takes a RegionSpot checkpoint, got a {kind} model: {model}")
+    return load(model, device=device)
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -142,7 +172,8 @@ def _queries(args: argparse.Namespace, clip, index, cache):
         from ovdet.vocab.parse import parse_vocabulary
 
         vocab = parse_vocabulary(args.query)
-        return list(vocab.names), TextEmbedder(clip, args.templates, cache).embed(vocab)
+        templates = index.meta.get("templates") or args.templates  # RegionSpot's own prompts
+        return list(vocab.names), TextEmbedder(clip, templates, cache).embed(vocab)
     from ovdet.io.images import load_image
     from ovdet.ops.boxes import validate_input_boxes
     from ovdet.recognize.dense import DenseEmbedder
@@ -155,8 +186,10 @@ def _queries(args: argparse.Namespace, clip, index, cache):
         raise OvdetError(f"--box must be four numbers x1,y1,x2,y2, got {args.box!r}") from None
     image = load_image(args.like)
     box = validate_input_boxes(box, tuple(image.shape[-2:]))
-    embedder = DenseEmbedder(clip, index.meta["dense_size"])
-    return [f"like {Path(args.like).name} {args.box}"], embedder.embed(image, box)
+    name = [f"like {Path(args.like).name} {args.box}"]
+    if index.meta.get("regionspot"):
+        return name, _regionspot(index.meta["regionspot"], args.device).embed(image, box)[0]
+    return name, DenseEmbedder(clip, index.meta["dense_size"]).embed(image, box)
 
 
 def _write(out: Path, names: list[str], results) -> None:

@@ -1,8 +1,11 @@
 """What an index stores per image: class-agnostic region proposals and their embeddings in CLIP's
-joint image-text space (one dense CLIP pass per image, RoIAlign per box: `DenseEmbedder`).
+joint image-text space: by default one dense CLIP pass per image, RoIAlign per box
+(`DenseEmbedder`); with a RegionSpot checkpoint, its fused SAM + CLIP embedding (unit vectors
+in the space of that checkpoint's CLIP text embeddings, which its classifier compares them to).
 
-Proposals come from SAM's everything mode, or from a ViLD checkpoint's detections of its own base
-names, merged across classes (class-agnostic NMS) and kept above a score.
+Proposals come from SAM's everything mode (with RegionSpot: its own SAM, whose image embedding
+then serves both the proposals and the tokens), or from a ViLD checkpoint's detections of its own
+base names, merged across classes (class-agnostic NMS) and kept above a score.
 """
 
 from __future__ import annotations
@@ -42,15 +45,20 @@ class RegionSource:
         config: ProposalConfig,
         device: str = "cpu",
         dense_size: int | None = None,
+        regionspot: Any = None,
     ) -> None:
         self.config, self.embedder = config, DenseEmbedder(clip, dense_size)
+        self.spot = regionspot  # a RegionSpotRecognizer, or None for dense CLIP embeddings
         self._propose = self._sam(device) if config.source == "sam" else self._detector(device)
 
     def _sam(self, device: str):
         from ovdet.models.sam import SamBackend
         from ovdet.models.sam_everything import EverythingConfig, everything
 
-        sam = SamBackend.from_pretrained(self.config.sam, device=device)
+        if self.spot is not None:
+            sam = self.spot.sam
+        else:
+            sam = SamBackend.from_pretrained(self.config.sam, device=device)
         c = self.config
         grid = EverythingConfig(
             points_per_side=c.points_per_side,
@@ -58,9 +66,10 @@ class RegionSource:
             stability_threshold=c.sam_stability,
         )
 
-        def propose(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            found = everything(sam, sam.set_image(image), grid)
-            return found.xyxy, found.scores
+        def propose(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+            state = sam.set_image(image)
+            found = everything(sam, state, grid)
+            return found.xyxy, found.scores, state
 
         return propose
 
@@ -77,46 +86,62 @@ class RegionSource:
         vocab = parse_vocabulary(", ".join(detector.base_names))
         c = self.config
 
-        def propose(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def propose(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
             found = detector.detect(image, vocab)
             found = found[found.scores >= c.min_score]
             keep = nms(found.xyxy, found.scores, c.nms)[: c.max_regions]
-            return found.xyxy[keep], found.scores[keep]
+            return found.xyxy[keep], found.scores[keep], None
 
         return propose
 
     def signature(self) -> dict[str, Any]:
-        return region_signature(self.config, self.embedder.input_size)
+        folder = None if self.spot is None else self.spot.folder
+        return region_signature(self.config, self.embedder.input_size, folder)
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        boxes, scores = self._propose(image)
+        boxes, scores, state = self._propose(image)
         boxes = boxes.float().cpu()
         wide = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
         boxes, scores = boxes[wide], scores.float().cpu()[wide]
         dim = self.embedder.clip.embed_dim
         if len(boxes) == 0:
             emb = torch.zeros(0, dim)
+        elif self.spot is not None:
+            emb = self.spot.embed(image, boxes, state)[0].float().cpu()
         else:
             emb = self.embedder.embed(image, boxes).float().cpu()
         return {"boxes": boxes, "scores": scores, "embeddings": emb.half()}
 
 
-def region_signature(config: ProposalConfig, dense_size: int) -> dict[str, Any]:
-    """What an index's regions depend on besides the CLIP: the proposals and the dense size."""
+def region_signature(
+    config: ProposalConfig, dense_size: int, regionspot: str | None = None
+) -> dict[str, Any]:
+    """What an index's regions depend on besides the CLIP: the proposals, the dense size, and
+    the RegionSpot checkpoint whose embeddings replace the dense ones (None: dense)."""
     sam = config.source == "sam"
     return {
         "proposals": config.source,
         "sam": config.sam if sam else None,
         "sam_grid": [config.points_per_side, config.sam_iou, config.sam_stability] if sam else None,
         "dense_size": dense_size,
+        "regionspot": regionspot,
     }
 
 
 def make_source(
-    clip_name: str, config: ProposalConfig, device: str = "cpu", dense_size: int | None = None
+    clip_name: str,
+    config: ProposalConfig,
+    device: str = "cpu",
+    dense_size: int | None = None,
+    regionspot: str | None = None,
 ) -> RegionSource:
-    """A `RegionSource` with its CLIP loaded by name (what a Ray actor builds once)."""
+    """A `RegionSource` with its models loaded by name (what a Ray actor builds once)."""
     from ovdet.models.loader import load_model
 
-    return RegionSource(load_model(clip_name, device=device), config, device, dense_size)
+    if regionspot is None:
+        return RegionSource(load_model(clip_name, device=device), config, device, dense_size)
+    from ovdet.api import load
+
+    spot = load(regionspot, device=device)
+    return RegionSource(spot.clip, config, device, dense_size, spot)

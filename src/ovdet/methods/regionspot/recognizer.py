@@ -101,6 +101,7 @@ class RegionSpotRecognizer:
         from ovdet.vocab.cache import resolve_cache
         from ovdet.vocab.embed import TextEmbedder
 
+        self.folder = str(folder)  # as given: a folder or a bundled name
         self.model, self.spec = load_regionspot(folder)
         self.model.to(device)
         self.sam = sam or SamBackend.from_pretrained(self.spec["sam"], device=device)
@@ -172,15 +173,8 @@ class RegionSpotRecognizer:
                 embeddings=torch.zeros(0, text.shape[-1]),
                 data={"class_scores": torch.zeros(0, len(text))},
             )
-        f = self.features(image, boxes, state)
-        device = next(self.model.parameters()).device
-        emb = self.model(
-            f[f"tok_{self.spec['token']}"][None].to(device),
-            (f["xyxy"] * f["norm"])[None].to(device),
-            f["clip_map"].float()[None].to(device),
-            f["clip_global"][None].to(device),
-            f["mask_cover"].float()[None].to(device),
-        )[0]
+        emb, f = self.embed(image, boxes, state)
+        device = emb.device
         scores = self.model.logits(emb, text.to(device)).sigmoid().cpu()
         best = scores.max(1)
         return Regions(
@@ -192,6 +186,24 @@ class RegionSpotRecognizer:
             embeddings=emb.cpu(),
             data={"class_scores": scores},
         )
+
+    @torch.inference_mode()
+    def embed(
+        self, image: torch.Tensor, xyxy: torch.Tensor, state: SamImage | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(3, H, W) uint8 image, (N, 4) boxes -> (N, D) unit region embeddings in the space of
+        the checkpoint's CLIP text embeddings (on the module's device), and the frozen features
+        (masks included) they came from."""
+        f = self.features(image, check_boxes(xyxy).float(), state)
+        device = next(self.model.parameters()).device
+        emb = self.model(
+            f[f"tok_{self.spec['token']}"][None].to(device),
+            (f["xyxy"] * f["norm"])[None].to(device),
+            f["clip_map"].float()[None].to(device),
+            f["clip_global"][None].to(device),
+            f["mask_cover"].float()[None].to(device),
+        )[0]
+        return emb, f
 
 
 class RegionSpotDetector:
