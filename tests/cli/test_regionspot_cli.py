@@ -80,3 +80,32 @@ def test_cache_refuses_another_model_pair(world, tiny_sam_dir, capsys):
     assert main([*args, "--sam", str(tiny_sam_dir), "--clip", "shapes-clip"]) == 0
     assert main([*args, "--sam", "shapes-sam", "--clip", "shapes-clip"]) == 2
     assert "use another --out" in capsys.readouterr().err
+
+
+def test_cache_skips_an_unreadable_image_and_keeps_the_rest(world, tiny_sam_dir, tmp_path, capsys):
+    import shutil
+
+    from ovdet.train.feature_cache import ShardedCache
+
+    val = tmp_path / "val"
+    shutil.copytree(world / "w" / "det-val", val)
+    gt = json.loads((val / "annotations.json").read_text())
+    broken = val / gt["images"][1]["file_name"]
+    broken.write_bytes(b"not an image")
+    args = [
+        "cache",
+        "--gt",
+        str(val / "annotations.json"),
+        "--images",
+        str(val),
+        "--sam",
+        str(tiny_sam_dir),
+        "--clip",
+        "shapes-clip",
+        "--out",
+        str(tmp_path / "c"),
+    ]
+    assert main(args) == 0
+    assert f"skipped {broken}" in capsys.readouterr().out
+    ids = {im["id"] for im in gt["images"]} - {gt["images"][1]["id"]}
+    assert ShardedCache(tmp_path / "c").done() == {str(i) for i in ids}

@@ -39,27 +39,32 @@ class ShardedCache:
     def build(
         self,
         image_ids: Sequence[Any],
-        compute: Callable[[Any], dict[str, torch.Tensor]],
+        compute: Callable[[Any], dict[str, torch.Tensor] | None],
         metadata: dict[str, str] | None = None,
         progress: bool = True,
     ) -> None:
-        """Compute `compute(image_id) -> {name: tensor}` for every image not yet cached."""
+        """Compute `compute(image_id) -> {name: tensor}` for every image not yet cached; an
+        image whose `compute` returns None (unreadable: the caller reports it) is left out."""
         done = self.done()
         todo = [i for i in image_ids if str(i) not in done]
         for start in tqdm(
             range(0, len(todo), self.shard_size), desc="cache shards", disable=not progress
         ):
             chunk = todo[start : start + self.shard_size]
+            computed = {i: compute(i) for i in chunk}
+            kept = [i for i in chunk if computed[i] is not None]
+            if not kept:
+                continue
             tensors = {
                 f"{i}/{k}": v.detach().cpu().contiguous()
-                for i in chunk
-                for k, v in compute(i).items()
+                for i in kept
+                for k, v in computed[i].items()
             }
             name = f"shard_{len(self.index['shards']):05d}.safetensors"
             self.folder.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.folder / name) as tmp:
                 save_file(tensors, str(tmp), metadata=metadata)
-            self.index["shards"][name] = [str(i) for i in chunk]
+            self.index["shards"][name] = [str(i) for i in kept]
             write_json(self.folder / "index.json", self.index)
 
     def reader(self) -> CacheReader:

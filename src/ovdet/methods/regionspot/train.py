@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ovdet.errors import OvdetError
+from ovdet.errors import ImageError, OvdetError
 from ovdet.eval.recognition import gt_boxes_by_image, region_annotations
 from ovdet.io.images import load_image
 from ovdet.losses.vild import sigmoid_focal_loss
@@ -72,15 +72,21 @@ def build_cache(
     ray_setup: Any = None,
     actors: int = 2,
 ) -> ShardedCache:
-    """Cache every image's annotated boxes with their SAM and CLIP features (resumable). With
+    """Cache every image's annotated boxes with their SAM and CLIP features (resumable; an
+    unreadable image is reported and left out, and tried again by the next run). With
     `ray_setup` (a picklable function of no arguments returning a `FeatureExtractor`; then
     `extractor` may be None) `actors` Ray actors compute them; the shards are the same."""
     boxes = annotated_boxes(gt)
     files = {im["id"]: im["file_name"] for im in gt["images"]}
 
-    def compute(image_id: Any) -> dict[str, torch.Tensor]:
+    def compute(image_id: Any) -> dict[str, torch.Tensor] | None:
         xyxy, labels = boxes[image_id]
-        feats = extractor(load_image(Path(images_dir) / files[image_id]), xyxy)
+        path = Path(images_dir) / files[image_id]
+        try:
+            image = load_image(path)
+        except ImageError as e:
+            return _skip(path, str(e))
+        feats = extractor(image, xyxy)
         feats.pop("masks")
         return feats | {"labels": labels}
 
@@ -90,6 +96,12 @@ def build_cache(
         compute = _from_ray(ray_setup, cache, ids, boxes, Path(images_dir), files, actors)
     cache.build(ids, compute, names, progress)
     return cache
+
+
+def _skip(path: Path, reason: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"skipped {path}: {reason}")
 
 
 def _extractor_work(setup: Any) -> Any:
@@ -131,12 +143,12 @@ def _from_ray(
         payloads=[boxes[i][0] for i in todo],
     )
 
-    def compute(image_id: Any) -> dict[str, torch.Tensor]:
+    def compute(image_id: Any) -> dict[str, torch.Tensor] | None:
         k, feats, error = next(produced)
         if todo[k] != image_id:
             raise RuntimeError(f"Ray returned image {todo[k]} where {image_id} was expected")
         if error is not None:
-            raise OvdetError(error)  # the local path stops on an unreadable image too
+            return _skip(images_dir / files[image_id], error)
         return feats | {"labels": boxes[image_id][1]}
 
     return compute
