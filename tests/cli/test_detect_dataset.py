@@ -139,3 +139,42 @@ def test_eval_regions_with_a_trained_model_names_gt_boxes(val, tmp_path, capsys)
     code, err = run([*args, "--model", "shapes-clip"], capsys)
     assert code == 2
     one_line(err, "is a clip model")
+
+
+def test_dataset_pass_names_another_detectors_boxes_read_once(val, tmp_path, capsys):
+    """RegionSpot over a dataset with --proposals: a results file keyed by image paths (what
+    `ovdet detect` writes without --gt) is read once and matched per image; images it has no
+    entry for get no detections; a file of other images only is refused in one line."""
+    gt = str(val / "annotations.json")
+    images = sorted((val / "images").glob("*.png"))
+    boxes = [
+        {"image_id": str(p), "category_id": 1, "bbox": [10, 10, 30, 30], "score": 0.9}
+        for p in images[:2]
+    ]
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    out = tmp_path / "r.json"
+    args = [
+        "detect",
+        "--images",
+        str(val),
+        "--gt",
+        gt,
+        "--model",
+        "shapes-regionspot",
+        "--vocab",
+        gt,
+        "--proposals",
+        str(tmp_path / "boxes.json"),
+    ]
+    assert main([*args, "--out", str(out)]) == 0
+    by_file = {
+        im["id"]: im["file_name"]
+        for im in json.loads((val / "annotations.json").read_text())["images"]
+    }
+    named = {by_file[r["image_id"]].split("/")[-1] for r in json.loads(out.read_text())}
+    assert named == {p.name for p in images[:2]}
+    (tmp_path / "other.json").write_text(json.dumps([{**boxes[0], "image_id": "x/none.png"}]))
+    args[-1] = str(tmp_path / "other.json")
+    code, err = run([*args, "--out", str(tmp_path / "o.json")], capsys)
+    assert code == 2
+    one_line(err, "holds boxes of none of these images")

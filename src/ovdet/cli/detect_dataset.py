@@ -26,7 +26,7 @@ def results_path(out: str) -> Path:
 def run_dataset(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ovdet.cli.detect import _detector, _proposals, gt_category_ids
+    from ovdet.cli.detect import _detector, gt_category_ids
     from ovdet.data.image_list import find_images, gt_images
     from ovdet.runner import run_detection
     from ovdet.vocab.parse import parse_vocabulary
@@ -57,9 +57,7 @@ def run_dataset(args: argparse.Namespace) -> int:
         detector = _detector(args, vocab)
     extra = None
     if args.proposals != "sam":
-
-        def extra(i, image):  # noqa: E306 - the boxes --proposals gives image i
-            return _proposals(args.proposals, image, str(images.paths[i]))
+        extra = _proposal_boxes(args.proposals, images)
 
     signature = {
         "model": str(args.model),
@@ -101,6 +99,26 @@ def run_dataset(args: argparse.Namespace) -> int:
         result = evaluate_detections(gt, str(results), args.iou_type, args.protocol, split)
         report(result, results.parent)
     return 0
+
+
+def _proposal_boxes(source: str, images):
+    """`extra(i, image)` giving image i the boxes of the --proposals file (read once). An image
+    the file has no entry for gets no boxes; a file with entries for none of them is refused."""
+    import torch
+
+    from ovdet.io.coco import BoxesByImage
+    from ovdet.ops.boxes import validate_input_boxes
+
+    table = BoxesByImage(source)
+    found = [table.boxes(images.ids[i], str(images.paths[i])) for i in range(len(images))]
+    if all(b is None for b in found):
+        raise OvdetError(f"--proposals {source} holds boxes of none of these images")
+
+    def extra(i, image) -> dict:
+        boxes = found[i] if found[i] is not None else torch.zeros(0, 4)
+        return {"proposals": validate_input_boxes(boxes, tuple(image.shape[-2:]))}
+
+    return extra
 
 
 def _painter(folder: Path, images, vocab, count: int, min_score: float):

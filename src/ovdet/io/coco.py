@@ -257,3 +257,46 @@ def _pick_image(images: list[dict[str, Any]], image_name: str | None, source: st
     if len(images) != 1:
         raise FormatError(f"{source} has {len(images)} images; say which one")
     return images[0]["id"]
+
+
+class BoxesByImage:
+    """A boxes JSON of many images, read and grouped once (a dataset pass asks per image):
+    a COCO results list (image ids equal to the pass's, or paths / file names), or a COCO
+    dataset (its annotations, its images matched by file name).
+
+    Raises:
+        FormatError: the file is not one of these forms.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = str(path)
+        data = read_json(path)
+        if isinstance(data, dict) and "annotations" in data and "images" in data:
+            entries = check_results(list(data["annotations"]), self.path)
+            names = {im.get("id"): str(im.get("file_name", "")) for im in data["images"]}
+            self.by_id: dict[Any, list[dict[str, Any]]] = {}
+            for e in entries:
+                self.by_id.setdefault(names.get(e["image_id"], e["image_id"]), []).append(e)
+            self.numeric_ids = False  # keyed by the other dataset's file names
+        elif isinstance(data, list):
+            self.by_id = {}
+            for e in check_results(data, self.path):
+                self.by_id.setdefault(e["image_id"], []).append(e)
+            self.numeric_ids = True
+        else:
+            raise FormatError(
+                f"{path}: a dataset pass takes a COCO results list or a COCO dataset of boxes"
+            )
+        self.names = [k for k in self.by_id if isinstance(k, str)]
+
+    def boxes(self, image_id: Any, image_name: str) -> torch.Tensor | None:
+        """(N, 4) xyxy boxes of one image (its id first, then its name; `match_name`), or None
+        when the file has no entry for it."""
+        entries = self.by_id.get(image_id) if self.numeric_ids else None
+        if entries is None and self.names:
+            hit = match_name(image_name, self.names)
+            entries = self.by_id[self.names[hit]] if hit is not None else None
+        if entries is None:
+            return None
+        xywh = torch.tensor([e["bbox"] for e in entries], dtype=torch.float32).reshape(-1, 4)
+        return xywh_to_xyxy(xywh)
