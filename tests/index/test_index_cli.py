@@ -33,6 +33,15 @@ def shape_hits(val, results):
     return out
 
 
+def finds_itself(index, example, tmp_path):
+    """By example: a region of the index, queried back, comes first (cosine 1 up to float16)."""
+    box = ",".join(str(v) for v in example["box"])
+    args = ["index", "search", str(index), "--like", example["image"], "--box", box]
+    assert main([*args, "--top-k", "1", "--out", str(tmp_path / "like")]) == 0
+    (like,) = json.loads((tmp_path / "like" / "results.json").read_text())
+    assert like["hits"][0]["image"] == example["image"] and like["hits"][0]["score"] > 0.99
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("idx")
@@ -70,29 +79,7 @@ def test_words_find_the_shape_they_name_and_an_example_finds_itself(built, tmp_p
     # the 3 best regions of each word query are objects of that shape (measured 3 of 3 for both;
     # circle 1 of 3 here: shapes-clip's dense regions take near-round ellipses for circles)
     assert shape_hits(val, results) == {"triangle": [True] * 3, "hexagon": [True] * 3}
-    # by example: a region of the index, queried back, comes first (cosine 1 up to float16)
-    example = results[0]["hits"][0]
-    box = ",".join(str(v) for v in example["box"])
-    assert (
-        main(
-            [
-                "index",
-                "search",
-                str(index),
-                "--like",
-                example["image"],
-                "--box",
-                box,
-                "--top-k",
-                "1",
-                "--out",
-                str(tmp_path / "like"),
-            ]
-        )
-        == 0
-    )
-    (like,) = json.loads((tmp_path / "like" / "results.json").read_text())
-    assert like["hits"][0]["image"] == example["image"] and like["hits"][0]["score"] > 0.99
+    finds_itself(index, results[0]["hits"][0], tmp_path)
 
 
 def test_regionspot_embeddings_index_and_find(built, tmp_path):
@@ -119,28 +106,7 @@ def test_regionspot_embeddings_index_and_find(built, tmp_path):
     )
     results = json.loads((tmp_path / "f" / "results.json").read_text())
     assert shape_hits(val, results) == {"circle": [True] * 3, "triangle": [True] * 3}
-    example = results[0]["hits"][0]
-    box = ",".join(str(v) for v in example["box"])
-    assert (
-        main(
-            [
-                "index",
-                "search",
-                str(index),
-                "--like",
-                example["image"],
-                "--box",
-                box,
-                "--top-k",
-                "1",
-                "--out",
-                str(tmp_path / "like"),
-            ]
-        )
-        == 0
-    )
-    (like,) = json.loads((tmp_path / "like" / "results.json").read_text())
-    assert like["hits"][0]["image"] == example["image"] and like["hits"][0]["score"] > 0.99
+    finds_itself(index, results[0]["hits"][0], tmp_path)
 
 
 @pytest.mark.parametrize(

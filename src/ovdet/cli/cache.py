@@ -6,6 +6,7 @@ import argparse
 
 from rich.console import Console
 
+from ovdet.cli.common import add_engine_args
 from ovdet.cli.options import device, positive_int
 from ovdet.eval.data import load_gt
 
@@ -27,13 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="cache folder (an interrupted run resumes)")
     p.add_argument("--shard-size", type=positive_int, default=256, help="images per shard")
     p.add_argument("--device", type=device, default="cpu")
-    p.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        default="local",
-        help="ray: a pool of Ray actors (RAY_ADDRESS picks a cluster; needs ovdet[ray])",
-    )
-    p.add_argument("--actors", type=positive_int, default=2, help="Ray actors (--engine ray)")
+    add_engine_args(p)
     p.set_defaults(run=run)
 
 

@@ -64,6 +64,17 @@ def add_dense_size(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_engine_args(p: Any) -> None:
+    """--engine local|ray and --actors: where a heavy per-image pass runs."""
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="ray: a pool of Ray actors (RAY_ADDRESS picks a cluster; needs ovdet[ray])",
+    )
+    p.add_argument("--actors", type=positive_int, default=2, help="Ray actors (--engine ray)")
+
+
 def add_protocol_options(p: Any) -> None:
     """--iou-type, --protocol and --split: how a results file is scored."""
     p.add_argument("--iou-type", choices=("bbox", "segm"), default="bbox")

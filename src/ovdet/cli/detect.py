@@ -18,7 +18,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ovdet.cli.common import add_cache_args, add_device_arg, add_protocol_options, output_names
+from ovdet.cli.common import (
+    add_cache_args,
+    add_device_arg,
+    add_engine_args,
+    add_protocol_options,
+    output_names,
+)
 from ovdet.cli.options import nonnegative_int, positive_int, unit_float
 from ovdet.errors import OvdetError
 
@@ -70,13 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
     d.add_argument("--shard-size", type=positive_int, default=256, help="images per resume unit")
     d.add_argument("--workers", type=nonnegative_int, default=2, help="image-decoding threads")
-    d.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        default="local",
-        help="ray: a pool of Ray actors (RAY_ADDRESS picks a cluster; needs ovdet[ray])",
-    )
-    d.add_argument("--actors", type=positive_int, default=2, help="Ray actors (--engine ray)")
+    add_engine_args(d)
     d.add_argument(
         "--draw", type=nonnegative_int, default=4, help="pictures of the first N images (pictures/)"
     )

@@ -10,7 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ovdet.cli.common import DEFAULT_CLIP, add_cache_args, add_dense_size, add_device_arg
+from ovdet.cli.common import (
+    DEFAULT_CLIP,
+    add_cache_args,
+    add_dense_size,
+    add_device_arg,
+    add_engine_args,
+)
 from ovdet.cli.options import positive_int, unit_float
 from ovdet.errors import OvdetError
 
@@ -39,13 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--sam-iou", type=unit_float, default=0.88, help="SAM's predicted-IoU cut")
     b.add_argument("--sam-stability", type=unit_float, default=0.95, help="SAM's stability cut")
     b.add_argument("--shard-size", type=positive_int, default=64, help="images per resume unit")
-    b.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        default="local",
-        help="ray: a pool of Ray actors (RAY_ADDRESS picks a cluster; needs ovdet[ray])",
-    )
-    b.add_argument("--actors", type=positive_int, default=2, help="Ray actors (--engine ray)")
+    add_engine_args(b)
     add_dense_size(b)
     add_device_arg(b)
     b.set_defaults(run=run_build)
