@@ -13,6 +13,7 @@ process writes the same shards and file from their results.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from ovdet.io.coco import regions_to_coco
 from ovdet.io.shards import ResultShards
 from ovdet.io.stream import StreamedImage, stream_images
 from ovdet.types import Regions, Vocabulary
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -134,7 +137,7 @@ def run_detection(
             i = todo[k]
             if error is not None:
                 skipped.append([str(images.paths[i]), error])
-                bar.write(f"skipped {images.paths[i]}: {error}")
+                log.warning("skipped %s: %s", images.paths[i], error)
                 continue
             for e, label in zip(
                 regions_to_coco(regions, images.ids[i], category_ids),

@@ -82,7 +82,7 @@ def test_cache_refuses_another_model_pair(world, tiny_sam_dir, capsys):
     assert "use another --out" in capsys.readouterr().err
 
 
-def test_cache_skips_an_unreadable_image_and_keeps_the_rest(world, tiny_sam_dir, tmp_path, capsys):
+def test_cache_skips_an_unreadable_image_and_keeps_the_rest(world, tiny_sam_dir, tmp_path, caplog):
     import shutil
 
     from ovdet.train.feature_cache import ShardedCache
@@ -106,6 +106,6 @@ def test_cache_skips_an_unreadable_image_and_keeps_the_rest(world, tiny_sam_dir,
         str(tmp_path / "c"),
     ]
     assert main(args) == 0
-    assert f"skipped {broken}" in capsys.readouterr().out
+    assert f"skipped {broken}" in caplog.text
     ids = {im["id"] for im in gt["images"]} - {gt["images"][1]["id"]}
     assert ShardedCache(tmp_path / "c").done() == {str(i) for i in ids}

@@ -14,6 +14,7 @@ the index. Unreadable images are reported and stored with no regions.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from ovdet.io.atomic import write_json
 from ovdet.io.images import load_image
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.train.feature_cache import ShardedCache
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ def _from_ray(setup: Any, listed: list[str], todo: list[int], actors: int, skipp
             raise RuntimeError(f"Ray returned image {todo[k]} where {i} was expected")
         if error is not None:
             skipped.append(listed[i])
-            tqdm.write(f"skipped {listed[i]}: {error}")
+            log.warning("skipped %s: %s", listed[i], error)
             return _empty(dim)
         return regions
 
@@ -98,9 +101,10 @@ class RegionIndex:
         if path.is_file():
             try:
                 self.meta = json.loads(path.read_text())
-                assert isinstance(self.meta, dict) and isinstance(self.meta.get("images"), list)
-            except (ValueError, AssertionError):
-                raise FormatError(f"{path} is damaged; build the index again") from None
+            except ValueError:
+                self.meta = {}
+            if not isinstance(self.meta, dict) or not isinstance(self.meta.get("images"), list):
+                raise FormatError(f"{path} is damaged; build the index again")
 
     @property
     def images(self) -> list[str]:
@@ -158,7 +162,7 @@ class RegionIndex:
                 return source(load_image(listed[i]))
             except ImageError as e:
                 skipped.append(listed[i])
-                tqdm.write(f"skipped {listed[i]}: {e}")
+                log.warning("skipped %s: %s", listed[i], e)
                 return _empty(clip.embed_dim)
 
         if ray_setup is not None:

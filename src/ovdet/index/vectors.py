@@ -158,12 +158,13 @@ def _meta(folder: Path) -> dict:
     path = folder / "vectors.json"
     try:
         meta = json.loads(path.read_text())
-        assert isinstance(meta, dict) and {"count", "files", "extra"} <= meta.keys()
-        return meta
     except FileNotFoundError:
         raise FormatError(f"{folder} is not a region index (no vectors.json)") from None
-    except (ValueError, AssertionError) as e:
+    except ValueError as e:
         raise FormatError(f"{path} is damaged ({e}); build the index again") from None
+    if not isinstance(meta, dict) or not {"count", "files", "extra"} <= meta.keys():
+        raise FormatError(f"{path} is damaged (not an index's vectors.json); build it again")
+    return meta
 
 
 def _unit(vectors: np.ndarray, dim: int) -> np.ndarray:

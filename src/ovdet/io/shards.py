@@ -35,10 +35,11 @@ class ResultShards:
             return
         try:
             self.index = json.loads(index.read_text())
-            shards = self.index["shards"]
-            assert isinstance(shards, dict)
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AssertionError):
-            raise FormatError(f"{index} is damaged; delete {self.folder} to start over") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            self.index = None
+        shards = self.index.get("shards") if isinstance(self.index, dict) else None
+        if not isinstance(shards, dict):
+            raise FormatError(f"{index} is damaged; delete {self.folder} to start over")
         if self.index.get("signature") != self.signature:
             raise ConfigError(
                 f"{self.folder} holds a run with another model, vocabulary or image list; "

@@ -14,6 +14,7 @@ any moment resumes to the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -99,9 +100,7 @@ def build_cache(
 
 
 def _skip(path: Path, reason: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(f"skipped {path}: {reason}")
+    logging.getLogger(__name__).warning("skipped %s: %s", path, reason)
 
 
 def _extractor_work(setup: Any) -> Any:
