@@ -7,7 +7,10 @@ Then the same first `--small` images with batch 1 vs the default batch 8 (images
 with `--engine ray` (2 local actors, Ray's start-up included) vs the single process, over the
 small set and over all images.
 
-    python benchmarks/dataset_detect.py [--images 2000] [--small 200] [--no-ray]
+With `--trend`, instead: one in-process pass over all images, printing the resident set every
+250 images (a leak shows as an upward trend; a peak alone can be a transient).
+
+    python benchmarks/dataset_detect.py [--images 2000] [--small 200] [--no-ray] [--trend]
 """
 
 from __future__ import annotations
@@ -19,6 +22,28 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+TREND = """
+import sys, torch
+torch.set_num_threads(1)
+import ovdet
+from ovdet.data.image_list import find_images
+from ovdet.runner import run_detection
+from ovdet.vocab.parse import parse_vocabulary
+
+def rss():
+    lines = open("/proc/self/status").read().splitlines()
+    return next(int(ln.split()[1]) // 1024 for ln in lines if ln.startswith("VmRSS"))
+
+samples = []
+run_detection(
+    ovdet.load("shapes-vild", text_cache=None),
+    parse_vocabulary("circle, square, triangle, star, crescent, ring, trapezoid"),
+    find_images(sys.argv[1]), sys.argv[2], {"benchmark": "trend"}, progress=False,
+    on_image=lambda i, image, regions: samples.append((i, rss())) if i % 250 == 0 else None,
+)
+print("RSS MiB every 250 images:", samples)
+"""
 
 CHILD = """
 import resource, sys, torch
@@ -54,6 +79,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the pass")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray comparison")
+    parser.add_argument("--trend", action="store_true", help="only the in-process RSS trend")
     args = parser.parse_args()
     from ovdet.data.shapes.generate import WorldConfig, generate_world
 
@@ -65,6 +91,18 @@ def main() -> None:
             WorldConfig(captions=1, det_val=args.images, det_captions_companion=0, **zeros),
         )
         images = sorted((world / "det-val" / "images").glob("*.png"))
+        if args.trend:
+            folder, out = str(world / "det-val" / "images"), str(root / "t.json")
+            env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+            done = subprocess.run(
+                [sys.executable, "-c", TREND, folder, out],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            print(done.stdout.strip())
+            return
         small = root / "small"
         small.mkdir()
         for p in images[: args.small]:
