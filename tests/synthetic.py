@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 
 from ovdet.ops.masks import rle_encode
@@ -66,3 +69,16 @@ def _decode(rle):
     from ovdet.ops.masks import rle_decode
 
     return rle_decode(rle).numpy()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height and whose pixels are nearly absent: a bomb that
+    must be refused from its header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))

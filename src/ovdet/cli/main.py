@@ -15,6 +15,7 @@ from ovdet.cli import (
     index,
     models,
     recognize,
+    serve,
     shapes,
     train,
 )
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.register(sub)
     models.register(sub)
     index.register(sub)
+    serve.register(sub)
     return parser
 
 

@@ -8,6 +8,7 @@ float images become 8-bit RGB. Missing, unreadable, truncated, empty and oversiz
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import threading
 import warnings
@@ -54,6 +55,17 @@ def load_image(image: ImageInput, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     )
 
 
+def decode_image(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+    """Encoded image bytes (PNG, JPEG, ...) -> (3, H, W) uint8 RGB tensor.
+
+    The size is read from the header and checked against `max_pixels` before any pixel is
+    decoded (a decompression bomb costs nothing). `name` appears in errors.
+    """
+    if not data:
+        raise ImageError(f"image {name} is empty (0 bytes)")
+    return _from_pil(_decode(io.BytesIO(data), name, max_pixels), name, max_pixels)
+
+
 def _open(path: Path, max_pixels: int) -> Image.Image:
     if not path.exists():
         raise ImageError(f"image file not found: {path}")
@@ -61,22 +73,27 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         raise ImageError(f"expected an image file, got a directory: {path}")
     if path.stat().st_size == 0:
         raise ImageError(f"image file is empty (0 bytes): {path}")
+    return _decode(path, str(path), max_pixels)
+
+
+def _decode(source: Path | io.BytesIO, name: str, max_pixels: int) -> Image.Image:
     try:
         with _pil_limit(), warnings.catch_warnings():
             # our own limit decides (checked from the header, before any pixel is decoded);
             # PIL's warning-as-error at 89.5 Mpx would otherwise override `max_pixels`
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
-            _check_size(img.size, max_pixels, str(path))
+            img = Image.open(source)
+            _check_size(img.size, max_pixels, name)
             img.load()
+    except UnidentifiedImageError:
+        raise ImageError(f"cannot read image {name}: not an image format PIL reads") from None
     except (
-        UnidentifiedImageError,
         Image.DecompressionBombError,
         Image.DecompressionBombWarning,
     ) as e:
-        raise ImageError(f"cannot read image {path}: {e}") from None
-    except OSError as e:
-        raise ImageError(f"cannot read image {path} (truncated or corrupt?): {e}") from None
+        raise ImageError(f"cannot read image {name}: {e}") from None
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's plugins raise all three on bad data
+        raise ImageError(f"cannot read image {name} (truncated or corrupt?): {e}") from None
     return img
 
 

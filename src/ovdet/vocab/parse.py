@@ -138,6 +138,16 @@ def parse_vocabulary(spec: str | os.PathLike, attributes: str | None = None) -> 
     return Vocabulary(base.names, base.synonyms, attrs or base.attributes)
 
 
+def parse_inline_vocabulary(text: str) -> Vocabulary:
+    """A vocabulary from text alone: a built-in name ("coco") or a comma list ("cat|kitty, dog").
+    Never reads a file, so text from a remote client cannot name a path on this machine."""
+    if not isinstance(text, str):
+        raise VocabularyError(f"vocabulary must be text, got {type(text).__name__}")
+    if text.strip() in BUILTIN:
+        return BUILTIN[text.strip()]
+    return _from_entries(_split_list(text), f"vocabulary {text[:80]!r}")
+
+
 def _split_list(text: str) -> list[str]:
     items = [item.strip() for item in text.split(",")]
     if not any(items):

@@ -1,0 +1,91 @@
+"""`ovdet serve`: the HTTP API and web page (FastAPI + uvicorn, the `[serve]` extra).
+
+With no arguments it serves the bundled shapes-world models offline on 127.0.0.1:8000.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ovdet.cli.common import add_cache_args, add_device_arg, text_cache
+from ovdet.cli.options import positive_float, positive_int
+from ovdet.errors import OvdetError
+
+DEFAULT_MODELS = ("shapes-vild", "shapes-regionspot")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="HTTP API and web page (detect, recognize, segment)")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="a ViLD or RegionSpot checkpoint to serve; repeat for several "
+        f"(default: {', '.join(DEFAULT_MODELS)})",
+    )
+    p.add_argument("--clip", default="shapes-clip", help="CLIP for classify and box recognition")
+    p.add_argument("--sam", default="shapes-sam", help="SAM for segment (RegionSpot uses its own)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: this machine only)"
+    )
+    p.add_argument("--port", type=positive_int, default=8000)
+    p.add_argument("--workers", type=positive_int, default=1, help="inference threads")
+    p.add_argument(
+        "--queue", type=positive_int, default=128, help="requests admitted at once; more get 503"
+    )
+    p.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per request")
+    p.add_argument("--max-upload-mb", type=positive_float, default=16.0, help="upload cap")
+    p.add_argument("--max-pixels", type=positive_int, default=40_000_000, help="image cap (W x H)")
+    p.add_argument(
+        "--points-per-side", type=positive_int, default=32, help="RegionSpot detect: SAM's grid"
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        help="allow browser pages from this origin (repeat); CORS is off by default",
+    )
+    add_device_arg(p)
+    add_cache_args(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from ovdet.serve.app import create_app
+    except ImportError as e:
+        raise OvdetError(
+            f"ovdet serve needs the serve extra ({e.name} is missing): pip install 'ovdet[serve]'"
+        ) from None
+    from rich.console import Console
+
+    from ovdet.serve.limits import Limits
+    from ovdet.serve.zoo import Zoo
+
+    limits = Limits(
+        upload_bytes=int(args.max_upload_mb * 2**20),
+        pixels=args.max_pixels,
+        queue=args.queue,
+        workers=args.workers,
+        timeout_s=args.timeout,
+    )
+    console = Console(stderr=True)
+    with console.status("loading models"):
+        zoo = Zoo.load(
+            list(args.model or DEFAULT_MODELS),
+            clip=args.clip,
+            sam=args.sam,
+            device=args.device,
+            text_cache=text_cache(args),
+            points_per_side=args.points_per_side,
+        )
+    app = create_app(zoo, limits, tuple(args.cors_origin))
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]binding {args.host}: reachable from other machines[/yellow]")
+    console.print(
+        f"serving {', '.join(zoo.models)} on http://{args.host}:{args.port}/ (API docs: /docs)"
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,216 @@
+"""The models one server holds, loaded once at start-up, and the operations the API runs on them.
+
+Every operation runs in an inference thread (see `jobs`); each model has a lock, so requests for
+different models can run side by side and requests for one model take turns.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ovdet.errors import ConfigError
+from ovdet.serve.limits import RequestError
+from ovdet.types import Regions, Vocabulary
+
+CLIP_NAME = "clip"  # the served CLIP, by this name in the API (recognize, classify, segment)
+DETECTORS = ("vild", "regionspot")
+
+
+@dataclass
+class ServedModel:
+    """One model behind the API: its API name, kind, the loaded object and its lock."""
+
+    name: str
+    kind: str  # "vild", "regionspot" or "clip"
+    runner: Any  # ViLDDetector, RegionSpotRecognizer or ClipRecognizer
+    source: str  # what it was loaded from (bundled name or folder)
+    base_names: tuple[str, ...] = ()
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def text(self) -> Any:
+        """Its `TextEmbedder` (its own CLIP and templates, through the persistent cache)."""
+        return self.runner.text
+
+    def describe(self) -> dict[str, Any]:
+        ops = ["recognize", "segment", "requery"] + (["detect"] if self.kind in DETECTORS else [])
+        if self.kind == CLIP_NAME:
+            ops.append("classify")
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "source": Path(self.source).name,
+            "operations": sorted(ops),
+            "base_names": list(self.base_names),
+        }
+
+
+class Zoo:
+    """The served models by API name, plus the CLIP (classify, box recognition) and the SAM that
+    segments for models without their own (RegionSpot brings its own)."""
+
+    def __init__(self, models: list[ServedModel], sam: Any, everything: Any = None) -> None:
+        names = [m.name for m in models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two served models share a name: {names}")
+        self.models = {m.name: m for m in models}
+        self.sam, self.sam_lock, self.everything = sam, threading.Lock(), everything
+
+    @classmethod
+    def load(
+        cls,
+        models: list[str],
+        clip: str = "shapes-clip",
+        sam: str = "shapes-sam",
+        device: str = "cpu",
+        text_cache: Any = "default",
+        points_per_side: int = 32,
+    ) -> Zoo:
+        """Load every model once: detectors/recognizers by bundled name or folder, the CLIP and
+        the SAM by alias, hub id or folder (one-line `OvdetError` when one is missing)."""
+        from ovdet.api import checkpoint_kind, load
+        from ovdet.models.loader import load_model
+        from ovdet.models.sam import SamBackend
+        from ovdet.models.sam_everything import EverythingConfig
+        from ovdet.recognize.clip_recognizer import ClipRecognizer
+
+        served = []
+        for source in models:
+            kind = checkpoint_kind(source)
+            if kind not in DETECTORS:
+                raise ConfigError(
+                    f"--model {source} is a {kind} model; serve takes ViLD or RegionSpot"
+                )
+            runner = load(source, device=device, text_cache=text_cache)
+            served.append(
+                ServedModel(_api_name(source), kind, runner, source, tuple(runner.base_names))
+            )
+        vlm = load_model(clip, device=device)
+        served.append(
+            ServedModel(CLIP_NAME, "clip", ClipRecognizer(vlm, "crop", text_cache=text_cache), clip)
+        )
+        return cls(
+            served,
+            SamBackend.from_pretrained(sam, device=device),
+            EverythingConfig(points_per_side=points_per_side),
+        )
+
+    def get(self, name: str | None, operation: str) -> ServedModel:
+        """The model `name` (default: the first that can do `operation`); 400 if unknown."""
+        able = [m for m in self.models.values() if operation in m.describe()["operations"]]
+        if not name:
+            return able[0]
+        if name not in self.models:
+            raise RequestError(400, f"unknown model {name!r}; served: {', '.join(self.models)}")
+        model = self.models[name]
+        if model not in able:
+            raise RequestError(
+                400,
+                f"model {name!r} ({model.kind}) cannot {operation}; "
+                f"use {', '.join(m.name for m in able)}",
+            )
+        return model
+
+    def detect(self, model: ServedModel, image: torch.Tensor, vocab: Vocabulary) -> Regions:
+        """Open-vocabulary detection: ViLD's RPN, or RegionSpot on SAM's everything mode."""
+        with model.lock:
+            if model.kind == "vild":
+                return model.runner.detect(image, vocab)
+            text = model.runner.text_embeddings(vocab)
+            return model.runner.detect(image, text, everything=self.everything)
+
+    def recognize(
+        self, model: ServedModel, image: torch.Tensor, xyxy: torch.Tensor, vocab: Vocabulary
+    ) -> Regions:
+        """Name given (N, 4) boxes: labels, scores, embeddings, class_scores (masks with
+        RegionSpot)."""
+        with model.lock:
+            return model.runner.recognize_regions(image, Regions(xyxy, _size(image)), vocab)
+
+    def classify(self, image: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
+        """Zero-shot classification of the whole image by the served CLIP -> (C,) probabilities."""
+        from ovdet.recognize.core import classify_images
+
+        model = self.models[CLIP_NAME]
+        with model.lock:
+            return classify_images(model.runner.clip, [image], model.text.embed(vocab))[0]
+
+    def segment(
+        self,
+        model: ServedModel,
+        image: torch.Tensor,
+        vocab: Vocabulary,
+        xyxy: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+    ) -> Regions:
+        """Masks from box or point prompts, each named. RegionSpot uses its own SAM; other models
+        name the regions that the served SAM segments. A point's mask is the best of SAM's three
+        (by predicted IoU); its box is the mask's, and the region is named from that box."""
+        from ovdet.ops.masks import masks_to_boxes
+
+        sam = model.runner.sam if model.kind == "regionspot" else self.sam
+        with model.lock, self.sam_lock:
+            state = sam.set_image(image)
+            if points is not None:
+                logits, iou = sam.predict_points(state, points, multimask=True)
+                best = iou.argmax(1)
+                picked = logits[torch.arange(len(points)), best]
+                masks = sam.postprocess(picked, state)
+                xyxy = _point_boxes(masks_to_boxes(masks).float(), points, _size(image))
+            else:
+                masks = sam.predict_boxes(state, xyxy).masks
+            if model.kind == "regionspot":
+                text = model.runner.text_embeddings(vocab)
+                regions = model.runner.recognize(image, xyxy, text, state)
+            else:
+                regions = model.runner.recognize_regions(image, Regions(xyxy, _size(image)), vocab)
+        return regions.replace(masks=masks.cpu())
+
+    def requery(
+        self, model: ServedModel, embeddings: torch.Tensor, queries: list[str]
+    ) -> torch.Tensor:
+        """(N, D) region embeddings a response kept, T free-text queries -> (N, T) scores by the
+        model's own rule: ViLD's softmax over the queries (cos / its temperature), RegionSpot's
+        sigmoid of its calibrated logit, CLIP's softmax (cos x its logit scale)."""
+        from ovdet.recognize.core import class_probabilities
+
+        with model.lock:
+            text = model.text.embed(Vocabulary(tuple(queries)))
+            if model.kind == "vild":
+                logits = model.runner.model.classifier(embeddings, text, False)
+                return logits.softmax(-1)
+            if model.kind == "regionspot":
+                return model.runner.model.logits(embeddings, text).sigmoid()
+            return class_probabilities(embeddings, text, model.runner.clip.logit_scale)
+
+
+def _api_name(source: str) -> str:
+    """A served model's name in the API: a bundled name as is, a folder by its last part (no
+    server path is shown to clients)."""
+    return Path(source.rstrip("/")).name or source
+
+
+def _size(image: torch.Tensor) -> tuple[int, int]:
+    return int(image.shape[-2]), int(image.shape[-1])
+
+
+def _point_boxes(xyxy: torch.Tensor, points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Mask boxes (N, 4), with an empty mask's box replaced by a 16-pixel box around its point."""
+    empty = (xyxy[:, 2] <= xyxy[:, 0]) | (xyxy[:, 3] <= xyxy[:, 1])
+    h, w = size
+    around = torch.cat([points - 8, points + 8], 1)
+    around = torch.stack(
+        [
+            around[:, 0].clamp(0, w - 1),
+            around[:, 1].clamp(0, h - 1),
+            around[:, 2].clamp(1, w),
+            around[:, 3].clamp(1, h),
+        ],
+        1,
+    )
+    return torch.where(empty[:, None], around, xyxy)
