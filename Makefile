@@ -19,7 +19,8 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
+	scripts/ensure-chromium
+	OVDET_REQUIRE_BROWSER=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks

@@ -26,11 +26,12 @@ def main() -> None:
     p.add_argument("--model", default="shapes-vild")
     p.add_argument("--queue", type=int, default=128, help="the server's --queue")
     p.add_argument("--workers", type=int, default=1, help="the server's --workers")
+    p.add_argument("--threads", type=int, default=1, help="the server's torch threads")
     p.add_argument("--warmup", type=int, default=20)
     args = p.parse_args()
 
     server_args = ["--model", args.model, "--queue", str(args.queue)]
-    server_args += ["--workers", str(args.workers)]
+    server_args += ["--workers", str(args.workers), "--threads", str(args.threads)]
     with LocalServer(server_args) as server:
         image = urllib.request.urlopen(f"{server.url}/v1/demo.png").read()
         vocab = json.load(urllib.request.urlopen(f"{server.url}/v1/demo"))["vocabulary"]
@@ -44,7 +45,7 @@ def main() -> None:
             memory.append((f"after round {k}", server.memory_kib()))
             for line in report.errors[:5]:
                 print("error:", line)
-    print(f"ovdet serve --model {args.model} --queue {args.queue} --workers {args.workers}")
+    print(f"ovdet serve {' '.join(server_args)}")
     for k, row in enumerate(rounds, 1):
         print(f"round {k}: " + ", ".join(f"{key} {value}" for key, value in row.items()))
     for label, m in memory:

@@ -29,7 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--host", default="127.0.0.1", help="address to bind (default: this machine only)"
     )
     p.add_argument("--port", type=positive_int, default=8000)
-    p.add_argument("--workers", type=positive_int, default=1, help="inference threads")
+    p.add_argument("--workers", type=positive_int, default=1, help="requests run at once")
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="torch threads (default: torch's)"
+    )
     p.add_argument(
         "--queue", type=positive_int, default=128, help="requests admitted at once; more get 503"
     )
@@ -64,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from ovdet.serve.limits import Limits
     from ovdet.serve.zoo import Zoo
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     limits = Limits(
         upload_bytes=int(args.max_upload_mb * 2**20),
         pixels=args.max_pixels,
