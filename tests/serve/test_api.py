@@ -21,9 +21,6 @@ from ovdet.serve.app import create_app  # noqa: E402
 from ovdet.serve.limits import Limits  # noqa: E402
 from ovdet.serve.zoo import Zoo  # noqa: E402
 
-pytestmark = pytest.mark.slow(25)
-
-
 @pytest.fixture(scope="module")
 def zoo():
     return Zoo.load(["shapes-vild", "shapes-regionspot"], text_cache=None)

@@ -16,7 +16,6 @@ pytest.importorskip("fastapi")
 from ovdet.serve.load import run_load  # noqa: E402
 from ovdet.serve.local import LocalServer  # noqa: E402
 
-pytestmark = pytest.mark.slow(30)
 CHROMIUM = os.environ.get("OVDET_CHROMIUM", "/usr/bin/chromium")
 
 
@@ -32,6 +31,7 @@ def get_json(url: str) -> dict:
         return json.load(r)
 
 
+@pytest.mark.slow(seconds=20)  # with the server start
 def test_load_of_100_detections_from_20_clients_has_no_errors(server):
     image = urllib.request.urlopen(f"{server.url}/v1/demo.png").read()
     vocab = get_json(f"{server.url}/v1/demo")["vocabulary"]
@@ -54,6 +54,7 @@ def test_load_of_100_detections_from_20_clients_has_no_errors(server):
     assert report.percentile(50) <= report.percentile(95) <= report.percentile(99)
 
 
+@pytest.mark.slow(seconds=5)
 def test_page_detects_the_demo_scene_in_a_real_browser(server, tmp_path):
     if not shutil.which(CHROMIUM):
         if os.environ.get("OVDET_REQUIRE_BROWSER"):
