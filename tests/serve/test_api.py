@@ -21,6 +21,7 @@ from ovdet.serve.app import create_app  # noqa: E402
 from ovdet.serve.limits import Limits  # noqa: E402
 from ovdet.serve.zoo import Zoo  # noqa: E402
 
+
 @pytest.fixture(scope="module")
 def zoo():
     return Zoo.load(["shapes-vild", "shapes-regionspot"], text_cache=None)

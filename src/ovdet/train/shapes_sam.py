@@ -185,15 +185,22 @@ def random_points(masks: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def scene_miou(model: Any, cfg: SamTrainConfig, count: int) -> float:
-    """Mean IoU of box-prompt masks over `count` held-out rendered scenes (exact boxes)."""
+def scene_miou(model: Any, cfg: Any, count: int, embed: Any = None) -> float:
+    """Mean IoU of box-prompt masks over `count` held-out rendered scenes (exact boxes).
+
+    `cfg` gives seed, size and batch_size; `embed` maps (B, 3, S, S) uint8 images to the image
+    embeddings the decoder reads (default: the model's own encoder; SAM2CLIP passes its adapter).
+    """
     model.eval()
     ious = []
     for start in range(0, count, cfg.batch_size):
         images, boxes, masks, valid = render_batch(
             cfg.seed, SAM_VAL_CODE, range(start, min(count, start + cfg.batch_size)), cfg.size
         )
-        emb = model.get_image_embeddings(normalize_sam(images))
+        if embed is None:
+            emb = model.get_image_embeddings(normalize_sam(images))
+        else:
+            emb = embed(images)
         logits, _ = _decode(model, emb, cfg.size, boxes=boxes.float())
         hard, t = logits[:, 0] > 0, masks.flatten(0, 1)
         ious.append(mask_iou(hard, t)[valid.flatten()])
