@@ -102,7 +102,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_train_sam2clip)
 
     p = shapes.add_parser("eval-sam", help="box-prompt mask mIoU of a SAM on det-val")
-    p.add_argument("--sam", default="shapes-sam")
+    p.add_argument(
+        "--sam", default="shapes-sam", help="a SAM, or a SAM2CLIP run (train-sam2clip --out)"
+    )
     p.add_argument("--data", default=DEFAULT_DATA, help="a generated world (its det-val is used)")
     p.set_defaults(run=run_eval_sam)
 
@@ -279,9 +281,14 @@ def run_eval_sam(args: argparse.Namespace) -> int:
     from ovdet.models.sam import SamBackend
 
     val = Path(args.data) / "det-val"
-    r = box_prompt_miou(
-        SamBackend.from_pretrained(args.sam), load_gt(val / "annotations.json"), val
-    )
+    spec = Path(args.sam) / "spec.json"
+    if spec.is_file() and '"sam2clip"' in spec.read_text():
+        from ovdet.methods.ovsam.sam2clip import load_sam2clip
+
+        sam, _ = load_sam2clip(args.sam)
+    else:
+        sam = SamBackend.from_pretrained(args.sam)
+    r = box_prompt_miou(sam, load_gt(val / "annotations.json"), val)
     Console().print(
         f"{args.sam}: box-prompt mask mIoU {r['mIoU']:.3f} over {r['masks']} GT masks of {val} "
         f"({r['s_per_image']:.3f} s/image)"
