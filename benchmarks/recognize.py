@@ -11,9 +11,7 @@ crop at 100 boxes.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -25,23 +23,13 @@ from ovdet.recognize.dense import DenseEmbedder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from random_clip import build_random_clip  # noqa: E402  (a test fixture, not library code)
+from timing import timed  # noqa: E402
 
 
 def random_boxes(n: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
     xy = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.8, h * 0.8])
     wh = 16 + torch.rand(n, 2, generator=g) * torch.tensor([w * 0.3, h * 0.3])
     return torch.cat([xy, (xy + wh).minimum(torch.tensor([w, h]))], 1)
-
-
-def timed(fn, repeats: int) -> float:
-    """Median wall time of `repeats` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def benchmark_args(doc: str | None) -> argparse.Namespace:

@@ -8,9 +8,9 @@ shapes world's sizes (128 px). FLOPs are counted by torch's FlopCounterMode.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from timing import timed
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import SamModel
 
@@ -24,12 +24,7 @@ def cost(fn, repeats: int = 20) -> tuple[float, float]:
     """(GFLOPs of one call, seconds per call: the median of `repeats`)."""
     with FlopCounterMode(display=False) as counter:
         fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return counter.get_total_flops() / 1e9, sorted(times)[len(times) // 2]
+    return counter.get_total_flops() / 1e9, timed(fn, repeats)
 
 
 def params(*modules) -> float:
