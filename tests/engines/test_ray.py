@@ -34,7 +34,7 @@ def images(tmp_path_factory):
     return folder
 
 
-@pytest.mark.slow(seconds=20)
+@pytest.mark.slow(seconds=60)  # six actor start-ups
 def test_ray_engine_writes_what_the_local_engine_writes(ray_local, images, tmp_path, capsys):
     detect = ["detect", "--images", str(images), "--model", "shapes-vild", "--draw", "1",
               "--vocab", "circle, star, crescent, trapezoid", "--batch-size", "4"]  # fmt: skip

@@ -75,7 +75,7 @@ def _novel_top1(root, folder) -> float:
     return 100.0 * novel_top1(folder, val, root / "det-val-uniform", text, novel)
 
 
-@pytest.mark.slow(seconds=25)
+@pytest.mark.slow(seconds=40)
 def test_codet_names_novel_shapes_it_saw_only_in_captions(tmp_path_factory, worker_id):
     root, control = _trained(tmp_path_factory, worker_id, 0.0)
     _, codet = _trained(tmp_path_factory, worker_id, CAPTION_WEIGHT)

@@ -74,6 +74,7 @@ def test_cache_holds_every_image_and_token_variant(cached):
     assert item["clip_map"].shape == (128, 16, 16) and item["clip_global"].shape == (128,)
 
 
+@pytest.mark.slow(seconds=30)  # with the feature cache it builds
 def test_training_raises_ap_on_novel_and_all(cached, tmp_path):
     root, gts, clip = cached
     base = gts["det-train"]["ovd"]["base"]
