@@ -67,6 +67,29 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
+def interior_points(masks: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """(N, H, W) bool masks -> (N, 2) xy pixel centres deep inside each: the mask is eroded (3x3)
+    until one more erosion would empty it, and the middle pixel of what is left is taken (an
+    empty mask gives its image centre)."""
+    import torch.nn.functional as F
+
+    m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks)
+    if m.ndim != 3:
+        raise ValueError(f"masks must have shape (N, H, W), got {tuple(m.shape)}")
+    points = []
+    for mask in m.bool():
+        x = mask.float()[None, None]
+        while x.sum() > 0 and (eroded := -F.max_pool2d(-x, 3, 1, 1)).sum() > 0:
+            x = eroded
+        ys, xs = x[0, 0].nonzero(as_tuple=True)
+        if len(xs) == 0:
+            points.append([mask.shape[1] / 2, mask.shape[0] / 2])
+        else:
+            k = len(xs) // 2
+            points.append([float(xs[k]) + 0.5, float(ys[k]) + 0.5])
+    return torch.tensor(points, dtype=torch.float32).reshape(-1, 2)
+
+
 def rle_area(rle: dict[str, Any]) -> int:
     """Number of foreground pixels of a COCO RLE."""
     counts = rle["counts"]

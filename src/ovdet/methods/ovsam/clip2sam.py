@@ -1,0 +1,270 @@
+"""CLIP2SAM: fine-tune SAM's mask decoder on the SAM2CLIP embeddings and train the recognition
+head on base classes, with box and point prompts; `OVSam` then segments and names from prompts
+with one CLIP pass per image.
+
+Training (the shapes world's det-train scenes, base classes only; CLIP, the adapter and SAM's
+prompt encoder frozen): each base object is prompted by its jittered box or by a random pixel of
+its mask (half each); loss = 2 x cross-entropy (background + base classes, background weighted
+0.1) + 5 x (mask BCE + dice) + the IoU head's MSE. A checkpoint holds the head and the decoder
+(`model.safetensors`) and `spec.json` (kind "ovsam", the SAM2CLIP run it builds on).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ovdet.methods.ovsam.head import (
+    RecognitionHead,
+    class_logits,
+    geometric_ensemble,
+    recognition_loss,
+)
+from ovdet.types import Regions, Vocabulary
+
+MAX_PROMPTS = 40  # per image, as the paper
+
+
+@dataclass
+class Clip2SamConfig:
+    sam2clip: str = "runs/sam2clip"  # the trained SAM2CLIP folder
+    steps: int = 800
+    batch_size: int = 8
+    lr: float = 1e-3  # the head (AdamW)
+    decoder_lr: float = 1e-4  # SAM's mask decoder
+    weight_decay: float = 0.01
+    warmup: int = 50
+    seed: int = 0
+    world_seed: int = 0  # the shapes world whose det-train scenes are drawn
+    width: int = 64  # FPN width
+    level: int = 2  # the pooled FPN level (stride 4 for shapes-clip)
+    pool: int = 12
+    templates: str = "ensemble"
+    box_noise: float = 0.1
+    checkpoint_every: int = 200
+
+    def __post_init__(self) -> None:
+        from ovdet.config import check_fields
+
+        check_fields(
+            self,
+            positive=("batch_size", "lr", "decoder_lr", "width", "pool"),
+            nonnegative=("steps", "weight_decay", "warmup", "seed", "world_seed", "level",
+                         "box_noise", "checkpoint_every"),
+        )  # fmt: skip
+
+
+class Clip2Sam(nn.Module):
+    """The trained parts: the recognition head (with its FPN) and SAM's mask decoder."""
+
+    def __init__(self, head: RecognitionHead, decoder: nn.Module) -> None:
+        super().__init__()
+        self.head, self.decoder = head, decoder
+
+
+def shapes_vocabulary() -> tuple[Vocabulary, torch.Tensor]:
+    """The shapes world's categories as a Vocabulary and their (C,) novel (rare) mask."""
+    from ovdet.data.shapes.world import CATEGORIES
+
+    vocab = Vocabulary(tuple(n for n, _, _ in CATEGORIES), tuple(s for _, _, s in CATEGORIES))
+    return vocab, torch.tensor([f == "r" for _, f, _ in CATEGORIES])
+
+
+def scene_prompts(scene: Any, novel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """A rendered scene's base objects -> (n, 4) boxes, (n, S, S) masks, their category indices
+    (novel objects are not prompted: their classes are never annotated)."""
+    from ovdet.ops.masks import masks_to_boxes
+
+    keep = [
+        i for i, o in enumerate(scene.objects) if not novel[o.category] and scene.masks[i].any()
+    ][:MAX_PROMPTS]
+    if not keep:
+        return torch.zeros(0, 4), torch.zeros(0, *scene.image.shape[:2], dtype=torch.bool), []
+    masks = torch.from_numpy(np.stack([scene.masks[i] for i in keep]))
+    return masks_to_boxes(masks).float(), masks, [scene.objects[i].category for i in keep]
+
+
+def train_clip2sam(
+    out: str | os.PathLike, cfg: Clip2SamConfig, progress: bool = True, stop: Any = None
+) -> Path:
+    """Train CLIP2SAM into `out` (resumes a run there)."""
+    from ovdet.data.shapes.generate import WorldConfig, scene_for
+    from ovdet.methods.ovsam.sam2clip import load_sam2clip
+    from ovdet.train.common import flush_denormals, train_resumable, warmup_cosine
+    from ovdet.train.shapes_sam import _decode, jitter, mask_losses, random_points
+    from ovdet.vocab.embed import TextEmbedder
+
+    torch.manual_seed(cfg.seed)
+    backend, s2c_spec = load_sam2clip(cfg.sam2clip)
+    sam = backend.model
+    sam.requires_grad_(False)
+    sam.mask_decoder.requires_grad_(True).train()
+    vocab, novel = shapes_vocabulary()
+    base = (~novel).nonzero()[:, 0]
+    text = TextEmbedder(backend.clip, cfg.templates).embed(vocab)[base]  # (C_base, D)
+    base_index = {int(c): i for i, c in enumerate(base.tolist())}
+    levels0 = backend.features(torch.zeros(1, 3, s2c_spec["size"], s2c_spec["size"]))
+    head = RecognitionHead(
+        [int(lv.shape[1]) for lv in levels0],
+        [s2c_spec["size"] // int(lv.shape[-1]) for lv in levels0],
+        cfg.width,
+        int(text.shape[1]),
+        cfg.level,
+        cfg.pool,
+    )
+    model = Clip2Sam(head, sam.mask_decoder)
+    opt = torch.optim.AdamW(
+        [
+            {"params": head.parameters(), "lr": cfg.lr},
+            {"params": sam.mask_decoder.parameters(), "lr": cfg.decoder_lr},
+        ],
+        weight_decay=cfg.weight_decay,
+    )
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
+    world = WorldConfig(seed=cfg.world_seed)
+    size = s2c_spec["size"]
+
+    def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        first = step * cfg.batch_size
+        scenes = [
+            scene_for(world.seed, "det-train", (first + k) % world.det_train, world)
+            for k in range(cfg.batch_size)
+        ]
+        images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1) for s in scenes])
+        with torch.no_grad():
+            levels = backend.features(images)
+            emb = backend.adapter(levels)
+        prompts = [scene_prompts(s, novel) for s in scenes]
+        mask_terms, iou_terms, boxes, labels = [], [], [], []
+        for i, (xyxy, masks, cats) in enumerate(prompts):
+            boxes.append(xyxy)
+            labels += [base_index[c] + 1 for c in cats]
+            if not cats:
+                continue
+            as_point = torch.rand(len(cats), generator=g) < 0.5
+            for pick, kind in ((~as_point, "boxes"), (as_point, "points")):
+                if not pick.any():
+                    continue
+                if kind == "boxes":
+                    prompt = {"boxes": jitter(xyxy[pick][None], cfg.box_noise, size, g)}
+                else:
+                    prompt = {"points": random_points(masks[pick][None], g)}
+                logits, iou_pred = _decode(sam, emb[i : i + 1], size, **prompt)
+                valid = torch.ones(int(pick.sum()), dtype=torch.bool)
+                m, u = mask_losses(logits[:, 0], masks[pick], iou_pred[:, 0], valid)
+                mask_terms.append(m * int(pick.sum()))
+                iou_terms.append(u * int(pick.sum()))
+        n = max(1, len(labels))
+        logits = class_logits(head(levels, boxes), text)
+        return {
+            "cls": 2 * recognition_loss(logits, torch.tensor(labels, dtype=torch.long)),
+            "mask": 5 * sum(mask_terms) / n,
+            "iou": sum(iou_terms) / n,
+        }
+
+    spec = {"kind": "ovsam", **asdict(cfg), "sam2clip_spec": s2c_spec}
+    same = ("sam2clip", "batch_size", "lr", "decoder_lr", "seed", "world_seed", "width",
+            "level", "pool", "templates", "steps", "warmup")  # fmt: skip
+    out = Path(out)
+    with flush_denormals():
+        train_resumable(
+            step_losses, out, model, spec, opt, sched, cfg, same, "train clip2sam", progress, stop
+        )
+    return out
+
+
+class OVSam:
+    """Open-Vocabulary SAM: one CLIP pass per image; masks from SAM's decoder on the SAM2CLIP
+    embeddings, names from the recognition head ensembled with frozen CLIP's region features.
+
+    Args:
+        folder: a `train_clip2sam` checkpoint (it names its SAM2CLIP run).
+        device: torch device.
+        text_cache: a `TextEmbeddingCache`, None, or "default".
+    """
+
+    def __init__(
+        self, folder: str | os.PathLike, device: str | torch.device = "cpu", text_cache="default"
+    ) -> None:
+        from safetensors.torch import load_file
+
+        from ovdet.errors import FormatError
+        from ovdet.methods.ovsam.sam2clip import load_sam2clip
+        from ovdet.recognize.dense import DenseEmbedder
+        from ovdet.vocab.cache import resolve_cache
+        from ovdet.vocab.embed import TextEmbedder
+
+        folder = Path(folder)
+        self.spec = json.loads((folder / "spec.json").read_text())
+        if self.spec.get("kind") != "ovsam":
+            raise FormatError(f"{folder}/spec.json is a {self.spec.get('kind')!r}, not ovsam")
+        self.backend, s2c = load_sam2clip(self.spec["sam2clip"], device=device)
+        self.clip = self.backend.clip
+        levels = self.backend.features(torch.zeros(1, 3, s2c["size"], s2c["size"]))
+        head = RecognitionHead(
+            [int(lv.shape[1]) for lv in levels],
+            [s2c["size"] // int(lv.shape[-1]) for lv in levels],
+            self.spec["width"],
+            self.clip.embed_dim,
+            self.spec["level"],
+            self.spec["pool"],
+        )
+        self.model = Clip2Sam(head, self.backend.model.mask_decoder)
+        self.model.load_state_dict(load_file(folder / "model.safetensors"))
+        self.model.to(device).eval()
+        self.text = TextEmbedder(self.clip, self.spec["templates"], resolve_cache(text_cache))
+        self.dense = DenseEmbedder(self.clip)
+        vocab, novel = shapes_vocabulary()
+        self.base_names = [n for n, r in zip(vocab.names, novel.tolist(), strict=True) if not r]
+
+    @torch.inference_mode()
+    def probabilities(
+        self, image: torch.Tensor, xyxy: torch.Tensor, vocab: Vocabulary
+    ) -> dict[str, torch.Tensor]:
+        """(N, 4) boxes in image pixels -> (N, C) class probabilities of the head ("head"), of
+        frozen CLIP pooled in the box ("clip", feature-crop) and their ensemble ("ovsam")."""
+        from ovdet.ops.letterbox import Letterbox
+        from ovdet.recognize.core import class_probabilities
+
+        text = self.text.embed(vocab)
+        box = Letterbox.fit(*image.shape[-2:], self.backend.image_size)
+        x = box.image(image, "bilinear", self.backend.features.normalize, self.backend.device)
+        levels = self.backend.features.levels(x)
+        q = class_logits(self.model.head(levels, [box.boxes(xyxy.float())]), text)
+        q = q[:, 1:].softmax(-1)  # over the vocabulary: the background only gates training
+        c = class_probabilities(self.dense.embed(image, xyxy), text, self.clip.logit_scale)
+        novel = vocab.novel_mask(self.base_names)
+        return {"head": q, "clip": c, "ovsam": geometric_ensemble(q, c.to(q), novel)}
+
+    def recognize_regions(self, image: torch.Tensor, regions: Regions, vocab: Vocabulary):
+        """The `Recognizer` protocol: box prompts -> masks, labels and scores."""
+        state = self.backend.set_image(image)
+        masks = self.backend.predict_boxes(state, regions.xyxy).masks
+        return self._named(image, regions.xyxy, masks, vocab)
+
+    def segment_points(self, image: torch.Tensor, xy: torch.Tensor, vocab: Vocabulary) -> Regions:
+        """(N, 2) positive points -> one mask each (the best of SAM's three), named."""
+        from ovdet.ops.masks import masks_to_boxes
+
+        state = self.backend.set_image(image)
+        logits, iou = self.backend.predict_points(state, xy, multimask=True)
+        best = logits[torch.arange(len(xy)), iou.argmax(1)]
+        masks = self.backend.postprocess(best, state)
+        xyxy = masks_to_boxes(masks).float()
+        empty = (xyxy[:, 2] <= xyxy[:, 0]) | (xyxy[:, 3] <= xyxy[:, 1])
+        xyxy[empty] = torch.cat([xy[empty] - 4, xy[empty] + 4], 1).clamp(min=0)
+        return self._named(image, xyxy, masks, vocab)
+
+    def _named(self, image, xyxy, masks, vocab) -> Regions:
+        p = self.probabilities(image, xyxy, vocab)["ovsam"]
+        scores, labels = p.max(1)
+        size = (int(image.shape[-2]), int(image.shape[-1]))
+        return Regions(xyxy, size, scores=scores, labels=labels, masks=masks.cpu(),
+                       data={"class_scores": p})  # fmt: skip
