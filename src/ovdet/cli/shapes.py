@@ -17,6 +17,7 @@ from ovdet.cli.options import (
     positive_float,
     positive_int,
 )
+from ovdet.errors import OvdetError
 
 DEFAULT_DATA = "data/shapes"
 VILD_FIXED = ("templates", "init", "freeze_backbone")  # the reproduction sets these per row
@@ -100,6 +101,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="checkpoint folder (resumed if it holds a run)")
     add_dataclass_args(p, Sam2ClipConfig)
     p.set_defaults(run=run_train_sam2clip)
+
+    from ovdet.methods.ovsam.clip2sam import Clip2SamConfig
+
+    p = shapes.add_parser(
+        "train-clip2sam",
+        help="Open-Vocabulary SAM's CLIP2SAM: the recognition head and SAM's decoder on a "
+        "SAM2CLIP run, det-train base objects prompted by boxes and points (resumable)",
+    )
+    p.add_argument("--out", required=True, help="checkpoint folder (resumed if it holds a run)")
+    add_dataclass_args(p, Clip2SamConfig)
+    p.set_defaults(run=run_train_clip2sam)
+
+    p = shapes.add_parser(
+        "eval-ovsam",
+        help="Open-Vocabulary SAM vs feature-crop on det-val: names and masks from GT boxes and "
+        "interior points",
+    )
+    p.add_argument("--model", required=True, help="a train-clip2sam folder")
+    p.add_argument("--sam", default="shapes-sam", help="the feature-crop baseline's SAM")
+    p.add_argument("--images", type=positive_int, default=500, help="det-val scenes")
+    p.add_argument("--world-seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="also write the table to this JSON file")
+    p.set_defaults(run=run_eval_ovsam)
 
     p = shapes.add_parser("eval-sam", help="box-prompt mask mIoU of a SAM on det-val")
     p.add_argument(
@@ -272,6 +296,44 @@ def run_train_sam2clip(args: argparse.Namespace) -> int:
         f"{cfg.sam}'s own encoder {report['val_miou_sam']:.3f} (held-out MSE "
         f"{report['val_mse']:.4f})"
     )
+    return 0
+
+
+def run_train_clip2sam(args: argparse.Namespace) -> int:
+    from ovdet.methods.ovsam.clip2sam import Clip2SamConfig, train_clip2sam
+
+    cfg = dataclass_from_args(Clip2SamConfig, args)
+    if not (Path(cfg.sam2clip) / "spec.json").is_file():
+        raise OvdetError(
+            f"--sam2clip {cfg.sam2clip} holds no SAM2CLIP run: train one first with "
+            "`ovdet shapes train-sam2clip --out runs/sam2clip`"
+        )
+    out = train_clip2sam(args.out, cfg)
+    Console().print(f"saved to {out}; score it with `ovdet shapes eval-ovsam --model {out}`")
+    return 0
+
+
+def run_eval_ovsam(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ovdet.io.atomic import write_json
+    from ovdet.methods.ovsam.clip2sam import OVSam
+    from ovdet.methods.ovsam.evaluate import evaluate_ovsam
+    from ovdet.models.sam import SamBackend
+
+    model = OVSam(args.model)
+    rows, seconds = evaluate_ovsam(
+        model, SamBackend.from_pretrained(args.sam), args.images, args.world_seed
+    )
+    table = Table(title=f"det-val, {args.images} scenes: top-1 name and mask IoU per GT object")
+    for col in ("prompt", "method", "acc all", "acc base", "acc novel", "mask mIoU"):
+        table.add_column(col)
+    for (prompt, method), r in rows.items():
+        table.add_row(prompt, method, *(f"{100 * r[k]:.1f}" for k in ("all", "base", "novel")),
+                      f"{r['mIoU']:.3f}")  # fmt: skip
+    Console().print(table)
+    if args.out:
+        write_json(args.out, [{"prompt": p, "method": m, **r} for (p, m), r in rows.items()])
     return 0
 
 
