@@ -221,6 +221,7 @@ class OVSam:
         self.model.to(device).eval()
         self.text = TextEmbedder(self.clip, self.spec["templates"], resolve_cache(text_cache))
         self.dense = DenseEmbedder(self.clip)
+        self._memo: tuple[Any, torch.Tensor] | None = None
         vocab, novel = shapes_vocabulary()
         self.base_names = [n for n, r in zip(vocab.names, novel.tolist(), strict=True) if not r]
 
@@ -233,7 +234,7 @@ class OVSam:
         from ovdet.ops.letterbox import Letterbox
         from ovdet.recognize.core import class_probabilities
 
-        text = self.text.embed(vocab)
+        text = self._text_of(vocab)
         box = Letterbox.fit(*image.shape[-2:], self.backend.image_size)
         x = box.image(image, "bilinear", self.backend.features.normalize, self.backend.device)
         levels = self.backend.features.levels(x)
@@ -242,6 +243,14 @@ class OVSam:
         c = class_probabilities(self.dense.embed(image, xyxy), text, self.clip.logit_scale)
         novel = vocab.novel_mask(self.base_names)
         return {"head": q, "clip": c, "ovsam": geometric_ensemble(q, c.to(q), novel)}
+
+    def _text_of(self, vocab: Vocabulary) -> torch.Tensor:
+        """(C, D) text embeddings, kept for the last vocabulary (prompts of one image, or a whole
+        evaluation, ask for the same vocabulary again and again)."""
+        key = (vocab.names, vocab.synonyms)
+        if self._memo is None or self._memo[0] != key:
+            self._memo = (key, self.text.embed(vocab))
+        return self._memo[1]
 
     def recognize_regions(self, image: torch.Tensor, regions: Regions, vocab: Vocabulary):
         """The `Recognizer` protocol: box prompts -> masks, labels and scores."""
