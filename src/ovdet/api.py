@@ -40,7 +40,8 @@ class Recognizer(Protocol):
 
 
 def checkpoint_kind(name_or_path: str | os.PathLike) -> str:
-    """What the checkpoint at `name_or_path` is: "vild", "regionspot", "clip" or "sam".
+    """What the checkpoint at `name_or_path` is: "vild", "regionspot", "ovsam", "sam2clip", "clip"
+    or "sam".
 
     Bundled names answer from the bundled table; a folder from its spec.json (`kind`, or a ViLD
     spec's "vild" field) or config.json (`model_type`); anything else is taken for a hub id and
@@ -61,8 +62,8 @@ def checkpoint_kind(name_or_path: str | os.PathLike) -> str:
             data = json.loads(spec.read_text())
         except json.JSONDecodeError as e:
             raise FormatError(f"{spec} is not valid JSON: {e}") from None
-        if data.get("kind") == "regionspot":
-            return "regionspot"
+        if data.get("kind") in ("regionspot", "ovsam", "sam2clip"):
+            return str(data["kind"])
         if "vild" in data or data.get("kind") == "vild":
             return "vild"
         raise FormatError(f"{spec} names no model kind ovdet knows: {data.get('kind')!r}")
@@ -80,8 +81,9 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", **
     """Any model ovdet knows, by bundled name, alias, hub id or folder.
 
     Returns a `ViLDDetector` (Detector and Recognizer), a `RegionSpotRecognizer` (Recognizer
-    and Detector), a CLIP `VisionLanguageModel` or a `SamBackend`. `options` go to the class
-    (e.g. `templates`, `text_cache` for ViLD).
+    and Detector), an `OVSam` (Recognizer, and points -> named masks), a CLIP
+    `VisionLanguageModel`, or a `SamBackend` (`Sam2ClipBackend` for a SAM2CLIP run).
+    `options` go to the class (e.g. `templates`, `text_cache` for ViLD).
     """
     kind = checkpoint_kind(name_or_path)
     if kind == "vild":
@@ -92,6 +94,14 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", **
         from ovdet.methods.regionspot.recognizer import RegionSpotRecognizer
 
         return RegionSpotRecognizer(name_or_path, device=device, **options)
+    if kind == "ovsam":
+        from ovdet.methods.ovsam.clip2sam import OVSam
+
+        return OVSam(checkpoint_folder(name_or_path), device=device, **options)
+    if kind == "sam2clip":
+        from ovdet.methods.ovsam.sam2clip import load_sam2clip
+
+        return load_sam2clip(checkpoint_folder(name_or_path), device=device)[0]
     if kind == "sam":
         from ovdet.models.sam import SamBackend
 

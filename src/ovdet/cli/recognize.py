@@ -11,18 +11,24 @@ from ovdet.cli.common import (
     add_model_args,
     add_vocab_args,
 )
+from ovdet.errors import OvdetError
 
 if TYPE_CHECKING:
     from ovdet.types import Regions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("recognize", help="name the regions given by boxes")
+    p = sub.add_parser("recognize", help="name the regions given by boxes (or points)")
     p.add_argument("image", help="image file")
-    p.add_argument(
+    prompts = p.add_mutually_exclusive_group(required=True)
+    prompts.add_argument(
         "--boxes",
-        required=True,
         help='JSON: COCO results list, COCO dataset, or {"xyxy": [[x1, y1, x2, y2], ...]}',
+    )
+    prompts.add_argument(
+        "--points",
+        help='point prompts "x,y; x,y", or a file of them (JSON [[x, y], ...] or text); with an '
+        "Open-Vocabulary SAM --model: one named mask per point",
     )
     add_vocab_args(p)
     add_model_args(p)
@@ -35,8 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         default=None,
-        help="a RegionSpot checkpoint (from `ovdet train regionspot`, or shapes-regionspot): "
-        "SAM + CLIP + fusion; adds masks (--clip and --method are then the checkpoint's)",
+        help="a RegionSpot checkpoint (from `ovdet train regionspot`, or shapes-regionspot), or an "
+        "Open-Vocabulary SAM (`ovdet shapes train-clip2sam`): adds masks (--clip and --method "
+        "are then the checkpoint's)",
     )
     add_dense_size(p)
     p.add_argument(
@@ -63,12 +70,20 @@ def run(args: argparse.Namespace) -> int:
     from ovdet.vocab.parse import parse_vocabulary
 
     image = load_image(args.image)
-    boxes = validate_input_boxes(
-        read_boxes(args.boxes, image_name=args.image), tuple(image.shape[-2:])
-    )
+    size = tuple(image.shape[-2:])
     vocab = parse_vocabulary(args.vocab, args.attributes)
-    recognizer = _recognizer(args)
-    regions = recognizer.recognize_regions(image, Regions(boxes, tuple(image.shape[-2:])), vocab)
+    if args.points is not None:
+        from ovdet.api import checkpoint_kind
+
+        xy = _points(args.points, size)
+        if args.model is None or checkpoint_kind(args.model) != "ovsam":  # before any load
+            raise OvdetError("--points needs an Open-Vocabulary SAM --model (train-clip2sam)")
+        recognizer = _recognizer(args)
+        regions = recognizer.segment_points(image, xy, vocab)
+    else:
+        boxes = validate_input_boxes(read_boxes(args.boxes, image_name=args.image), size)
+        recognizer = _recognizer(args)
+        regions = recognizer.recognize_regions(image, Regions(boxes, size), vocab)
     clip, embedder = recognizer.clip, recognizer.text
     names = list(vocab.names)
     if vocab.attributes:
@@ -96,16 +111,31 @@ def _recognizer(args: argparse.Namespace):
         from ovdet.errors import OvdetError
 
         kind = checkpoint_kind(args.model)
-        if kind != "regionspot":
-            raise OvdetError(f"--model {args.model} is a {kind} model; recognize takes RegionSpot")
-        spot = load(args.model, device=args.device, text_cache=text_cache(args))
-        args.clip, args.method = spot.spec["clip"], "regionspot"
-        return spot
+        if kind not in ("regionspot", "ovsam"):
+            raise OvdetError(
+                f"--model {args.model} is a {kind} model; recognize takes RegionSpot or "
+                "Open-Vocabulary SAM"
+            )
+        model = load(args.model, device=args.device, text_cache=text_cache(args))
+        args.clip, args.method = model.clip.name, kind
+        return model
     from ovdet.recognize.clip_recognizer import ClipRecognizer
 
     return ClipRecognizer(
         load_clip(args), args.method, args.templates, text_cache(args), args.dense_size
     )
+
+
+def _points(text: str, size: tuple[int, int]):
+    """--points as given or read from a file -> (N, 2) points inside the image."""
+    from ovdet.io.coco import is_file
+    from ovdet.io.prompts import check_points, parse_points
+
+    if is_file(text):
+        from pathlib import Path
+
+        text = Path(text).read_text()
+    return check_points(parse_points(text), size)
 
 
 def _print(

@@ -84,24 +84,20 @@ def read_boxes(text: str | None, image_size: tuple[int, int], limits: Limits) ->
 
 def read_points(text: str | None, image_size: tuple[int, int], limits: Limits) -> torch.Tensor:
     """Points as JSON [[x, y], ...] or text "x,y; x,y" -> (N, 2), each inside the (H, W) image."""
-    if text is not None and not text.strip().startswith(("[", "{")):
-        try:
-            rows: Any = [
-                [float(v) for v in part.split(",")] for part in text.split(";") if part.strip()
-            ]
-        except ValueError:
-            raise RequestError(
-                422, f'points must be "x,y; x,y" or JSON, got {text[:60]!r}'
-            ) from None
-    else:
-        rows = _json(text, "points")
-    xy = _number_rows(rows, 2, "point", limits)
-    h, w = image_size
-    outside = (xy[:, 0] < 0) | (xy[:, 0] >= w) | (xy[:, 1] < 0) | (xy[:, 1] >= h)
-    if outside.any():
-        i = int(outside.nonzero()[0, 0])
-        raise RequestError(422, f"point {i} {xy[i].tolist()} lies outside the {w}x{h} image")
-    return xy
+    from ovdet.io.prompts import check_points, parse_points
+
+    if text is None or not text.strip():
+        raise RequestError(422, "points are missing")
+    try:
+        xy = parse_points(text)
+    except OvdetError as e:
+        raise RequestError(422, str(e)) from None
+    if len(xy) > limits.prompts:
+        raise RequestError(413, f"{len(xy)} points, over the cap of {limits.prompts}")
+    try:
+        return check_points(xy, image_size)
+    except OvdetError as e:
+        raise RequestError(422, str(e)) from None
 
 
 def read_queries(text: str | None, limits: Limits) -> list[str]:

@@ -230,7 +230,8 @@ class OVSam:
         self, image: torch.Tensor, xyxy: torch.Tensor, vocab: Vocabulary
     ) -> dict[str, torch.Tensor]:
         """(N, 4) boxes in image pixels -> (N, C) class probabilities of the head ("head"), of
-        frozen CLIP pooled in the box ("clip", feature-crop) and their ensemble ("ovsam")."""
+        frozen CLIP pooled in the box ("clip", feature-crop) and their ensemble ("ovsam"), and
+        the (N, D) CLIP region embeddings ("embeddings", for free-text re-query)."""
         from ovdet.ops.letterbox import Letterbox
         from ovdet.recognize.core import class_probabilities
 
@@ -240,9 +241,11 @@ class OVSam:
         levels = self.backend.features.levels(x)
         q = class_logits(self.model.head(levels, [box.boxes(xyxy.float())]), text)
         q = q[:, 1:].softmax(-1)  # over the vocabulary: the background only gates training
-        c = class_probabilities(self.dense.embed(image, xyxy), text, self.clip.logit_scale)
+        region = self.dense.embed(image, xyxy)
+        c = class_probabilities(region, text, self.clip.logit_scale)
         novel = vocab.novel_mask(self.base_names)
-        return {"head": q, "clip": c, "ovsam": geometric_ensemble(q, c.to(q), novel)}
+        ovsam = geometric_ensemble(q, c.to(q), novel)
+        return {"head": q, "clip": c, "ovsam": ovsam, "embeddings": region.cpu()}
 
     def _text_of(self, vocab: Vocabulary) -> torch.Tensor:
         """(C, D) text embeddings, kept for the last vocabulary (prompts of one image, or a whole
@@ -272,8 +275,14 @@ class OVSam:
         return self._named(image, xyxy, masks, vocab)
 
     def _named(self, image, xyxy, masks, vocab) -> Regions:
-        p = self.probabilities(image, xyxy, vocab)["ovsam"]
-        scores, labels = p.max(1)
-        size = (int(image.shape[-2]), int(image.shape[-1]))
-        return Regions(xyxy, size, scores=scores, labels=labels, masks=masks.cpu(),
-                       data={"class_scores": p})  # fmt: skip
+        found = self.probabilities(image, xyxy, vocab)
+        scores, labels = found["ovsam"].max(1)
+        return Regions(
+            xyxy,
+            (int(image.shape[-2]), int(image.shape[-1])),
+            scores=scores,
+            labels=labels,
+            masks=masks.cpu(),
+            embeddings=found["embeddings"],
+            data={"class_scores": found["ovsam"]},
+        )
