@@ -82,3 +82,25 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(sam2clip_run, tmp_path)
     train_clip2sam(tmp_path / "cut", cfg, progress=False)
     a, b = (load_file(tmp_path / d / "model.safetensors") for d in ("whole", "cut"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_recognize_cli_names_clicked_points(clip2sam, tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from ovdet.cli.main import main
+    from ovdet.data.shapes.generate import WorldConfig, scene_for
+
+    folders, _ = clip2sam
+    scene = scene_for(0, "det-val", 3, WorldConfig())
+    Image.fromarray(scene.image).save(tmp_path / "scene.png")
+    points = interior_points(torch.from_numpy(np.stack(scene.masks)))
+    text = "; ".join(f"{x},{y}" for x, y in points.tolist())
+    vocab = ", ".join(shapes_vocabulary()[0].names)
+    args = ["recognize", str(tmp_path / "scene.png"), "--points", text, "--vocab", vocab]
+    assert main([*args, "--model", str(folders["after"]), "--out", str(tmp_path / "o")]) == 0
+    entries = json.loads((tmp_path / "o" / "scene.json").read_text())
+    assert len(entries) == len(points) and all("segmentation" in e for e in entries)
+    assert main([*args, "--model", "shapes-regionspot"]) == 2
+    assert "needs an Open-Vocabulary SAM" in capsys.readouterr().err
