@@ -4,11 +4,13 @@ decoder's mask IoU on det-val, for box and point prompts; `OVSam` names and segm
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from once import built_once
 from safetensors.torch import load_file
 
 from ovdet.methods.ovsam.clip2sam import Clip2SamConfig, OVSam, shapes_vocabulary, train_clip2sam
@@ -24,25 +26,32 @@ def short(run) -> Clip2SamConfig:
     )
 
 
-@pytest.fixture(scope="module")
-def clip2sam(sam2clip_run, tmp_path_factory):
+@pytest.fixture(scope="session")
+def clip2sam(sam2clip_run, tmp_path_factory, worker_id):
     """An untrained and a 50-step CLIP2SAM on the shared SAM2CLIP run, and both their tables on
-    20 det-val scenes."""
+    20 det-val scenes; built once for all xdist workers."""
     cfg = short(sam2clip_run[0])
-    root = tmp_path_factory.mktemp("clip2sam")
-    folders = {
-        "before": train_clip2sam(root / "before", replace(cfg, steps=0), progress=False),
-        "after": train_clip2sam(root / "after", cfg, progress=False),
-    }
-    sam = SamBackend.from_pretrained("shapes-sam")
-    tables = {
-        k: evaluate_ovsam(OVSam(f, text_cache=None), sam, 20, progress=False)[0]
-        for k, f in folders.items()
-    }
-    return folders, tables
+
+    def build(root) -> None:
+        folders = {
+            "before": train_clip2sam(root / "before", replace(cfg, steps=0), progress=False),
+            "after": train_clip2sam(root / "after", cfg, progress=False),
+        }
+        sam = SamBackend.from_pretrained("shapes-sam")
+        tables = {
+            k: evaluate_ovsam(OVSam(f, text_cache=None), sam, 20, progress=False)[0]
+            for k, f in folders.items()
+        }
+        flat = {k: {"|".join(key): row for key, row in t.items()} for k, t in tables.items()}
+        (root / "tables.json").write_text(json.dumps(flat))
+
+    root = built_once(tmp_path_factory, worker_id, "clip2sam-runs", build)
+    flat = json.loads((root / "tables.json").read_text())
+    tables = {k: {tuple(key.split("|")): row for key, row in t.items()} for k, t in flat.items()}
+    return {k: root / k for k in ("before", "after")}, tables
 
 
-@pytest.mark.slow(seconds=60)
+@pytest.mark.slow(seconds=90)
 def test_short_run_learns_names_and_masks(clip2sam):
     _, t = clip2sam
     # measured: head-only top-1 box 0.04 -> 0.73, point 0.00 -> 0.75; OV-SAM mask mIoU box
@@ -85,8 +94,6 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(sam2clip_run, tmp_path)
 
 
 def test_recognize_cli_names_clicked_points(clip2sam, tmp_path, capsys):
-    import json
-
     from PIL import Image
 
     from ovdet.cli.main import main
