@@ -91,27 +91,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dataclass_args(p, SamTrainConfig)
     p.set_defaults(run=run_train_sam)
 
+    from ovdet.methods.ovsam.clip2sam import Clip2SamConfig
     from ovdet.methods.ovsam.sam2clip import Sam2ClipConfig
 
-    p = shapes.add_parser(
-        "train-sam2clip",
-        help="Open-Vocabulary SAM's SAM2CLIP: distil shapes-sam's encoder into an adapter on "
-        "shapes-clip's features (resumable)",
-    )
-    p.add_argument("--out", required=True, help="checkpoint folder (resumed if it holds a run)")
-    add_dataclass_args(p, Sam2ClipConfig)
-    p.set_defaults(run=run_train_sam2clip)
-
-    from ovdet.methods.ovsam.clip2sam import Clip2SamConfig
-
-    p = shapes.add_parser(
-        "train-clip2sam",
-        help="Open-Vocabulary SAM's CLIP2SAM: the recognition head and SAM's decoder on a "
-        "SAM2CLIP run, det-train base objects prompted by boxes and points (resumable)",
-    )
-    p.add_argument("--out", required=True, help="checkpoint folder (resumed if it holds a run)")
-    add_dataclass_args(p, Clip2SamConfig)
-    p.set_defaults(run=run_train_clip2sam)
+    for name, config, run, what in (
+        ("train-sam2clip", Sam2ClipConfig, run_train_sam2clip,
+         "SAM2CLIP: distil shapes-sam's encoder into an adapter on shapes-clip's features"),
+        ("train-clip2sam", Clip2SamConfig, run_train_clip2sam,
+         "CLIP2SAM: the recognition head and SAM's decoder on a SAM2CLIP run, det-train base "
+         "objects prompted by boxes and points"),
+    ):  # fmt: skip
+        p = shapes.add_parser(name, help=f"Open-Vocabulary SAM's {what} (resumable)")
+        p.add_argument("--out", required=True, help="checkpoint folder (resumed if it holds one)")
+        add_dataclass_args(p, config)
+        p.set_defaults(run=run)
 
     p = shapes.add_parser(
         "eval-ovsam",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -15,6 +17,15 @@ import torch
 from ovdet.errors import OvdetError
 from ovdet.serve.limits import Limits, RequestError
 from ovdet.types import Vocabulary
+
+
+@contextmanager
+def refused(status: int = 422) -> Iterator[None]:
+    """Turn an `OvdetError` raised inside into a `RequestError` with `status` (its one line)."""
+    try:
+        yield
+    except OvdetError as e:
+        raise RequestError(status, str(e)) from None
 
 
 def read_image(data: bytes, name: str, limits: Limits) -> torch.Tensor:
@@ -38,10 +49,8 @@ def read_vocabulary(text: str | None, limits: Limits) -> Vocabulary:
         raise RequestError(422, 'the vocabulary is empty: send vocab="cat, traffic cone"')
     if len(text) > limits.vocabulary * (limits.name_chars + 2):
         raise RequestError(413, f"the vocabulary text is {len(text)} characters, too long")
-    try:
+    with refused():
         vocab = parse_inline_vocabulary(text)
-    except OvdetError as e:
-        raise RequestError(422, str(e)) from None
     if len(vocab) > limits.vocabulary:
         raise RequestError(413, f"{len(vocab)} class names, over the cap of {limits.vocabulary}")
     for name in (n for i in range(len(vocab)) for n in vocab.all_names(i)):
@@ -76,10 +85,8 @@ def read_boxes(text: str | None, image_size: tuple[int, int], limits: Limits) ->
     xyxy = _number_rows(rows, 4, "box", limits)
     if coco:
         xyxy = xywh_to_xyxy(xyxy)
-    try:
+    with refused():
         return validate_input_boxes(xyxy, image_size)
-    except OvdetError as e:
-        raise RequestError(422, str(e)) from None
 
 
 def read_points(text: str | None, image_size: tuple[int, int], limits: Limits) -> torch.Tensor:
@@ -88,16 +95,12 @@ def read_points(text: str | None, image_size: tuple[int, int], limits: Limits) -
 
     if text is None or not text.strip():
         raise RequestError(422, "points are missing")
-    try:
+    with refused():
         xy = parse_points(text)
-    except OvdetError as e:
-        raise RequestError(422, str(e)) from None
     if len(xy) > limits.prompts:
         raise RequestError(413, f"{len(xy)} points, over the cap of {limits.prompts}")
-    try:
+    with refused():
         return check_points(xy, image_size)
-    except OvdetError as e:
-        raise RequestError(422, str(e)) from None
 
 
 def read_queries(text: str | None, limits: Limits) -> list[str]:
