@@ -138,6 +138,8 @@ def test_list_models_names_every_bundled_model(capsys):
         "shapes-vild",
         "shapes-vild-text",
         "shapes-regionspot",
+        "shapes-sam2clip",
+        "shapes-ovsam",
     }
     assert all(m["present"] for m in models.values())
     assert main(["models"]) == 0

@@ -107,6 +107,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(run=run)
 
     p = shapes.add_parser(
+        "reproduce-ovsam",
+        help="Open-Vocabulary SAM's table in the shapes world by one command: train-sam2clip, "
+        "train-clip2sam on it, eval-ovsam, GFLOPs and parameters (both trainings resume)",
+    )
+    p.add_argument("--out", default="runs/shapes-ovsam")
+    p.add_argument("--sam2clip-steps", type=nonnegative_int, default=Sam2ClipConfig.steps)
+    p.add_argument("--clip2sam-steps", type=nonnegative_int, default=Clip2SamConfig.steps)
+    p.add_argument("--val-scenes", type=positive_int, default=Sam2ClipConfig.val_scenes,
+                   help="held-out scenes of SAM2CLIP's mIoU report")  # fmt: skip
+    p.add_argument("--images", type=positive_int, default=500, help="det-val scenes")
+    p.add_argument("--world-seed", type=int, default=0)
+    p.add_argument(
+        "--bundle",
+        action="store_true",
+        help="copy the two runs into the package as shapes-sam2clip and shapes-ovsam",
+    )
+    p.set_defaults(run=run_reproduce_ovsam)
+
+    p = shapes.add_parser(
         "eval-ovsam",
         help="Open-Vocabulary SAM vs feature-crop on det-val: names and masks from GT boxes and "
         "interior points",
@@ -294,9 +313,10 @@ def run_train_sam2clip(args: argparse.Namespace) -> int:
 
 def run_train_clip2sam(args: argparse.Namespace) -> int:
     from ovdet.methods.ovsam.clip2sam import Clip2SamConfig, train_clip2sam
+    from ovdet.models.bundled import checkpoint_folder
 
     cfg = dataclass_from_args(Clip2SamConfig, args)
-    if not (Path(cfg.sam2clip) / "spec.json").is_file():
+    if not (checkpoint_folder(cfg.sam2clip) / "spec.json").is_file():
         raise OvdetError(
             f"--sam2clip {cfg.sam2clip} holds no SAM2CLIP run: train one first with "
             "`ovdet shapes train-sam2clip --out runs/sam2clip`"
@@ -306,9 +326,54 @@ def run_train_clip2sam(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_eval_ovsam(args: argparse.Namespace) -> int:
-    from rich.table import Table
+def run_reproduce_ovsam(args: argparse.Namespace) -> int:
+    from ovdet.experiments.ovsam import reproduce_ovsam
+    from ovdet.methods.ovsam.clip2sam import Clip2SamConfig
+    from ovdet.methods.ovsam.sam2clip import Sam2ClipConfig
 
+    s2c = Sam2ClipConfig(steps=args.sam2clip_steps, val_scenes=args.val_scenes)
+    c2s = Clip2SamConfig(steps=args.clip2sam_steps, world_seed=args.world_seed)
+    results = reproduce_ovsam(args.out, s2c, c2s, args.images)
+    _print_ovsam(results["rows"], f"det-val, {args.images} scenes ({args.out})")
+    table = Table(title="per image, the pipeline before the prompts (128 px)")
+    for col in ("pipeline", "GFLOPs", "parameters (M)"):
+        table.add_column(col, justify="right")
+    for name, c in results["cost"].items():
+        table.add_row(name, f"{c['gflops']:.3f}" if "gflops" in c else "", f"{c['params_m']:.2f}")
+    Console().print(table)
+    r = results["sam2clip"]
+    Console().print(
+        f"SAM2CLIP box-prompt mIoU on {args.val_scenes} held-out scenes: "
+        f"{r['val_miou_sam2clip']:.3f} (shapes-sam's own encoder {r['val_miou_sam']:.3f})"
+    )
+    if args.bundle:
+        from ovdet.models.bundle import bundle_run
+        from ovdet.models.bundled import resource_folder
+
+        out = Path(args.out)
+        bundle_run(out / "sam2clip", resource_folder("shapes-sam2clip"), r)
+        bundle_run(out / "ovsam", resource_folder("shapes-ovsam"), results,
+                   spec={"sam2clip": "shapes-sam2clip"})  # fmt: skip
+        Console().print("bundled them as shapes-sam2clip and shapes-ovsam")
+    return 0
+
+
+def _print_ovsam(rows: list[dict[str, Any]], title: str) -> None:
+    """Top-1 name (all / base / novel) and mask mIoU per (prompt, method) row."""
+    table = Table(title=f"{title}: top-1 name and mask IoU per GT object")
+    for col in ("prompt", "method", "acc all", "acc base", "acc novel", "mask mIoU"):
+        table.add_column(col)
+    for r in rows:
+        cells = [_percent(r[k]) for k in ("all", "base", "novel")]
+        table.add_row(r["prompt"], r["method"], *cells, f"{r['mIoU']:.3f}")
+    Console().print(table)
+
+
+def _percent(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def run_eval_ovsam(args: argparse.Namespace) -> int:
     from ovdet.io.atomic import write_json
     from ovdet.methods.ovsam.clip2sam import OVSam
     from ovdet.methods.ovsam.evaluate import evaluate_ovsam
@@ -318,15 +383,10 @@ def run_eval_ovsam(args: argparse.Namespace) -> int:
     rows, seconds = evaluate_ovsam(
         model, SamBackend.from_pretrained(args.sam), args.images, args.world_seed
     )
-    table = Table(title=f"det-val, {args.images} scenes: top-1 name and mask IoU per GT object")
-    for col in ("prompt", "method", "acc all", "acc base", "acc novel", "mask mIoU"):
-        table.add_column(col)
-    for (prompt, method), r in rows.items():
-        table.add_row(prompt, method, *(f"{100 * r[k]:.1f}" for k in ("all", "base", "novel")),
-                      f"{r['mIoU']:.3f}")  # fmt: skip
-    Console().print(table)
+    listed = [{"prompt": p, "method": m, **r} for (p, m), r in rows.items()]
+    _print_ovsam(listed, f"det-val, {args.images} scenes")
     if args.out:
-        write_json(args.out, [{"prompt": p, "method": m, **r} for (p, m), r in rows.items()])
+        write_json(args.out, listed)
     return 0
 
 
@@ -425,11 +485,11 @@ def run_reproduce_vild(args: argparse.Namespace) -> int:
     )
     _print_results(f"ViLD in the shapes world (LVIS protocol; AP_r = novel), {args.out}", results)
     if args.bundle:
-        from ovdet.methods.vild.detector import bundle_checkpoint
+        from ovdet.models.bundle import bundle_run
         from ovdet.models.bundled import resource_folder
 
         for row, name in (("ViLD", "shapes-vild"), ("ViLD-text", "shapes-vild-text")):
-            bundle_checkpoint(Path(args.out) / row, resource_folder(name), results)
+            bundle_run(Path(args.out) / row, resource_folder(name), results, half=True)
             Console().print(f"bundled {Path(args.out) / row} as {name}")
     return 0
 
@@ -478,16 +538,10 @@ def run_reproduce_regionspot(args: argparse.Namespace) -> int:
         results,
     )
     if args.bundle:
-        import shutil
-
-        from ovdet.io.atomic import atomic_folder, write_json
+        from ovdet.models.bundle import bundle_run
         from ovdet.models.bundled import resource_folder
 
         source = Path(next(r["checkpoint"] for r in results.values() if "checkpoint" in r))
-        target = resource_folder("shapes-regionspot")
-        with atomic_folder(target) as tmp:
-            for name in ("model.safetensors", "spec.json"):
-                shutil.copy(source / name, tmp / name)
-            write_json(tmp / "reproduction.json", results, indent=1)
+        target = bundle_run(source, resource_folder("shapes-regionspot"), results)
         Console().print(f"bundled {source} as {target}")
     return 0

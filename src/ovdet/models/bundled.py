@@ -19,7 +19,7 @@ class Bundled:
     present, and the command that rebuilds it."""
 
     name: str
-    kind: str  # "clip", "sam", "vild", "regionspot"
+    kind: str  # "clip", "sam", "vild", "regionspot", "sam2clip", "ovsam"
     description: str
     marker: str
     rebuild: str
@@ -80,6 +80,22 @@ BUNDLED: dict[str, Bundled] = {
             "RegionSpot fusion module over shapes-sam + shapes-clip",
             "spec.json",
             "ovdet shapes reproduce-regionspot --bundle",
+        ),
+        Bundled(
+            "shapes-sam2clip",
+            "sam2clip",
+            "Open-Vocabulary SAM's SAM2CLIP: shapes-sam's encoder distilled into an adapter on "
+            "shapes-clip's features (shapes-sam's decoder makes the masks)",
+            "spec.json",
+            "ovdet shapes reproduce-ovsam --bundle",
+        ),
+        Bundled(
+            "shapes-ovsam",
+            "ovsam",
+            "Open-Vocabulary SAM of the shapes world: one shapes-clip pass, then masks and names "
+            "from box or point prompts (CLIP2SAM over shapes-sam2clip)",
+            "spec.json",
+            "ovdet shapes reproduce-ovsam --bundle",
         ),
     )
 }

@@ -34,7 +34,7 @@ MAX_PROMPTS = 40  # per image, as the paper
 
 @dataclass
 class Clip2SamConfig:
-    sam2clip: str = "runs/sam2clip"  # the trained SAM2CLIP folder
+    sam2clip: str = "shapes-sam2clip"  # a trained SAM2CLIP folder, or the bundled one
     steps: int = 800
     batch_size: int = 8
     lr: float = 1e-3  # the head (AdamW)
@@ -197,11 +197,12 @@ class OVSam:
 
         from ovdet.errors import FormatError
         from ovdet.methods.ovsam.sam2clip import load_sam2clip
+        from ovdet.models.bundled import checkpoint_folder
         from ovdet.recognize.dense import DenseEmbedder
         from ovdet.vocab.cache import resolve_cache
         from ovdet.vocab.embed import TextEmbedder
 
-        folder = Path(folder)
+        folder = checkpoint_folder(folder)
         self.spec = json.loads((folder / "spec.json").read_text())
         if self.spec.get("kind") != "ovsam":
             raise FormatError(f"{folder}/spec.json is a {self.spec.get('kind')!r}, not ovsam")

@@ -16,7 +16,8 @@ from tqdm import tqdm
 @torch.inference_mode()
 def evaluate_ovsam(model: Any, sam: Any, count: int = 500, world_seed: int = 0, progress=True):
     """`model` an `OVSam`, `sam` the SAM backend of the feature-crop baseline -> rows of
-    {"accuracy": {all, base, novel}, "mIoU"} per (prompt, method), and seconds per image."""
+    {"all", "base", "novel" (top-1 accuracy; None for a group with no objects), "mIoU"} per
+    (prompt, method), and seconds per image."""
     from ovdet.data.shapes.generate import WorldConfig, scene_for
     from ovdet.methods.ovsam.clip2sam import shapes_vocabulary
     from ovdet.ops.masks import interior_points, mask_iou, masks_to_boxes
@@ -66,11 +67,16 @@ def evaluate_ovsam(model: Any, sam: Any, count: int = 500, world_seed: int = 0, 
         h = torch.cat(h).float()
         rows[key] = {
             "all": float(h.mean()),
-            "base": float(h[~is_novel].mean()),
-            "novel": float(h[is_novel].mean()),
+            "base": _mean_or_none(h[~is_novel]),
+            "novel": _mean_or_none(h[is_novel]),
             "mIoU": float(torch.cat(ious[key]).float().mean()),
         }
     return rows, seconds
+
+
+def _mean_or_none(x: torch.Tensor) -> float | None:
+    """The mean of `x`, or None when it is empty (no object of that group was drawn)."""
+    return float(x.mean()) if len(x) else None
 
 
 def _point_masks(sam: Any, state: Any, points: torch.Tensor) -> torch.Tensor:

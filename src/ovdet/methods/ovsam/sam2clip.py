@@ -151,13 +151,15 @@ def held_out_mse(adapter: Any, features: ClipFeatures, sam: Any, cfg: Any, count
 
 
 def load_sam2clip(folder: str | os.PathLike, device: str | torch.device = "cpu"):
-    """A trained SAM2CLIP folder -> (Sam2ClipBackend, spec)."""
+    """A trained SAM2CLIP folder (or the bundled name shapes-sam2clip) -> (Sam2ClipBackend,
+    spec)."""
     from safetensors.torch import load_file
 
     from ovdet.errors import FormatError
+    from ovdet.models.bundled import checkpoint_folder
     from ovdet.models.loader import load_model
 
-    folder = Path(folder)
+    folder = checkpoint_folder(folder)
     spec = json.loads((folder / "spec.json").read_text())
     if spec.get("kind") != "sam2clip":
         raise FormatError(f"{folder}/spec.json is a {spec.get('kind')!r}, not a sam2clip run")

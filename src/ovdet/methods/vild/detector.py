@@ -158,22 +158,3 @@ class ViLDDetector:
         """Several (3, H, W) uint8 images in one backbone pass -> one Regions per image."""
         text = self.text.embed(vocab)
         return detect_images(self.model, self.spec, images, text, vocab.novel_mask(self.base_names))
-
-
-def bundle_checkpoint(source: str | os.PathLike, target: str | os.PathLike, extra: dict) -> None:
-    """Copy a ViLD checkpoint's inference view into `target` as one atomic folder: weights in
-    float16 (half the size; `load_detector` restores float32), spec.json, and `extra` as
-    reproduction.json (the measured figures of that checkpoint)."""
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-
-    from ovdet.io.atomic import atomic_folder, write_json
-
-    source = Path(source)
-    state = load_file(source / "model.safetensors")
-    with atomic_folder(target) as tmp:
-        half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        save_file(half, str(tmp / "model.safetensors"))
-        (tmp / "spec.json").write_text((source / "spec.json").read_text())
-        write_json(tmp / "reproduction.json", extra, indent=1)
