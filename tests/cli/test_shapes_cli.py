@@ -46,7 +46,9 @@ def test_demo_runs_offline_with_bundled_models(tmp_path, capsys, monkeypatch):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     assert "novel" in out and "crop (p)" in out and "RegionSpot (sigmoid)" in out
-    assert Image.open(tmp_path / "demo" / "regionspot.png").size[0] >= 480
+    assert "OV-SAM click (p)" in out
+    for picture in ("regionspot.png", "ovsam.png"):
+        assert Image.open(tmp_path / "demo" / picture).size[0] >= 480
     entries = json.loads((tmp_path / "demo" / "recognized.json").read_text())
     assert len(entries) >= 3 and all(
         " " in e["category_name"] for e in entries

@@ -3,9 +3,10 @@
 Draws a fresh scene that holds a novel shape, names its objects with the bundled shapes-clip
 (CLIP on crops and the dense one-pass recognizer), expands the vocabulary with colour attributes
 (P(shape, colour | r) = P(shape | r) P(colour | r)) and with the bundled RegionSpot (shapes-sam
-tokens and masks fused with shapes-clip's feature map), then detects the same scene with no boxes
-given using the bundled shapes-vild (trained on base shapes only); prints tables and writes
-annotated PNGs and COCO JSON.
+tokens and masks fused with shapes-clip's feature map), segments and names each object from one
+click inside it with the bundled Open-Vocabulary SAM (one shapes-clip pass feeds SAM's decoder and
+the recognition head), then detects the same scene with no boxes given using the bundled
+shapes-vild (trained on base shapes only); prints tables and writes annotated PNGs and COCO JSON.
 """
 
 from __future__ import annotations
@@ -55,9 +56,10 @@ def run(args: argparse.Namespace) -> int:
     from ovdet.eval.shapes_clip import SHAPES_VOCAB
     from ovdet.io.atomic import atomic_path, write_json
     from ovdet.io.coco import regions_to_coco
+    from ovdet.methods.ovsam.clip2sam import OVSam
     from ovdet.methods.regionspot.recognizer import RegionSpotRecognizer
     from ovdet.models.loader import load_model
-    from ovdet.ops.masks import masks_to_boxes
+    from ovdet.ops.masks import interior_points, masks_to_boxes
     from ovdet.recognize.core import recognize, relabel_with_attributes
     from ovdet.recognize.crop import CropEmbedder
     from ovdet.recognize.dense import DenseEmbedder
@@ -82,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     spot = RegionSpotRecognizer("shapes-regionspot", clip=model)
     spotted = spot.recognize(image, xyxy, spot.text_embeddings(SHAPES_VOCAB))
     results["regionspot"] = (spotted, list(SHAPES_VOCAB.names))
+    clicks = interior_points(shapes.masks)  # (N, 2): one click inside each object
+    clicked = OVSam("shapes-ovsam").segment_points(image, clicks, SHAPES_VOCAB)
+    results["ovsam"] = (clicked, list(SHAPES_VOCAB.names))
     _print(console, scene, results)
     out = Path(args.out)
     with atomic_path(out / "scene.png") as tmp:
@@ -94,9 +99,11 @@ def run(args: argparse.Namespace) -> int:
         e["truth"] = f"{obj.colour} {obj.name}"
     write_json(out / "recognized.json", entries, indent=1)
     save_png(draw_regions(image, spotted, list(SHAPES_VOCAB.names)), out / "regionspot.png")
+    save_png(draw_regions(image, clicked, list(SHAPES_VOCAB.names)), out / "ovsam.png")
     _detect(console, scene, image, text, out)
     console.print(
-        f"wrote scene.png, recognized.png/.json, regionspot.png (SAM masks) and "
+        f"wrote scene.png, recognized.png/.json, regionspot.png (SAM masks), ovsam.png (masks "
+        f"from clicks) and "
         f"detected.png/.json to {out}"
     )
     console.print(
@@ -154,17 +161,20 @@ def _print(console: Console, scene, results: dict) -> None:
     from ovdet.data.shapes.world import CATEGORIES
 
     table = Table(
-        title="a fresh scene's objects named from their boxes: shapes-clip crops and dense map, "
-        "RegionSpot (novel shapes: never annotated in det-train)"
+        title="a fresh scene's objects named from their boxes (shapes-clip crops and dense map, "
+        "RegionSpot) and from one click inside each (Open-Vocabulary SAM); novel shapes were "
+        "never annotated in training"
     )
-    for col in ("#", "truth", "novel?", "crop (p)", "dense (p)", "RegionSpot (sigmoid)"):
-        table.add_column(col, no_wrap=True)
+    columns = ("crop (p)", "dense (p)", "RegionSpot (sigmoid)", "OV-SAM click (p)")
+    table.add_column("#", no_wrap=True)
+    for col in ("truth", "novel?", *columns):
+        table.add_column(col)
     for i, obj in enumerate(scene.objects):
         truth = f"{obj.colour} {obj.name}"
         row = [str(i), truth, "novel" if CATEGORIES[obj.category][1] == "r" else ""]
         for regions, names in results.values():
             predicted = names[int(regions.labels[i])]
-            right = predicted == truth or predicted == obj.name  # RegionSpot names shapes only
+            right = predicted == truth or predicted == obj.name  # RegionSpot, OV-SAM: shapes
             colour = "green" if right else "red"
             row.append(f"[{colour}]{predicted}[/{colour}] {float(regions.scores[i]):.2f}")
         table.add_row(*row)

@@ -361,11 +361,17 @@ def run_reproduce_ovsam(args: argparse.Namespace) -> int:
 def _print_ovsam(rows: list[dict[str, Any]], title: str) -> None:
     """Top-1 name (all / base / novel) and mask mIoU per (prompt, method) row."""
     table = Table(title=f"{title}: top-1 name and mask IoU per GT object")
-    for col in ("prompt", "method", "acc all", "acc base", "acc novel", "mask mIoU"):
+    columns = ("acc all", "acc base", "acc novel", "mIoU", "mIoU base", "mIoU novel")
+    for col in ("prompt", "method"):
+        table.add_column(col, no_wrap=True)
+    for col in columns:
         table.add_column(col)
     for r in rows:
         cells = [_percent(r[k]) for k in ("all", "base", "novel")]
-        table.add_row(r["prompt"], r["method"], *cells, f"{r['mIoU']:.3f}")
+        cells += [
+            "-" if r.get(k) is None else f"{r[k]:.3f}" for k in ("mIoU", "mIoU_base", "mIoU_novel")
+        ]
+        table.add_row(r["prompt"], r["method"], *cells)
     Console().print(table)
 
 

@@ -33,6 +33,30 @@ def test_clip_levels_are_the_towers_stages(teachers):
         clip_levels(nn.Linear(3, 3), x)
 
 
+def test_a_vit_clip_feeds_sam_s_decoder_through_the_adapter(tiny_clip, teachers):
+    """A transformers ViT CLIP (tiny, random, patch 8) at SAM's side: its tokens after evenly
+    spaced layers lie on shapes-sam's 16 x 16 grid, the adapter turns them into SAM embeddings,
+    and SAM's decoder makes a mask from them."""
+    from ovdet.methods.ovsam.adapter import vit_levels
+    from ovdet.methods.ovsam.sam2clip import Sam2ClipBackend
+
+    _, sam = teachers
+    vision = tiny_clip.model.vision_model
+    x = torch.randn(1, 3, 128, 128)
+    levels = ClipFeatures(tiny_clip).levels(x)
+    assert [tuple(lv.shape) for lv in levels] == [(1, 32, 16, 16)] * 2  # 2 layers: both kept
+    with torch.no_grad():
+        out = vision(pixel_values=x, output_hidden_states=True, interpolate_pos_encoding=True)
+        last = out.hidden_states[-1][0, 1:]  # (256, 32) tokens, row-major over the grid
+    torch.testing.assert_close(levels[-1][0, :, 3, 5], last[3 * 16 + 5])
+    assert len(vit_levels(vision, x, count=1)) == 1
+    adapter = build_adapter(tiny_clip, sam, 128, 1).eval()
+    backend = Sam2ClipBackend(sam, tiny_clip, adapter)
+    image = torch.randint(0, 256, (3, 100, 128), dtype=torch.uint8)
+    masks = backend.predict_boxes(backend.set_image(image), torch.tensor([[10.0, 20, 60, 90]]))
+    assert masks.masks.shape == (1, 100, 128)
+
+
 def test_patch_embedding_puts_every_level_on_the_grid():
     grid = 8  # a grid at stride 8: finer levels are strided convs, coarser ones transposed
     for stride, kind in ((2, nn.Conv2d), (8, nn.Conv2d), (16, nn.ConvTranspose2d)):

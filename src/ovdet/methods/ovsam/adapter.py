@@ -1,5 +1,8 @@
 """SAM2CLIP's adapter: a frozen CLIP's multi-scale features -> SAM image embeddings.
 
+The levels are a conv tower's stages (shapes-clip; the paper's RN50x16) or a ViT's patch tokens
+after evenly spaced layers (a transformers CLIP, fed at SAM's side so its patch grid is SAM's).
+
 Each CLIP level (B, C_l, S/s_l, S/s_l) is patch-embedded onto SAM's (g, g) grid (a conv whose
 kernel = stride = s_g / s_l, or a transposed conv where the level is coarser than the grid), a
 learned level embedding is added, the levels are summed, SAM's position embedding is added, then
@@ -17,13 +20,16 @@ from torch import nn
 
 
 def clip_levels(tower: nn.Module, pixels: torch.Tensor) -> list[torch.Tensor]:
-    """A conv CLIP tower's stage outputs: (B, 3, S, S) normalised pixels -> one (B, C_l, S/s_l,
-    S/s_l) map per stage, finest first (the output before each pooling, then the last)."""
+    """A CLIP tower's multi-scale features: (B, 3, S, S) normalised pixels -> (B, C_l, S/s_l,
+    S/s_l) maps, finest first. A conv tower gives its stage outputs (before each pooling, then
+    the last); a transformers ViT tower gives `vit_levels`."""
+    if hasattr(tower, "embeddings") and hasattr(tower, "encoder"):  # CLIPVisionTransformer
+        return vit_levels(tower, pixels)
     blocks = getattr(tower, "blocks", None)
     if not isinstance(blocks, nn.Sequential):
         raise TypeError(
-            f"clip_levels needs a conv tower with a `blocks` Sequential (shapes-clip), "
-            f"got {type(tower).__name__}"
+            f"clip_levels needs a conv tower with a `blocks` Sequential (shapes-clip) or a "
+            f"transformers CLIP ViT, got {type(tower).__name__}"
         )
     levels, x = [], pixels
     for block in blocks:
@@ -31,6 +37,26 @@ def clip_levels(tower: nn.Module, pixels: torch.Tensor) -> list[torch.Tensor]:
             levels.append(x)
         x = block(x)
     return [*levels, x]
+
+
+def vit_levels(vision: nn.Module, pixels: torch.Tensor, count: int = 4) -> list[torch.Tensor]:
+    """A ViT tower's patch tokens after `count` evenly spaced layers, the last included (all at
+    stride p, the patch size; SAM2CLIP's reading of a ViT CLIP): (B, 3, S, S) normalised pixels
+    -> min(count, layers) maps (B, C, S/p, S/p). Position embeddings are interpolated when S is
+    not the tower's native side."""
+    b, _, h, w = pixels.shape
+    p, native = int(vision.config.patch_size), int(vision.config.image_size)
+    out = vision(
+        pixel_values=pixels,
+        output_hidden_states=True,
+        interpolate_pos_encoding=(h, w) != (native, native),
+    )
+    layers = len(out.hidden_states) - 1  # hidden_states[0] is the embedding output
+    count = min(count, layers)
+    picks = [layers * (k + 1) // count for k in range(count)]
+    return [
+        out.hidden_states[i][:, 1:].transpose(1, 2).reshape(b, -1, h // p, w // p) for i in picks
+    ]
 
 
 class Sam2ClipAdapter(nn.Module):

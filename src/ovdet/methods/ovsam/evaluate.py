@@ -1,6 +1,8 @@
 """Open-Vocabulary SAM's table on the shapes world: per GT object of det-val, prompted by its box
-or by an interior point, the top-1 name (all / base / novel classes) and the mask IoU, for
-feature-crop (frozen CLIP pooled in the region, shapes-sam's mask), the head alone, and OV-SAM
+or by an interior point, the top-1 name (all / base / novel classes) and the mask IoU (all / base
+/ novel), for image-crop (frozen CLIP on the box crop, shapes-sam's mask), feature-crop (frozen
+CLIP's dense map pooled in the region, shapes-sam's mask), SAM2CLIP alone (feature-crop's names,
+masks from shapes-sam's frozen decoder on the adapter's embeddings), the head alone, and OV-SAM
 (the ensemble, its own decoder)."""
 
 from __future__ import annotations
@@ -15,14 +17,20 @@ from tqdm import tqdm
 
 @torch.inference_mode()
 def evaluate_ovsam(model: Any, sam: Any, count: int = 500, world_seed: int = 0, progress=True):
-    """`model` an `OVSam`, `sam` the SAM backend of the feature-crop baseline -> rows of
-    {"all", "base", "novel" (top-1 accuracy; None for a group with no objects), "mIoU"} per
-    (prompt, method), and seconds per image."""
+    """`model` an `OVSam`, `sam` the SAM backend of the crop baselines -> rows of {"all", "base",
+    "novel" (top-1 accuracy), "mIoU", "mIoU_base", "mIoU_novel"} per (prompt, method), None
+    where a group has no objects; and seconds per image (all rows together)."""
     from ovdet.data.shapes.generate import WorldConfig, scene_for
     from ovdet.methods.ovsam.clip2sam import shapes_vocabulary
+    from ovdet.methods.ovsam.sam2clip import load_sam2clip
     from ovdet.ops.masks import interior_points, mask_iou, masks_to_boxes
+    from ovdet.recognize.core import class_probabilities
+    from ovdet.recognize.crop import CropEmbedder
 
     vocab, novel = shapes_vocabulary()
+    alone = load_sam2clip(model.spec["sam2clip"], device=model.backend.device)[0]
+    crops = CropEmbedder(model.clip, scales=(1.0,))  # the box crop alone
+    text = model.text.embed(vocab)
     world = WorldConfig(seed=world_seed)
     hits: dict[tuple[str, str], list] = {}
     ious: dict[tuple[str, str], list] = {}
@@ -39,37 +47,41 @@ def evaluate_ovsam(model: Any, sam: Any, count: int = 500, world_seed: int = 0, 
         gt_boxes = masks_to_boxes(truth).float()
         points = interior_points(truth)
         flags.append(novel[cats])
-        sam_state = sam.set_image(image)
-        ours = model.backend.set_image(image)
+        states = {b: b.set_image(image) for b in (sam, alone, model.backend)}
         for prompt in ("box", "point"):
-            if prompt == "box":
-                sam_masks = sam.predict_boxes(sam_state, gt_boxes).masks
-                our_masks = model.backend.predict_boxes(ours, gt_boxes).masks
-                sam_boxes = our_boxes = gt_boxes
-            else:
-                sam_masks = _point_masks(sam, sam_state, points)
-                our_masks = _point_masks(model.backend, ours, points)
-                sam_boxes = _boxes_or_points(masks_to_boxes(sam_masks).float(), points)
-                our_boxes = _boxes_or_points(masks_to_boxes(our_masks).float(), points)
-            crop = model.probabilities(image, sam_boxes, vocab)["clip"]
-            p = model.probabilities(image, our_boxes, vocab)
-            for name, probs, masks in (
-                ("feature-crop", crop, sam_masks),
+            masks, boxes = {}, {}
+            for b, state in states.items():
+                if prompt == "box":
+                    masks[b], boxes[b] = b.predict_boxes(state, gt_boxes).masks, gt_boxes
+                else:
+                    masks[b] = _point_masks(b, state, points)
+                    boxes[b] = _boxes_or_points(masks_to_boxes(masks[b]).float(), points)
+            crop = class_probabilities(crops.embed(image, boxes[sam]), text, model.clip.logit_scale)
+            feature = model.probabilities(image, boxes[sam], vocab)["clip"]
+            p = model.probabilities(image, boxes[model.backend], vocab)
+            our_masks = masks[model.backend]
+            for name, probs, masks_of in (
+                ("image-crop", crop, masks[sam]),
+                ("feature-crop", feature, masks[sam]),
+                ("SAM2CLIP alone", model.probabilities(image, boxes[alone], vocab)["clip"],
+                 masks[alone]),
                 ("head only", p["head"], our_masks),
                 ("OV-SAM", p["ovsam"], our_masks),
-            ):
+            ):  # fmt: skip
                 hits.setdefault((prompt, name), []).append(probs.argmax(1) == cats)
-                ious.setdefault((prompt, name), []).append(mask_iou(masks, truth))
+                ious.setdefault((prompt, name), []).append(mask_iou(masks_of, truth))
     seconds = (time.perf_counter() - start) / count
     is_novel = torch.cat(flags)
     rows = {}
     for key, h in hits.items():
-        h = torch.cat(h).float()
+        h, iou = torch.cat(h).float(), torch.cat(ious[key]).float()
         rows[key] = {
             "all": float(h.mean()),
             "base": _mean_or_none(h[~is_novel]),
             "novel": _mean_or_none(h[is_novel]),
-            "mIoU": float(torch.cat(ious[key]).float().mean()),
+            "mIoU": float(iou.mean()),
+            "mIoU_base": _mean_or_none(iou[~is_novel]),
+            "mIoU_novel": _mean_or_none(iou[is_novel]),
         }
     return rows, seconds
 

@@ -57,11 +57,13 @@ class Sam2ClipConfig:
 
 
 class ClipFeatures:
-    """A frozen conv CLIP's normalised multi-scale features of uint8 images."""
+    """A frozen CLIP's normalised multi-scale features of uint8 images (a conv tower's stages,
+    or a transformers ViT's tokens after evenly spaced layers: see `clip_levels`)."""
 
     def __init__(self, clip: Any) -> None:
         self.clip = clip
-        self.tower = clip.model.vision
+        model = clip.model
+        self.tower = model.vision if hasattr(model, "vision") else model.vision_model
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) pixels in [0, 255] -> CLIP's normalised input."""
