@@ -11,7 +11,7 @@ from ovdet.cli.common import add_cache_args, add_device_arg, text_cache
 from ovdet.cli.options import positive_float, positive_int
 from ovdet.errors import OvdetError
 
-DEFAULT_MODELS = ("shapes-vild", "shapes-regionspot")
+DEFAULT_MODELS = ("shapes-vild", "shapes-regionspot", "shapes-ovsam")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,11 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model",
         action="append",
         default=None,
-        help="a ViLD or RegionSpot checkpoint to serve; repeat for several "
+        help="a ViLD, RegionSpot or Open-Vocabulary SAM checkpoint to serve; repeat for several "
         f"(default: {', '.join(DEFAULT_MODELS)})",
     )
     p.add_argument("--clip", default="shapes-clip", help="CLIP for classify and box recognition")
-    p.add_argument("--sam", default="shapes-sam", help="SAM for segment (RegionSpot uses its own)")
+    p.add_argument(
+        "--sam",
+        default="shapes-sam",
+        help="SAM for segment (RegionSpot and OV-SAM use their own)",
+    )
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: this machine only)"
     )

@@ -19,6 +19,7 @@ from ovdet.types import Regions, Vocabulary
 
 CLIP_NAME = "clip"  # the served CLIP, by this name in the API (recognize, classify, segment)
 DETECTORS = ("vild", "regionspot")
+SERVABLE = (*DETECTORS, "ovsam")  # what --model takes (Open-Vocabulary SAM cannot detect)
 
 
 @dataclass
@@ -26,8 +27,8 @@ class ServedModel:
     """One model behind the API: its API name, kind, the loaded object and its lock."""
 
     name: str
-    kind: str  # "vild", "regionspot" or "clip"
-    runner: Any  # ViLDDetector, RegionSpotRecognizer or ClipRecognizer
+    kind: str  # "vild", "regionspot", "ovsam" or "clip"
+    runner: Any  # ViLDDetector, RegionSpotRecognizer, OVSam or ClipRecognizer
     source: str  # what it was loaded from (bundled name or folder)
     base_names: tuple[str, ...] = ()
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -82,9 +83,10 @@ class Zoo:
         served = []
         for source in models:
             kind = checkpoint_kind(source)
-            if kind not in DETECTORS:
+            if kind not in SERVABLE:
                 raise ConfigError(
-                    f"--model {source} is a {kind} model; serve takes ViLD or RegionSpot"
+                    f"--model {source} is a {kind} model; serve takes ViLD, RegionSpot or "
+                    "Open-Vocabulary SAM"
                 )
             runner = load(source, device=device, text_cache=text_cache)
             served.append(
@@ -148,10 +150,17 @@ class Zoo:
         xyxy: torch.Tensor | None = None,
         points: torch.Tensor | None = None,
     ) -> Regions:
-        """Masks from box or point prompts, each named. RegionSpot uses its own SAM; other models
-        name the regions that the served SAM segments. A point's mask is the best of SAM's three
-        (by predicted IoU); its box is the mask's, and the region is named from that box."""
+        """Masks from box or point prompts, each named. RegionSpot uses its own SAM and
+        Open-Vocabulary SAM its own decoder on its CLIP's features; other models name the regions
+        that the served SAM segments. A point's mask is the best of SAM's three (by predicted
+        IoU); its box is the mask's, and the region is named from that box."""
         from ovdet.ops.masks import masks_to_boxes
+
+        if model.kind == "ovsam":
+            with model.lock:
+                if points is not None:
+                    return model.runner.segment_points(image, points, vocab)
+                return model.runner.recognize_regions(image, Regions(xyxy, _size(image)), vocab)
 
         sam = model.runner.sam if model.kind == "regionspot" else self.sam
         with model.lock, self.sam_lock:
@@ -176,7 +185,9 @@ class Zoo:
     ) -> torch.Tensor:
         """(N, D) region embeddings a response kept, T free-text queries -> (N, T) scores by the
         model's own rule: ViLD's softmax over the queries (cos / its temperature), RegionSpot's
-        sigmoid of its calibrated logit, CLIP's softmax (cos x its logit scale)."""
+        sigmoid of its calibrated logit, CLIP's softmax (cos x its logit scale; Open-Vocabulary
+        SAM's kept embeddings are its frozen CLIP's, pooled in the region, and free-text queries
+        are novel names, which its ensemble leaves almost wholly to CLIP)."""
         from ovdet.recognize.core import class_probabilities
 
         with model.lock:

@@ -107,13 +107,21 @@ def _alignment(root, folder) -> tuple[float, float]:
     return float((s - t).abs().mean()), float((relation_matrix(s) - relation_matrix(t)).norm())
 
 
-@pytest.mark.slow(seconds=70)
-def test_distillation_aligns_unseen_novel_regions_with_clip(tmp_path_factory, worker_id):
+@pytest.mark.slow(seconds=40)
+def test_l1_distillation_moves_unseen_novel_regions_towards_clip(tmp_path_factory, worker_id):
     root, control = _trained(tmp_path_factory, worker_id, None)
     _, l1_only = _trained(tmp_path_factory, worker_id, 0.0)
+    c, l1 = _alignment(root, control), _alignment(root, l1_only)
+    # measured: L1 distance 0.094 (control) -> 0.079 (L1 only)
+    assert l1[0] <= 0.9 * c[0], (c, l1)  # point-wise: closer to CLIP on unseen classes
+
+
+@pytest.mark.slow(seconds=40)
+def test_irm_keeps_the_teachers_geometry_beyond_l1(tmp_path_factory, worker_id):
+    """Built in the other order than the L1 test (L1 first), so two workers train the three
+    runs side by side."""
+    root, l1_only = _trained(tmp_path_factory, worker_id, 0.0)
     _, irm = _trained(tmp_path_factory, worker_id, 15.0)
-    a = {name: _alignment(root, f) for name, f in (("c", control), ("l1", l1_only), ("irm", irm))}
-    # measured: L1 distance 0.094 (control) -> 0.079 (L1 only); relation error 3.29 (L1 only)
-    # -> 2.93 (L1 + IRM), control 3.37
-    assert a["l1"][0] <= 0.9 * a["c"][0], a  # point-wise: closer to CLIP on unseen classes
-    assert a["irm"][1] <= 0.92 * a["l1"][1], a  # IRM: the teacher's geometry, beyond L1's
+    l1, both = _alignment(root, l1_only), _alignment(root, irm)
+    # measured: relation error 3.29 (L1 only) -> 2.93 (L1 + IRM), control 3.37
+    assert both[1] <= 0.92 * l1[1], (l1, both)  # IRM: the teacher's geometry, beyond L1's
