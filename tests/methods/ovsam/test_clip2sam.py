@@ -149,7 +149,9 @@ def test_reproduce_ovsam_trains_scores_and_bundles(tmp_path, monkeypatch):
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert {(r["prompt"], r["method"]) for r in results["rows"]} == {
-        (p, m) for p in ("box", "point") for m in ("feature-crop", "head only", "OV-SAM")
+        (p, m)
+        for p in ("box", "point")
+        for m in ("image-crop", "feature-crop", "SAM2CLIP alone", "head only", "OV-SAM")
     }
     assert results["cost"]["OV-SAM"]["gflops"] > 0 and results["cost"]["feature-crop"]["params_m"]
     spec = json.loads((tmp_path / "package" / "shapes-ovsam" / "spec.json").read_text())
