@@ -81,9 +81,26 @@ def test_recognize_writes_json_and_png(photo, tiny_clip_dir, tmp_path, method, c
     assert "'red apple'" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("form", ["inline", "bare list file"])
+def test_recognize_takes_boxes_inline_or_as_a_bare_list(photo, tiny_clip_dir, tmp_path, form):
+    xyxy = [[0, 0, 30, 30], [20, 10, 60, 45]]
+    if form == "inline":
+        boxes = "; ".join(",".join(str(v) for v in b) for b in xyxy)
+    else:
+        boxes = str(tmp_path / "b.json")
+        (tmp_path / "b.json").write_text(json.dumps(xyxy))
+    args = ["recognize", str(photo), "--boxes", boxes, "--vocab", "apple, pear"]
+    assert main([*args, "--out", str(tmp_path / "o"), *common(tiny_clip_dir, tmp_path)]) == 0
+    entries = json.loads((tmp_path / "o" / "photo.json").read_text())
+    assert [e["bbox"] for e in entries] == [[0, 0, 30, 30], [20, 10, 40, 35]]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
+        (["--vocab", "cat", "--boxes", "1,2,3"], "box 0 must be four finite numbers"),
+        (["--vocab", "cat", "--boxes", "1,2,3,nan"], "box 0 must be four finite numbers"),
+        (["--vocab", "cat", "--boxes", "missing.json"], "not found"),
         (["--vocab", ""], "vocabulary is empty"),
         (["--vocab", "cat,,dog"], "empty entry"),
         (["--vocab", "cat", "--boxes", "BOXES_BAD"], "outside"),

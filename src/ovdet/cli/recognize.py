@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     prompts = p.add_mutually_exclusive_group(required=True)
     prompts.add_argument(
         "--boxes",
-        help='JSON: COCO results list, COCO dataset, or {"xyxy": [[x1, y1, x2, y2], ...]}',
+        help='boxes "x1,y1,x2,y2; x1,y1,x2,y2" in image pixels, or a JSON file: COCO results '
+        'list, COCO dataset, {"xyxy": [[x1, y1, x2, y2], ...]} or that list',
     )
     prompts.add_argument(
         "--points",
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ovdet.io.atomic import write_json
-    from ovdet.io.coco import read_boxes, regions_to_coco
+    from ovdet.io.coco import regions_to_coco
     from ovdet.io.images import load_image
     from ovdet.ops.boxes import validate_input_boxes
     from ovdet.recognize.core import relabel_with_attributes
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         recognizer = _recognizer(args)
         regions = recognizer.segment_points(image, xy, vocab)
     else:
-        boxes = validate_input_boxes(read_boxes(args.boxes, image_name=args.image), size)
+        boxes = validate_input_boxes(_boxes(args.boxes, args.image), size)
         recognizer = _recognizer(args)
         regions = recognizer.recognize_regions(image, Regions(boxes, size), vocab)
     clip, embedder = recognizer.clip, recognizer.text
@@ -126,15 +127,28 @@ def _recognizer(args: argparse.Namespace):
     )
 
 
+def _boxes(text: str, image: str):
+    """--boxes given inline ("x1,y1,x2,y2; ...") or as a JSON file -> (N, 4) xyxy."""
+    from ovdet.io.coco import is_file, read_boxes
+    from ovdet.io.prompts import looks_inline, parse_boxes
+
+    if not is_file(text) and looks_inline(text):
+        return parse_boxes(text)
+    return read_boxes(text, image_name=image)
+
+
 def _points(text: str, size: tuple[int, int]):
-    """--points as given or read from a file -> (N, 2) points inside the image."""
+    """--points given inline ("x,y; x,y") or as a file of them -> (N, 2) points inside the
+    image."""
+    from pathlib import Path
+
     from ovdet.io.coco import is_file
-    from ovdet.io.prompts import check_points, parse_points
+    from ovdet.io.prompts import check_points, looks_inline, parse_points
 
     if is_file(text):
-        from pathlib import Path
-
         text = Path(text).read_text()
+    elif not looks_inline(text) and Path(text).suffix:
+        raise OvdetError(f"points file not found: {text}")
     return check_points(parse_points(text), size)
 
 

@@ -193,16 +193,17 @@ def read_boxes(path: str | os.PathLike, image_name: str | None = None) -> torch.
         a list of one image with an integer id is taken as that image's;
       - a COCO dataset {"images", "annotations"}: the annotations of the image whose file_name
         `image_name` names (or of the only image);
-      - {"xyxy": [[x1, y1, x2, y2], ...]}.
+      - {"xyxy": [[x1, y1, x2, y2], ...]}, or that list alone.
     A file that holds boxes of other images only is refused, never read as "no boxes".
     """
     data = read_json(path)
-    if isinstance(data, dict) and "xyxy" in data:
-        boxes = data["xyxy"]
+    bare = isinstance(data, list) and bool(data) and all(isinstance(b, list) for b in data)
+    if bare or isinstance(data, dict) and "xyxy" in data:
+        boxes = data if bare else data["xyxy"]
         if not isinstance(boxes, list) or not all(
             isinstance(b, list) and len(b) == 4 and all(_is_number(v) for v in b) for b in boxes
         ):
-            raise FormatError(f"{path}: 'xyxy' must be a list of [x1, y1, x2, y2] numbers")
+            raise FormatError(f"{path}: boxes must be a list of [x1, y1, x2, y2] numbers")
         return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
     if isinstance(data, dict) and "annotations" in data and "images" in data:
         image_id = _pick_image(data["images"], image_name, str(path))
@@ -211,7 +212,8 @@ def read_boxes(path: str | os.PathLike, image_name: str | None = None) -> torch.
         entries = _entries_of_image(check_results(data, str(path)), image_name, str(path))
     else:
         raise FormatError(
-            f"{path}: expected a COCO results list, a COCO dataset or {{'xyxy': [...]}}, "
+            f"{path}: expected a COCO results list, a COCO dataset, {{'xyxy': [...]}} or "
+            f"[[x1, y1, x2, y2], ...], "
             f"got {type(data).__name__} {list(data)[:5] if isinstance(data, dict) else ''}"
         )
     check_results(entries, str(path))
