@@ -401,9 +401,10 @@ def run_eval_sam(args: argparse.Namespace) -> int:
     from ovdet.eval.masks import box_prompt_miou
     from ovdet.models.sam import SamBackend
 
+    from ovdet.api import checkpoint_kind
+
     val = Path(args.data) / "det-val"
-    spec = Path(args.sam) / "spec.json"
-    if spec.is_file() and '"sam2clip"' in spec.read_text():
+    if checkpoint_kind(args.sam) == "sam2clip":  # a run folder or the bundled shapes-sam2clip
         from ovdet.methods.ovsam.sam2clip import load_sam2clip
 
         sam, _ = load_sam2clip(args.sam)
