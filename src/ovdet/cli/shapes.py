@@ -397,11 +397,10 @@ def run_eval_ovsam(args: argparse.Namespace) -> int:
 
 
 def run_eval_sam(args: argparse.Namespace) -> int:
+    from ovdet.api import checkpoint_kind
     from ovdet.eval.data import load_gt
     from ovdet.eval.masks import box_prompt_miou
     from ovdet.models.sam import SamBackend
-
-    from ovdet.api import checkpoint_kind
 
     val = Path(args.data) / "det-val"
     if checkpoint_kind(args.sam) == "sam2clip":  # a run folder or the bundled shapes-sam2clip

@@ -39,7 +39,9 @@ def clip2sam(sam2clip_run, tmp_path_factory, worker_id):
         }
         sam = SamBackend.from_pretrained("shapes-sam")
         tables = {
-            k: evaluate_ovsam(OVSam(f, text_cache=None), sam, 20, progress=False)[0]
+            k: evaluate_ovsam(OVSam(f, text_cache=None), sam, 20, progress=False, baselines=False)[
+                0
+            ]
             for k, f in folders.items()
         }
         flat = {k: {"|".join(key): row for key, row in t.items()} for k, t in tables.items()}
@@ -120,7 +122,8 @@ def test_bundled_ovsam_loads_by_name_and_names_det_val_objects():
 
     model = ovdet.load("shapes-ovsam", text_cache=None)
     assert isinstance(model, OVSam)
-    rows, _ = evaluate_ovsam(model, SamBackend.from_pretrained("shapes-sam"), 12, progress=False)
+    sam = SamBackend.from_pretrained("shapes-sam")
+    rows, _ = evaluate_ovsam(model, sam, 12, progress=False, baselines=False)
     # measured on these 12 scenes (31 objects): OV-SAM top-1 box 0.87, point 0.77, mIoU 0.88 and
     # 0.84; feature-crop top-1 0.68 and 0.65
     for prompt, least in (("box", 0.8), ("point", 0.7)):

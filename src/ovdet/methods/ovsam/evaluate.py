@@ -16,10 +16,18 @@ from tqdm import tqdm
 
 
 @torch.inference_mode()
-def evaluate_ovsam(model: Any, sam: Any, count: int = 500, world_seed: int = 0, progress=True):
+def evaluate_ovsam(
+    model: Any,
+    sam: Any,
+    count: int = 500,
+    world_seed: int = 0,
+    progress: bool = True,
+    baselines: bool = True,
+):
     """`model` an `OVSam`, `sam` the SAM backend of the crop baselines -> rows of {"all", "base",
     "novel" (top-1 accuracy), "mIoU", "mIoU_base", "mIoU_novel"} per (prompt, method), None
-    where a group has no objects; and seconds per image (all rows together)."""
+    where a group has no objects; and seconds per image (all rows together). `baselines=False`
+    leaves out the image-crop and SAM2CLIP-alone rows and their passes."""
     from ovdet.data.shapes.generate import WorldConfig, scene_for
     from ovdet.methods.ovsam.clip2sam import shapes_vocabulary
     from ovdet.methods.ovsam.sam2clip import load_sam2clip
@@ -28,7 +36,8 @@ def evaluate_ovsam(model: Any, sam: Any, count: int = 500, world_seed: int = 0, 
     from ovdet.recognize.crop import CropEmbedder
 
     vocab, novel = shapes_vocabulary()
-    alone = load_sam2clip(model.spec["sam2clip"], device=model.backend.device)[0]
+    device = model.backend.device
+    alone = load_sam2clip(model.spec["sam2clip"], device=device)[0] if baselines else None
     crops = CropEmbedder(model.clip, scales=(1.0,))  # the box crop alone
     text = model.text.embed(vocab)
     world = WorldConfig(seed=world_seed)
@@ -47,7 +56,8 @@ def evaluate_ovsam(model: Any, sam: Any, count: int = 500, world_seed: int = 0, 
         gt_boxes = masks_to_boxes(truth).float()
         points = interior_points(truth)
         flags.append(novel[cats])
-        states = {b: b.set_image(image) for b in (sam, alone, model.backend)}
+        backends = (sam, alone, model.backend) if baselines else (sam, model.backend)
+        states = {b: b.set_image(image) for b in backends}
         for prompt in ("box", "point"):
             masks, boxes = {}, {}
             for b, state in states.items():
@@ -56,18 +66,19 @@ def evaluate_ovsam(model: Any, sam: Any, count: int = 500, world_seed: int = 0, 
                 else:
                     masks[b] = _point_masks(b, state, points)
                     boxes[b] = _boxes_or_points(masks_to_boxes(masks[b]).float(), points)
-            crop = class_probabilities(crops.embed(image, boxes[sam]), text, model.clip.logit_scale)
             feature = model.probabilities(image, boxes[sam], vocab)["clip"]
             p = model.probabilities(image, boxes[model.backend], vocab)
             our_masks = masks[model.backend]
-            for name, probs, masks_of in (
-                ("image-crop", crop, masks[sam]),
-                ("feature-crop", feature, masks[sam]),
-                ("SAM2CLIP alone", model.probabilities(image, boxes[alone], vocab)["clip"],
-                 masks[alone]),
-                ("head only", p["head"], our_masks),
-                ("OV-SAM", p["ovsam"], our_masks),
-            ):  # fmt: skip
+            named = [("feature-crop", feature, masks[sam])]
+            if baselines:
+                crop = class_probabilities(
+                    crops.embed(image, boxes[sam]), text, model.clip.logit_scale
+                )
+                alone_names = model.probabilities(image, boxes[alone], vocab)["clip"]
+                named = [("image-crop", crop, masks[sam]), *named,
+                         ("SAM2CLIP alone", alone_names, masks[alone])]  # fmt: skip
+            named += [("head only", p["head"], our_masks), ("OV-SAM", p["ovsam"], our_masks)]
+            for name, probs, masks_of in named:
                 hits.setdefault((prompt, name), []).append(probs.argmax(1) == cats)
                 ious.setdefault((prompt, name), []).append(mask_iou(masks_of, truth))
     seconds = (time.perf_counter() - start) / count
