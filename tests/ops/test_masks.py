@@ -61,3 +61,13 @@ def test_masks_to_boxes():
     assert masks_to_boxes(m).tolist() == [[2, 1, 7, 4], [0, 5, 1, 6], [0, 0, 0, 0]]
     with pytest.raises(ValueError, match="shape"):
         masks_to_boxes(torch.zeros(4, 4))
+
+
+def test_point_region_boxes_take_the_mask_box_or_a_box_around_an_empty_mask_s_point():
+    from ovdet.ops.masks import point_region_boxes
+
+    masks = torch.zeros(2, 20, 30, dtype=torch.bool)
+    masks[0, 5:9, 10:16] = True  # the second mask is empty
+    points = torch.tensor([[12.0, 6.0], [2.0, 15.0]])
+    boxes = point_region_boxes(masks, points, 4)
+    assert boxes.tolist() == [[10, 5, 16, 9], [0, 11, 6, 19]]  # x1 clamped at 0

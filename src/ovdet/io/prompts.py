@@ -36,7 +36,6 @@ def parse_rows(text: str, width: int, what: str, form: str) -> torch.Tensor:
     """ "a,b; a,b" or a JSON list of `width`-number lists -> (N, width) float32; `FormatError`
     naming the first bad entry (not `width` finite numbers), or an empty list."""
     plural = "boxes" if what == "box" else f"{what}s"
-    count = {2: "two", 4: "four"}.get(width, str(width))
     stripped = text.strip()
     if stripped.startswith("["):
         try:
@@ -52,8 +51,17 @@ def parse_rows(text: str, width: int, what: str, form: str) -> torch.Tensor:
                 raise FormatError(
                     f'{plural} must be "{form}; {form}", got {part.strip()[:40]!r}'
                 ) from None
+    return check_rows(rows, width, what, form, got=repr(text[:60]))
+
+
+def check_rows(rows: object, width: int, what: str, form: str, got: str | None = None):
+    """A non-empty list of `width`-number lists -> (N, width) float32; `FormatError` naming the
+    first bad row (`got` shows the input in the empty-list message; default: the rows)."""
+    plural = "boxes" if what == "box" else f"{what}s"
+    count = {2: "two", 4: "four"}.get(width, str(width))
     if not isinstance(rows, list) or not rows:
-        raise FormatError(f"expected a non-empty list of {plural}, got {text[:60]!r}")
+        shown = got if got is not None else str(rows)[:60]
+        raise FormatError(f"expected a non-empty list of {plural}, got {shown}")
     for i, row in enumerate(rows):
         ok = isinstance(row, list) and len(row) == width
         if not ok or not all(

@@ -185,6 +185,12 @@ class SamBackend:
         )
         return out.pred_masks[0], out.iou_scores[0]
 
+    def point_masks(self, state: SamImage, xy: torch.Tensor) -> torch.Tensor:
+        """(N, 2) single positive points -> (N, H, W) bool masks at the original resolution,
+        each the best of SAM's three by predicted IoU."""
+        logits, iou = self.predict_points(state, xy, multimask=True)
+        return self.postprocess(logits[torch.arange(len(logits)), iou.argmax(1)], state)
+
     def postprocess(self, logits: torch.Tensor, state: SamImage) -> torch.Tensor:
         """(N, h4, w4) low-resolution logits -> (N, H, W) bool masks at the original resolution."""
         box = Letterbox(self.image_size, state.scale, state.resized, state.size)

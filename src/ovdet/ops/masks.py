@@ -60,6 +60,15 @@ def masks_to_boxes(masks: torch.Tensor | np.ndarray) -> torch.Tensor:
     return torch.where(cols.any(1)[:, None], boxes, torch.zeros_like(boxes))
 
 
+def point_region_boxes(masks: torch.Tensor, points: torch.Tensor, half: float) -> torch.Tensor:
+    """(N, H, W) masks made from (N, 2) xy points -> (N, 4) xyxy: each mask's box, or for an
+    empty mask a box of side 2 * `half` around its point (clamped at 0)."""
+    xyxy = masks_to_boxes(masks)
+    empty = (xyxy[:, 2] <= xyxy[:, 0]) | (xyxy[:, 3] <= xyxy[:, 1])
+    xyxy[empty] = torch.cat([points[empty] - half, points[empty] + half], 1).clamp(min=0)
+    return xyxy
+
+
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(N, H, W) and (N, H, W) bool masks -> (N,) IoU (1 where both are empty)."""
     inter = (a & b).flatten(1).sum(1).float()

@@ -7,7 +7,6 @@ text (never a path), boxes and points as JSON or "x,y; x,y" text.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -67,6 +66,7 @@ def read_boxes(text: str | None, image_size: tuple[int, int], limits: Limits) ->
 
     Accepted: [[x1, y1, x2, y2], ...], {"xyxy": [...]}, or COCO records [{"bbox": [x, y, w, h]},
     ...] (a /v1/detect response's "detections" fed back)."""
+    from ovdet.io.prompts import check_rows
     from ovdet.ops.boxes import validate_input_boxes, xywh_to_xyxy
 
     value = _json(text, "boxes")
@@ -82,7 +82,10 @@ def read_boxes(text: str | None, image_size: tuple[int, int], limits: Limits) ->
         raise RequestError(422, f"boxes must be a JSON list, got {type(value).__name__}")
     coco = bool(value) and all(isinstance(v, dict) for v in value)
     rows = [v.get("bbox") for v in value] if coco else value
-    xyxy = _number_rows(rows, 4, "box", limits)
+    if len(rows) > limits.prompts:
+        raise RequestError(413, f"{len(rows)} boxes, over the cap of {limits.prompts}")
+    with refused():
+        xyxy = check_rows(rows, 4, "box", "x1,y1,x2,y2")
     if coco:
         xyxy = xywh_to_xyxy(xyxy)
     with refused():
@@ -115,22 +118,3 @@ def _json(text: str | None, what: str) -> Any:
         return json.loads(text)
     except (json.JSONDecodeError, RecursionError) as e:
         raise RequestError(422, f"{what} are not valid JSON: {e}") from None
-
-
-def _number_rows(rows: Any, width: int, what: str, limits: Limits) -> torch.Tensor:
-    plural = {"box": "boxes", "point": "points"}[what]
-    """A list of `width`-number lists -> (N, width) float32; 422 naming the first bad row."""
-    if not isinstance(rows, list) or not rows:
-        raise RequestError(422, f"expected a non-empty list of {plural}, got {str(rows)[:60]}")
-    if len(rows) > limits.prompts:
-        raise RequestError(413, f"{len(rows)} {plural}, over the cap of {limits.prompts}")
-    for i, row in enumerate(rows):
-        ok = isinstance(row, list) and len(row) == width
-        if not ok or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for v in row
-        ):
-            raise RequestError(
-                422, f"{what} {i} must be {width} finite numbers, got {str(row)[:60]}"
-            )
-    return torch.tensor(rows, dtype=torch.float32).reshape(-1, width)

@@ -154,7 +154,6 @@ class Zoo:
         Open-Vocabulary SAM its own decoder on its CLIP's features; other models name the regions
         that the served SAM segments. A point's mask is the best of SAM's three (by predicted
         IoU); its box is the mask's, and the region is named from that box."""
-        from ovdet.ops.masks import masks_to_boxes
 
         if model.kind == "ovsam":
             with model.lock:
@@ -166,11 +165,8 @@ class Zoo:
         with model.lock, self.sam_lock:
             state = sam.set_image(image)
             if points is not None:
-                logits, iou = sam.predict_points(state, points, multimask=True)
-                best = iou.argmax(1)
-                picked = logits[torch.arange(len(points)), best]
-                masks = sam.postprocess(picked, state)
-                xyxy = _point_boxes(masks_to_boxes(masks).float(), points, _size(image))
+                masks = sam.point_masks(state, points)
+                xyxy = _point_boxes(masks, points, _size(image))
             else:
                 masks = sam.predict_boxes(state, xyxy).masks
             if model.kind == "regionspot":
@@ -210,18 +206,13 @@ def _size(image: torch.Tensor) -> tuple[int, int]:
     return int(image.shape[-2]), int(image.shape[-1])
 
 
-def _point_boxes(xyxy: torch.Tensor, points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Mask boxes (N, 4), with an empty mask's box replaced by a 16-pixel box around its point."""
-    empty = (xyxy[:, 2] <= xyxy[:, 0]) | (xyxy[:, 3] <= xyxy[:, 1])
-    h, w = size
-    around = torch.cat([points - 8, points + 8], 1)
-    around = torch.stack(
-        [
-            around[:, 0].clamp(0, w - 1),
-            around[:, 1].clamp(0, h - 1),
-            around[:, 2].clamp(1, w),
-            around[:, 3].clamp(1, h),
-        ],
-        1,
-    )
-    return torch.where(empty[:, None], around, xyxy)
+def _point_boxes(masks: torch.Tensor, points: torch.Tensor, size: tuple[int, int]):
+    """Point masks' boxes (N, 4), with an empty mask's replaced by a 16-pixel box around its
+    point, inside the (H, W) image."""
+    from ovdet.ops.masks import point_region_boxes
+
+    xyxy = point_region_boxes(masks, points, 8)
+    h, w = size  # a mask's own box already lies inside: only the 16-pixel boxes move
+    lo = torch.tensor([0, 0, 1, 1], dtype=xyxy.dtype)
+    hi = torch.tensor([w - 1, h - 1, w, h], dtype=xyxy.dtype)
+    return torch.max(torch.min(xyxy, hi), lo)

@@ -264,16 +264,10 @@ class OVSam:
 
     def segment_points(self, image: torch.Tensor, xy: torch.Tensor, vocab: Vocabulary) -> Regions:
         """(N, 2) positive points -> one mask each (the best of SAM's three), named."""
-        from ovdet.ops.masks import masks_to_boxes
+        from ovdet.ops.masks import point_region_boxes
 
-        state = self.backend.set_image(image)
-        logits, iou = self.backend.predict_points(state, xy, multimask=True)
-        best = logits[torch.arange(len(xy)), iou.argmax(1)]
-        masks = self.backend.postprocess(best, state)
-        xyxy = masks_to_boxes(masks).float()
-        empty = (xyxy[:, 2] <= xyxy[:, 0]) | (xyxy[:, 3] <= xyxy[:, 1])
-        xyxy[empty] = torch.cat([xy[empty] - 4, xy[empty] + 4], 1).clamp(min=0)
-        return self._named(image, xyxy, masks, vocab)
+        masks = self.backend.point_masks(self.backend.set_image(image), xy)
+        return self._named(image, point_region_boxes(masks, xy, 4), masks, vocab)
 
     def _named(self, image, xyxy, masks, vocab) -> Regions:
         found = self.probabilities(image, xyxy, vocab)

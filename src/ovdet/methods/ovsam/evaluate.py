@@ -31,7 +31,7 @@ def evaluate_ovsam(
     from ovdet.data.shapes.generate import WorldConfig, scene_for
     from ovdet.methods.ovsam.clip2sam import shapes_vocabulary
     from ovdet.methods.ovsam.sam2clip import load_sam2clip
-    from ovdet.ops.masks import interior_points, mask_iou, masks_to_boxes
+    from ovdet.ops.masks import interior_points, mask_iou, masks_to_boxes, point_region_boxes
     from ovdet.recognize.core import class_probabilities
     from ovdet.recognize.crop import CropEmbedder
 
@@ -64,8 +64,8 @@ def evaluate_ovsam(
                 if prompt == "box":
                     masks[b], boxes[b] = b.predict_boxes(state, gt_boxes).masks, gt_boxes
                 else:
-                    masks[b] = _point_masks(b, state, points)
-                    boxes[b] = _boxes_or_points(masks_to_boxes(masks[b]).float(), points)
+                    masks[b] = b.point_masks(state, points)
+                    boxes[b] = point_region_boxes(masks[b], points, 4)
             feature = model.probabilities(image, boxes[sam], vocab)["clip"]
             p = model.probabilities(image, boxes[model.backend], vocab)
             our_masks = masks[model.backend]
@@ -100,14 +100,3 @@ def evaluate_ovsam(
 def _mean_or_none(x: torch.Tensor) -> float | None:
     """The mean of `x`, or None when it is empty (no object of that group was drawn)."""
     return float(x.mean()) if len(x) else None
-
-
-def _point_masks(sam: Any, state: Any, points: torch.Tensor) -> torch.Tensor:
-    logits, iou = sam.predict_points(state, points, multimask=True)
-    return sam.postprocess(logits[torch.arange(len(points)), iou.argmax(1)], state)
-
-
-def _boxes_or_points(xyxy: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    empty = (xyxy[:, 2] <= xyxy[:, 0]) | (xyxy[:, 3] <= xyxy[:, 1])
-    xyxy[empty] = torch.cat([points[empty] - 4, points[empty] + 4], 1).clamp(min=0)
-    return xyxy
