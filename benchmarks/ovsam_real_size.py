@@ -18,10 +18,9 @@ import argparse
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPVisionConfig, CLIPVisionModel, SamConfig, SamModel
 
-from ovdet.experiments.ovsam import params_m
+from ovdet.experiments.ovsam import gflops, params_m
 from ovdet.methods.ovsam.adapter import Sam2ClipAdapter, vit_levels
 
 SAM_H = dict(
@@ -91,9 +90,7 @@ def main() -> None:
     rows = {}
     with torch.inference_mode():
         for name, (fn, modules) in pipelines(*models, side).items():
-            with FlopCounterMode(display=False) as counter:
-                fn()
-            rows[name] = [counter.get_total_flops() / 1e9, params_m(*modules)]
+            rows[name] = [gflops(fn), params_m(*modules)]
     if args.time:
         torch.manual_seed(0)
         real = build(args.clip, args.blocks)

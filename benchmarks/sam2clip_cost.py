@@ -11,9 +11,9 @@ import argparse
 
 import torch
 from timing import timed
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import SamModel
 
+from ovdet.experiments.ovsam import gflops, params_m
 from ovdet.methods.ovsam.sam2clip import ClipFeatures, build_adapter, load_sam2clip
 from ovdet.models.bundled import checkpoint_folder
 from ovdet.models.loader import load_model
@@ -22,13 +22,7 @@ from ovdet.models.sam import normalize_sam
 
 def cost(fn, repeats: int = 20) -> tuple[float, float]:
     """(GFLOPs of one call, seconds per call: the median of `repeats`)."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / 1e9, timed(fn, repeats)
-
-
-def params(*modules) -> float:
-    return sum(p.numel() for m in modules for p in m.parameters()) / 1e6
+    return gflops(fn), timed(fn, repeats)
 
 
 def main() -> None:
@@ -50,15 +44,15 @@ def main() -> None:
         adapter_cost = cost(lambda: adapter(features(image)))
     rows = [
         ("SAM encoder + CLIP tower (feature-crop)", sam_cost[0] + clip_cost[0],
-         sam_cost[1] + clip_cost[1], params(sam.vision_encoder, clip.model.vision)),
+         sam_cost[1] + clip_cost[1], params_m(sam.vision_encoder, clip.model.vision)),
         ("CLIP tower + SAM2CLIP adapter", adapter_cost[0], adapter_cost[1],
-         params(clip.model.vision, adapter)),
+         params_m(clip.model.vision, adapter)),
     ]  # fmt: skip
     print("| image side 128 | GFLOPs | ms per image (1 thread) | parameters (M) |")
     print("|---|---:|---:|---:|")
     for name, flops, seconds, millions in rows:
         print(f"| {name} | {flops:.3f} | {1000 * seconds:.1f} | {millions:.2f} |")
-    shared = params(sam.prompt_encoder, sam.mask_decoder)
+    shared = params_m(sam.prompt_encoder, sam.mask_decoder)
     print(f"(SAM's prompt encoder and mask decoder, shared by both: {shared:.2f} M)")
 
 

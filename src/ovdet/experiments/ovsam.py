@@ -51,6 +51,13 @@ def reproduce_ovsam(
     return results
 
 
+def gflops(fn: Any) -> float:
+    """GFLOPs of one call of `fn` as torch's FlopCounterMode counts them (a multiply-add is 2)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
 def params_m(*modules: torch.nn.Module) -> float:
     """Millions of parameters in `modules`."""
     return sum(p.numel() for m in modules for p in m.parameters()) / 1e6
@@ -63,12 +70,6 @@ def image_cost(model: OVSam, sam: SamBackend, size: int) -> dict[str, dict[str, 
     SAM's prompt encoder and decoder, per prompt, are shared and listed apart."""
     image = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8)
     features, adapter = model.backend.features, model.backend.adapter
-
-    def gflops(fn: Any) -> float:
-        with FlopCounterMode(display=False) as counter:
-            fn()
-        return counter.get_total_flops() / 1e9
-
     clip_tower = model.clip.model.vision
     return {
         "feature-crop": {
