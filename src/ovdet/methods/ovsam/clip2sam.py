@@ -69,6 +69,15 @@ class Clip2Sam(nn.Module):
         self.head, self.decoder = head, decoder
 
 
+def build_head(backend: Any, size: int, spec: dict[str, Any]) -> RecognitionHead:
+    """The recognition head over `backend`'s CLIP levels at side `size`, sized by a CLIP2SAM
+    config or spec (its width, pooled level and pool)."""
+    channels, strides = backend.features.layout(size)
+    return RecognitionHead(
+        channels, strides, spec["width"], backend.clip.embed_dim, spec["level"], spec["pool"]
+    )
+
+
 def shapes_vocabulary() -> tuple[Vocabulary, torch.Tensor]:
     """The shapes world's categories as a Vocabulary and their (C,) novel (rare) mask."""
     from ovdet.data.shapes.world import CATEGORIES
@@ -110,16 +119,8 @@ def train_clip2sam(
     base = (~novel).nonzero()[:, 0]
     text = TextEmbedder(backend.clip, cfg.templates).embed(vocab)[base]  # (C_base, D)
     base_index = {int(c): i for i, c in enumerate(base.tolist())}
-    levels0 = backend.features(torch.zeros(1, 3, s2c_spec["size"], s2c_spec["size"]))
-    head = RecognitionHead(
-        [int(lv.shape[1]) for lv in levels0],
-        [s2c_spec["size"] // int(lv.shape[-1]) for lv in levels0],
-        cfg.width,
-        int(text.shape[1]),
-        cfg.level,
-        cfg.pool,
-    )
-    model = Clip2Sam(head, sam.mask_decoder)
+    model = Clip2Sam(build_head(backend, s2c_spec["size"], asdict(cfg)), sam.mask_decoder)
+    head = model.head
     opt = torch.optim.AdamW(
         [
             {"params": head.parameters(), "lr": cfg.lr},
@@ -208,15 +209,7 @@ class OVSam:
             raise FormatError(f"{folder}/spec.json is a {self.spec.get('kind')!r}, not ovsam")
         self.backend, s2c = load_sam2clip(self.spec["sam2clip"], device=device)
         self.clip = self.backend.clip
-        levels = self.backend.features(torch.zeros(1, 3, s2c["size"], s2c["size"]))
-        head = RecognitionHead(
-            [int(lv.shape[1]) for lv in levels],
-            [s2c["size"] // int(lv.shape[-1]) for lv in levels],
-            self.spec["width"],
-            self.clip.embed_dim,
-            self.spec["level"],
-            self.spec["pool"],
-        )
+        head = build_head(self.backend, s2c["size"], self.spec)
         self.model = Clip2Sam(head, self.backend.model.mask_decoder)
         self.model.load_state_dict(load_file(folder / "model.safetensors"))
         self.model.to(device).eval()

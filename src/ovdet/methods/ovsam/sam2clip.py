@@ -79,16 +79,15 @@ class ClipFeatures:
         """(B, 3, S, S) pixels in [0, 255] -> CLIP levels, finest first (no gradient)."""
         return self.levels(self.normalize(pixels))
 
+    def layout(self, size: int) -> tuple[list[int], list[int]]:
+        """Each level's channels and stride (input pixels) at input side `size`."""
+        levels = self(torch.zeros(1, 3, size, size))
+        return [int(lv.shape[1]) for lv in levels], [size // int(lv.shape[-1]) for lv in levels]
+
 
 def build_adapter(clip: Any, sam_model: Any, size: int, blocks: int) -> Sam2ClipAdapter:
     """An adapter for `clip`'s levels at input side `size`, seeded from `sam_model`'s encoder."""
-    levels = ClipFeatures(clip)(torch.zeros(1, 3, size, size))
-    return Sam2ClipAdapter(
-        [int(lv.shape[1]) for lv in levels],
-        [size // int(lv.shape[-1]) for lv in levels],
-        sam_model.vision_encoder,
-        blocks,
-    )
+    return Sam2ClipAdapter(*ClipFeatures(clip).layout(size), sam_model.vision_encoder, blocks)
 
 
 @flushes_denormals
