@@ -1,9 +1,10 @@
 """Open-Vocabulary SAM's table in the shapes world, by one call: SAM2CLIP (shapes-sam's encoder
 distilled into an adapter on shapes-clip's features), CLIP2SAM on it (the recognition head and
 SAM's decoder, det-train base objects), then per GT object of det-val, prompted by its box or by
-an interior point, the top-1 name (all / base / novel) and mask IoU of feature-crop (frozen CLIP
-pooled in the region, shapes-sam's mask), the head alone and OV-SAM; with each pipeline's image
-GFLOPs (torch's FlopCounterMode) and parameters. Both trainings resume; writes results.json.
+an interior point, the top-1 name and mask IoU (all / base / novel) of image-crop, feature-crop,
+SAM2CLIP alone, the head alone and OV-SAM (see `methods.ovsam.evaluate`); with each pipeline's
+image GFLOPs (torch's FlopCounterMode) and parameters. Both trainings resume; writes
+results.json.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def reproduce_ovsam(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train both stages into out/sam2clip and out/ovsam, evaluate on `images` det-val scenes of
-    world `c2s.world_seed` -> {"rows": [{prompt, method, all, base, novel, mIoU}], "sam2clip":
+    world `c2s.world_seed` -> {"rows": [{prompt, method, all, base, novel, mIoU, mIoU_base,
+    mIoU_novel}], "sam2clip":
     held-out report, "cost": {pipeline: {gflops, params_m}}, "s_per_image": ...}."""
     out = Path(out)
     report = train_sam2clip(out / "sam2clip", s2c, progress)
