@@ -41,4 +41,4 @@ class ConvBackbone(nn.Module):
         self.out_channels, self.stride = c3, 8
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.body(pixels)
+        return self.body(pixels.contiguous(memory_format=torch.channels_last)).contiguous()

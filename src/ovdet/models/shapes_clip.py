@@ -91,7 +91,8 @@ class ConvTower(nn.Module):
         self.proj = nn.Conv2d(c3, embed_dim, 1)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.blocks(pixel_values))
+        x = pixel_values.contiguous(memory_format=torch.channels_last)
+        return self.proj(self.blocks(x)).contiguous()
 
 
 class TextTower(nn.Module):

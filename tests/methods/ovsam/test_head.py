@@ -28,8 +28,12 @@ def levels(batch: int = 2, side: int = 32) -> list[torch.Tensor]:
 
 
 def test_fpn_keeps_each_levels_grid():
-    outs = ClipFPN(CHANNELS, 5)(levels())
+    fpn = ClipFPN(CHANNELS, 5)
+    outs = [fpn(levels(), i) for i in range(3)]
     assert [tuple(o.shape) for o in outs] == [(2, 5, 16, 16), (2, 5, 8, 8), (2, 5, 4, 4)]
+    x = levels()  # level 1 by hand: lateral of the coarsest, up-sampled, plus level 1's lateral
+    top = fpn.lateral[2](x[2]).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    torch.testing.assert_close(fpn(x, 1), fpn.smooth[1](fpn.lateral[1](x[1]) + top))
 
 
 def test_head_embeds_every_box_of_every_image_as_a_unit_vector():

@@ -13,21 +13,21 @@ from ovdet.ops.roi_align import roi_align
 
 
 class ClipFPN(nn.Module):
-    """(B, C_l, H_l, W_l) CLIP levels, finest first -> (B, width, H_l, W_l) maps: 1x1 laterals,
-    top-down nearest up-sampling and sums, 3x3 smoothing."""
+    """(B, C_l, H_l, W_l) CLIP levels, finest first -> level i's (B, width, H_i, W_i) map: 1x1
+    laterals, top-down nearest up-sampling and sums, 3x3 smoothing."""
 
     def __init__(self, level_channels: list[int], width: int) -> None:
         super().__init__()
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in level_channels)
         self.smooth = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in level_channels)
 
-    def forward(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, levels: list[torch.Tensor], i: int) -> torch.Tensor:
+        """Level i's map: the top-down path from the coarsest level down to i, smoothed once (the
+        finer levels and the other levels' smoothing are not computed: the head pools one)."""
         x = self.lateral[-1](levels[-1])
-        outs = [self.smooth[-1](x)]
-        for i in range(len(levels) - 2, -1, -1):
-            x = self.lateral[i](levels[i]) + F.interpolate(x, size=levels[i].shape[-2:])
-            outs.insert(0, self.smooth[i](x))
-        return outs
+        for k in range(len(levels) - 2, i - 1, -1):
+            x = self.lateral[k](levels[k]) + F.interpolate(x, size=levels[k].shape[-2:])
+        return self.smooth[i](x)
 
 
 class RecognitionHead(nn.Module):
@@ -62,7 +62,7 @@ class RecognitionHead(nn.Module):
 
     def forward(self, levels: list[torch.Tensor], boxes: list[torch.Tensor]) -> torch.Tensor:
         """CLIP levels of B images and B (n_i, 4) xyxy boxes in input pixels -> (sum n_i, D)."""
-        feature = self.fpn(levels)[self.level]
+        feature = self.fpn(levels, self.level)
         pooled = roi_align(
             feature, boxes, self.pool, spatial_scale=1 / self.stride, sampling_ratio=2,
             aligned=True,
