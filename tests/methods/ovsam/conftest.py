@@ -29,12 +29,12 @@ def teachers():
     return clip, sam.requires_grad_(False)
 
 
-SAM2CLIP_TEST = Sam2ClipConfig(steps=40, warmup=8, val_scenes=24, checkpoint_every=0)
+SAM2CLIP_TEST = Sam2ClipConfig(steps=25, warmup=5, val_scenes=16, checkpoint_every=0)
 
 
 @pytest.fixture(scope="session")
 def sam2clip_run(tmp_path_factory, worker_id, teachers):
-    """40 steps of distillation (batch 8), built once for all xdist workers, and the untrained
+    """25 steps of distillation (batch 8), built once for all xdist workers, and the untrained
     adapter's scores on the same scenes: (folder, config, before, after)."""
     cfg = SAM2CLIP_TEST
 

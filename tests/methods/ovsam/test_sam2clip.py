@@ -85,7 +85,7 @@ def test_adapter_output_feeds_sams_decoder(teachers):
 @pytest.mark.slow(seconds=30)
 def test_short_distillation_lowers_the_error_and_raises_mask_iou(sam2clip_run):
     _, _, before, after = sam2clip_run
-    # measured: mse 2.35 -> 0.17, mIoU 0.23 -> 0.70 (SAM itself on these scenes: 0.90)
+    # measured (25 steps, 16 scenes): mse 2.35 -> 0.19, mIoU 0.24 -> 0.71 (SAM itself: 0.90)
     assert after["val_mse"] <= before["mse"] / 5, (before, after)
     assert after["val_miou_sam2clip"] >= before["miou"] + 0.2, (before, after)
     assert after["val_miou_sam"] > 0.85
