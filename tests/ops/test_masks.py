@@ -71,3 +71,13 @@ def test_point_region_boxes_take_the_mask_box_or_a_box_around_an_empty_mask_s_po
     points = torch.tensor([[12.0, 6.0], [2.0, 15.0]])
     boxes = point_region_boxes(masks, points, 4)
     assert boxes.tolist() == [[10, 5, 16, 9], [0, 11, 6, 19]]  # x1 clamped at 0
+
+
+def test_mask_boxes_stay_on_the_masks_device():
+    """Masks on an accelerator give boxes there (the meta device stands in for CUDA here: a
+    tensor made on the CPU inside would meet it and fail, as it did on a GPU)."""
+    from ovdet.ops.masks import point_region_boxes
+
+    masks = torch.zeros(2, 4, 4, dtype=torch.bool, device="meta")
+    assert masks_to_boxes(masks).device.type == "meta"
+    assert point_region_boxes(masks, torch.zeros(2, 2), 8).device.type == "meta"

@@ -50,7 +50,7 @@ def masks_to_boxes(masks: torch.Tensor | np.ndarray) -> torch.Tensor:
         raise ValueError(f"masks must have shape (N, H, W), got {tuple(m.shape)}")
     n, h, w = m.shape
     rows, cols = m.any(2), m.any(1)  # (N, H), (N, W)
-    ys, xs = torch.arange(h), torch.arange(w)
+    ys, xs = torch.arange(h, device=m.device), torch.arange(w, device=m.device)
     big = torch.iinfo(torch.int64).max
     x1 = torch.where(cols, xs, big).min(1).values
     y1 = torch.where(rows, ys, big).min(1).values
@@ -64,9 +64,10 @@ def point_region_boxes(masks: torch.Tensor, points: torch.Tensor, half: float) -
     """(N, H, W) masks made from (N, 2) xy points -> (N, 4) xyxy: each mask's box, or for an
     empty mask a box of side 2 * `half` around its point (clamped at 0)."""
     xyxy = masks_to_boxes(masks)
+    points = points.to(xyxy)  # on the masks' device
     empty = (xyxy[:, 2] <= xyxy[:, 0]) | (xyxy[:, 3] <= xyxy[:, 1])
-    xyxy[empty] = torch.cat([points[empty] - half, points[empty] + half], 1).clamp(min=0)
-    return xyxy
+    around = torch.cat([points - half, points + half], 1).clamp(min=0)
+    return torch.where(empty[:, None], around, xyxy)
 
 
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

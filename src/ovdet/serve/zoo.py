@@ -213,6 +213,6 @@ def _point_boxes(masks: torch.Tensor, points: torch.Tensor, size: tuple[int, int
 
     xyxy = point_region_boxes(masks, points, 8)
     h, w = size  # a mask's own box already lies inside: only the 16-pixel boxes move
-    lo = torch.tensor([0, 0, 1, 1], dtype=xyxy.dtype)
-    hi = torch.tensor([w - 1, h - 1, w, h], dtype=xyxy.dtype)
+    lo = torch.tensor([0, 0, 1, 1], dtype=xyxy.dtype, device=xyxy.device)
+    hi = torch.tensor([w - 1, h - 1, w, h], dtype=xyxy.dtype, device=xyxy.device)
     return torch.max(torch.min(xyxy, hi), lo)
