@@ -1,8 +1,9 @@
 """Every `--device` path of the CLI on an accelerator against the same command on the CPU.
 
 Runs classify, recognize (crop, dense, RegionSpot, Open-Vocabulary SAM from points), detect
-(ViLD, RegionSpot), eval-regions and index build + search with the bundled shapes-world models,
-once with `--device cpu` and once with `--device DEVICE`, and compares what they wrote: the same
+(ViLD, RegionSpot), eval-regions and index build with the bundled shapes-world models once with
+`--device cpu` and once with `--device DEVICE`, and what `ovdet serve`'s models answer (detect,
+recognize, segment from points and boxes, requery, classify) on each, and compares: the same
 labels, scores (and every other number) within `--tol`, boxes within `--box-tol` pixels. Prints
 one row per command (seconds on each device, model loading included; the largest differences)
 and exits 1 if any differs. CUDA's TF32 convolutions move scores by about 1e-3 at most.
@@ -134,6 +135,33 @@ def compare(a: Path, b: Path) -> tuple[float, float, bool]:
     return score, box, same
 
 
+def zoo_outputs(device: str, image: torch.Tensor, xyxy: torch.Tensor, points: torch.Tensor):
+    """What `ovdet serve`'s models answer on `device` (no HTTP: the zoo the app calls) -> name
+    -> (labels, scores, boxes) on the CPU."""
+    from ovdet.serve.zoo import Zoo
+    from ovdet.vocab.parse import parse_vocabulary
+
+    vocab = parse_vocabulary(VOCAB)
+    zoo = Zoo.load(["shapes-vild", "shapes-regionspot", "shapes-ovsam"], device=device)
+    out = {}
+    for name in ("shapes-vild", "shapes-regionspot", "shapes-ovsam"):
+        m = zoo.models[name]
+        calls = {"recognize": lambda m=m: zoo.recognize(m, image, xyxy, vocab)}
+        calls["segment points"] = lambda m=m: zoo.segment(m, image, vocab, points=points)
+        calls["segment boxes"] = lambda m=m: zoo.segment(m, image, vocab, xyxy=xyxy)
+        if name != "shapes-ovsam":
+            calls["detect"] = lambda m=m: zoo.detect(m, image, vocab)
+        for call, run in calls.items():
+            r = run()
+            out[f"serve {name} {call}"] = (r.labels.cpu(), r.scores.cpu(), r.xyxy.cpu())
+            if call == "recognize":  # free text on the kept embeddings, no pass over the image
+                kept = r.embeddings.cpu()  # as the server's store keeps them
+                q = zoo.requery(m, kept, ["a red star", "a ring"]).cpu()
+                out[f"serve {name} requery"] = (q.argmax(1), q.max(1).values, torch.zeros(0))
+    out["serve classify"] = (torch.zeros(0), zoo.classify(image, vocab).cpu(), torch.zeros(0))
+    return out
+
+
 def main_(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--device", default="cuda")
@@ -175,6 +203,18 @@ def main_(argv: list[str] | None = None) -> int:
             failed += bad
             print(f"{name:<26} {seconds[0]:7.2f} {seconds[1]:8.2f} {score:9.1e} {box:8.1e}  "
                   f"{'same' if same else 'DIFFER'}{'  <-- FAIL' if bad else ''}")  # fmt: skip
+    image = torch.from_numpy(scene.image).permute(2, 0, 1).contiguous()
+    xyxy, clicks = masks_to_boxes(masks).float(), interior_points(masks)
+    ref = zoo_outputs("cpu", image, xyxy, clicks)
+    for name, (labels, scores, found) in zoo_outputs(args.device, image, xyxy, clicks).items():
+        a_labels, a_scores, a_found = ref[name]
+        same = torch.equal(labels, a_labels) and scores.shape == a_scores.shape
+        score = float((scores - a_scores).abs().max()) if same and len(scores) else 0.0
+        box = float((found - a_found).abs().max()) if same and len(found) else 0.0
+        bad = score > args.tol or box > args.box_tol or not same
+        failed += bad
+        print(f"{name:<40} {score:9.1e} {box:8.1e}  "
+              f"{'same' if same else 'DIFFER'}{'  <-- FAIL' if bad else ''}")  # fmt: skip
     print("all outputs agree" if not failed else f"{failed} command(s) differ or failed")
     return 1 if failed else 0
 

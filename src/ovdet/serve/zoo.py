@@ -188,6 +188,11 @@ class Zoo:
 
         with model.lock:
             text = model.text.embed(Vocabulary(tuple(queries)))
+            if model.kind in ("vild", "regionspot"):  # kept embeddings come back from the CPU
+                device = next(model.runner.model.parameters()).device
+                embeddings, text = embeddings.to(device), text.to(device)
+            else:
+                text = text.to(embeddings.device)
             if model.kind == "vild":
                 logits = model.runner.model.classifier(embeddings, text, False)
                 return logits.softmax(-1)
