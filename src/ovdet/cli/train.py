@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ovdet.cli.common import add_device_arg
 from ovdet.cli.options import add_dataclass_args, dataclass_from_args, nonnegative_float
 from ovdet.errors import OvdetError
 from ovdet.eval.data import load_gt, make_split
@@ -53,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate on this set at the end (LVIS protocol if it has frequencies)",
     )
     p.add_argument("--val-images", default=None)
+    add_device_arg(p)
     add_dataclass_args(p, ViLDTrainConfig, choices={"templates": TEMPLATE_SETS})
     p.set_defaults(run=run)
     _register_regionspot(train)
@@ -131,6 +133,7 @@ def _register_regionspot(train: argparse._SubParsersAction) -> None:
     p.add_argument("--clip", default=None, help="CLIP for text (default: the cache's)")
     p.add_argument("--val-cache", default=None, help="cached val set to evaluate at the end")
     p.add_argument("--val-gt", default=None, help="its annotations")
+    add_device_arg(p)
     add_dataclass_args(p, RegionSpotTrainConfig, choices=choices)
     p.set_defaults(run=run_regionspot)
 
@@ -161,7 +164,9 @@ def run_regionspot(args: argparse.Namespace) -> int:
     if not clip_name:
         raise OvdetError(f"{args.cache} is not an `ovdet cache` folder (no shards)")
     clip = load_model(clip_name)
-    folder = train_regionspot(args.cache, gt, args.out, clip, base_ids_of(gt, args.base), cfg)
+    folder = train_regionspot(
+        args.cache, gt, args.out, clip, base_ids_of(gt, args.base), cfg, device=args.device
+    )  # the CLIP (text embeddings only) stays on the CPU
     Console().print(f"checkpoint: {folder}")
     if args.val_cache:
         model, spec = load_regionspot(folder)
@@ -184,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = dataclass_from_args(ViLDTrainConfig, args)
     gt = load_gt(args.gt)
     base = base_ids_of(gt, args.base)
-    clip = load_model(args.clip)
+    clip = load_model(args.clip, device=args.device)
     vild = ViLDConfig(
         embed_dim=clip.embed_dim, image_weight=args.image_weight, ensemble=args.ensemble
     )
@@ -195,12 +200,15 @@ def run(args: argparse.Namespace) -> int:
                 "--image-weight and --ensemble need --proposals CHECKPOINT (a base-trained RPN, "
                 "e.g. a ViLD-text run)"
             )
-        proposer, spec = load_detector(args.proposals)
+        proposer, spec = load_detector(args.proposals, device=args.device)
         dataset = CocoDetection(gt, args.images, spec["base_ids"], cfg.side)
         cache = build_distill_cache(
             proposer, clip, dataset, Path(args.out) / "distill-cache", cfg.distill_proposals
         )
-    folder = train_vild(gt, args.images, args.out, clip, args.clip, base, vild, cfg, distill=cache)
+    folder = train_vild(
+        gt, args.images, args.out, clip, args.clip, base, vild, cfg, distill=cache,
+        device=args.device,
+    )  # fmt: skip
     Console().print(f"checkpoint: {folder}")
     _evaluate(args, folder, clip)
     return 0
@@ -217,7 +225,7 @@ def _evaluate(args: argparse.Namespace, folder: Path, clip) -> None:
     from ovdet.vocab.embed import embed_vocabulary
     from ovdet.vocab.parse import vocabulary_from_categories
 
-    model, spec = load_detector(folder)
+    model, spec = load_detector(folder, device=getattr(args, "device", "cpu"))
     val = load_gt(args.val_gt)
     cats = sorted(val["categories"], key=lambda c: c["id"])
     text = embed_vocabulary(clip, vocabulary_from_categories(cats), spec["templates"])

@@ -248,9 +248,11 @@ def train_regionspot(
     cfg: RegionSpotTrainConfig,
     progress: bool = True,
     stop: Callable[[int], bool] | None = None,
+    device: str | torch.device = "cpu",
 ) -> Path:
     """Train the fusion module on the cache's base-category boxes; resume if `out` holds a run.
-    `stop(steps done)` returning True checkpoints and ends the run early."""
+    `stop(steps done)` returning True checkpoints and ends the run early. `device` holds the
+    module and each batch (the cache and the checkpoints stay on the CPU)."""
     if cfg.token not in TOKEN_SOURCES:
         raise OvdetError(f"token must be one of {TOKEN_SOURCES}, got {cfg.token!r}")
     cache = ShardedCache(cache_dir)
@@ -289,7 +291,8 @@ def train_regionspot(
         "base_names": [c["name"] for c in cats],
     }
     torch.manual_seed(cfg.seed)
-    model = RegionSpot(mcfg)
+    model = RegionSpot(mcfg).to(device)
+    text, on_device = text.to(device), column.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     out = Path(out)
@@ -297,11 +300,12 @@ def train_regionspot(
     def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         pick = torch.randint(len(ids), (cfg.batch_size,), generator=g).tolist()
         batch = collate(reader, [ids[i] for i in pick], cfg.token)
-        cols = column[batch["labels"]]
+        batch = {k: v if v is None else v.to(device) for k, v in batch.items()}
+        cols = on_device[batch["labels"]]
         keep = batch["valid"] & (cols >= 0)
         logits = model.logits(_embed(model, batch)[keep], text)
         targets = torch.zeros_like(logits)
-        targets[torch.arange(len(logits)), cols[keep]] = 1
+        targets[torch.arange(len(logits), device=logits.device), cols[keep]] = 1
         return {"focal": sigmoid_focal_loss(logits, targets)}
 
     train_resumable(

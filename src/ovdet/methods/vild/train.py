@@ -72,15 +72,16 @@ def build_distill_cache(
     cache = ShardedCache(folder)
     crops = CropEmbedder(clip)
     proposer.eval()
+    device = next(proposer.parameters()).device
 
     def compute(i: int) -> dict[str, torch.Tensor]:
         sample = dataset[i]
         with torch.no_grad():
-            feats = proposer.backbone(sample.pixels[None])
+            feats = proposer.backbone(sample.pixels[None].to(device))
             boxes, _, _ = proposer.rpn(feats, [sample.size])
-        boxes = boxes[0][:m]
+        boxes = boxes[0][:m].cpu()
         emb = crops.embed(dataset.image(i), boxes / sample.scale)
-        return {"boxes": boxes, "embeddings": emb}
+        return {"boxes": boxes, "embeddings": emb.cpu()}
 
     cache.build(list(range(len(dataset))), compute, metadata={"m": str(m), "clip": clip.name})
     return cache
@@ -98,9 +99,12 @@ def train_vild(
     cfg: ViLDTrainConfig,
     distill: ShardedCache | None = None,
     stop: Callable[[int], bool] | None = None,
+    device: str | torch.device = "cpu",
 ) -> Path:
     """Train (or resume) into `out`; returns the checkpoint folder. `stop(steps done)` returning
-    True checkpoints and ends the run early (see `train.common.run_steps`)."""
+    True checkpoints and ends the run early (see `train.common.run_steps`). `device` holds the
+    model and each batch (the data, the caches and the checkpoints stay on the CPU; a run may
+    resume on another device)."""
     out = Path(out)
     names = [
         c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"]) if c["id"] in base_ids
@@ -126,6 +130,7 @@ def train_vild(
     model = build_model(spec, base_text)
     if cfg.init:
         _init_backbone(model, cfg.init, cfg.backbone_channels)
+    model.to(device)
     trained = [p for n, p in model.named_parameters() if not _frozen(n, cfg)]
     dataset = CocoDetection(gt, images_dir, order, cfg.side)
     opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -143,14 +148,14 @@ def train_vild(
         kwargs = {}
         if cached is not None:
             kwargs = {
-                "distill_boxes": [cached[str(i)]["boxes"] for i in picked],
-                "distill_embeddings": [cached[str(i)]["embeddings"] for i in picked],
+                "distill_boxes": [cached[str(i)]["boxes"].to(device) for i in picked],
+                "distill_embeddings": [cached[str(i)]["embeddings"].to(device) for i in picked],
             }
-        targets = ([s.boxes for s in batch], [s.labels for s in batch])
+        targets = ([s.boxes.to(device) for s in batch], [s.labels.to(device) for s in batch])
         if frozen is not None:  # the fixed backbone and RPN run once per image, then are reused
             features, proposals = frozen.get(picked, batch)
             return model.head_losses(features, proposals, *targets, **kwargs)
-        pixels = torch.stack([s.pixels for s in batch])
+        pixels = torch.stack([s.pixels for s in batch]).to(device)
         return model.losses(pixels, [s.size for s in batch], *targets, **kwargs)
 
     train_resumable(
@@ -185,7 +190,8 @@ class FrozenFeatures:
         if todo:
             self.model.backbone.eval()  # frozen: BatchNorm uses its running statistics
             self.model.rpn.eval()
-            pixels = torch.stack([s.pixels for _, s in todo])
+            device = next(self.model.parameters()).device
+            pixels = torch.stack([s.pixels for _, s in todo]).to(device)
             features = self.model.backbone(pixels)
             proposals, _, _ = self.model.rpn(features, [s.size for _, s in todo])
             for k, (i, _) in enumerate(todo):

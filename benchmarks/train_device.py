@@ -1,0 +1,82 @@
+"""Training on an accelerator against the same training on the CPU: ViLD-text and RegionSpot
+(the two heads users train on their own data), by their CLI commands with `--device`.
+
+On a generated shapes world (det-train for training, det-val for evaluation) it trains each
+once with `--device cpu` and once with `--device DEVICE` (RegionSpot's feature cache built on
+each device too), then scores each run on det-val (LVIS protocol) and prints seconds and AP per
+device. The runs are not bit-identical (other kernels, float sums in another order): the APs
+should agree within a few points, and the accelerator should be faster.
+
+    python benchmarks/train_device.py [--device cuda] [--steps 300] [--out runs/train-device]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ovdet.cli.main import main
+from ovdet.data.shapes.generate import WorldConfig, generate_world
+
+
+def timed(args: list[str]) -> float:
+    """Seconds `ovdet args` took; raises if it failed."""
+    start = time.perf_counter()
+    code = main(args)
+    if code != 0:
+        raise SystemExit(f"ovdet {' '.join(args)}: exit {code}")
+    return time.perf_counter() - start
+
+
+def ap(metrics: Path) -> tuple[float, float]:
+    """(AP, AP_r) from a metrics.json."""
+    m = json.loads(metrics.read_text())["metrics"]
+    return m["AP"], m["APr"]
+
+
+def run(device: str, world: Path, out: Path, steps: int) -> dict[str, float]:
+    train, val = world / "det-train", world / "det-val"
+    tr, va = str(train / "annotations.json"), str(val / "annotations.json")
+    dev = ["--device", device]
+    row = {"vild s": timed(["train", "vild", "--gt", tr, "--images", str(train), "--clip",
+                            "shapes-clip", "--out", str(out / "vild"), "--steps", str(steps),
+                            "--checkpoint-every", str(steps), *dev])}  # fmt: skip
+    timed(["detect", "--images", str(val), "--gt", va, "--vocab", va, "--model",
+           str(out / "vild"), "--out", str(out / "vild-det" / "results.json"), "--eval",
+           "--protocol", "lvis", "--split", "lvis", *dev])  # fmt: skip
+    row["vild AP"], row["vild AP_r"] = ap(out / "vild-det" / "metrics.json")
+    cache = ["--sam", "shapes-sam", "--clip", "shapes-clip", *dev]
+    row["cache s"] = timed(["cache", "--gt", tr, "--images", str(train), "--out",
+                            str(out / "cache"), *cache])  # fmt: skip
+    row["regionspot s"] = timed(["train", "regionspot", "--cache", str(out / "cache"), "--gt", tr,
+                                 "--out", str(out / "regionspot"), "--steps", str(steps),
+                                 "--checkpoint-every", str(steps), *dev])  # fmt: skip
+    lvis = ["--protocol", "lvis", "--split", "lvis"]
+    timed(["eval-regions", "--gt", va, "--images", str(val), *lvis, "--model",
+           str(out / "regionspot"), "--out", str(out / "rs-eval"), *dev])  # fmt: skip
+    row["regionspot AP"], row["regionspot AP_r"] = ap(out / "rs-eval" / "metrics.json")
+    return row
+
+
+def main_(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--out", type=Path, default=Path("runs/train-device"))
+    args = p.parse_args(argv)
+    cfg = WorldConfig(seed=6, captions=1, det_train=400, det_val=100, det_style=0,
+                      det_captions=0, det_val_uniform=0, det_captions_companion=0)  # fmt: skip
+    world = generate_world(args.out / "world", cfg)
+    rows = {d: run(d, world, args.out / f"{k}-{d}", args.steps)
+            for k, d in (("a", "cpu"), ("b", args.device))}  # fmt: skip
+    print(f"{'':<16}" + "".join(f"{d:>10}" for d in rows))
+    for key in rows["cpu"]:
+        print(f"{key:<16}" + "".join(f"{r[key]:10.2f}" for r in rows.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_())
