@@ -1,13 +1,15 @@
 """Training on an accelerator against the same training on the CPU: ViLD-text and RegionSpot
-(the two heads users train on their own data), by their CLI commands with `--device`.
+(the two heads users train on their own data) and the RKD and CoDet fine-tunings of the bundled
+ViLD-text, by their CLI commands with `--device`.
 
-On a generated shapes world (det-train for training, det-val for evaluation) it trains each
+On a generated shapes world (det-train and det-captions for training, det-val for evaluation;
+RKD's proposals are the training boxes, given as a class-agnostic proposals file) it trains each
 once with `--device cpu` and once with `--device DEVICE` (RegionSpot's feature cache built on
 each device too), then scores each run on det-val (LVIS protocol) and prints seconds and AP per
 device. The runs are not bit-identical (other kernels, float sums in another order): the APs
 should agree within a few points, and the accelerator should be faster.
 
-    python benchmarks/train_device.py [--device cuda] [--steps 300] [--out runs/train-device]
+    python benchmarks/train_device.py [--device cuda] [--steps 300] [--images 400] [--out DIR]
 """
 
 from __future__ import annotations
@@ -58,6 +60,24 @@ def run(device: str, world: Path, out: Path, steps: int) -> dict[str, float]:
     timed(["eval-regions", "--gt", va, "--images", str(val), *lvis, "--model",
            str(out / "regionspot"), "--out", str(out / "rs-eval"), *dev])  # fmt: skip
     row["regionspot AP"], row["regionspot AP_r"] = ap(out / "rs-eval" / "metrics.json")
+    captions = ["--captions", str(world / "det-captions" / "captions.json")]
+    proposals = out / "proposals.json"  # class-agnostic: the training boxes, as a detector's
+    gt = json.loads(Path(tr).read_text())
+    proposals.write_text(json.dumps([{"image_id": a["image_id"], "bbox": a["bbox"], "score": 1.0}
+                                     for a in gt["annotations"]]))  # fmt: skip
+    fine_tune = ["--gt", tr, "--images", str(train), *captions, "--init", "shapes-vild-text",
+                 "--steps", str(steps), "--checkpoint-every", str(steps), *dev]  # fmt: skip
+    methods = {
+        "rkd": ["--pseudo-labeler", str(proposals), "--pseudo-threshold", "0"],
+        "codet": [],
+    }
+    for method, extra in methods.items():
+        row[f"{method} s"] = timed(["train", method, *fine_tune, "--out", str(out / method),
+                                    *extra])  # fmt: skip
+        timed(["detect", "--images", str(val), "--gt", va, "--vocab", va, "--model",
+               str(out / method), "--out", str(out / f"{method}-det" / "results.json"),
+               "--eval", *lvis, *dev])  # fmt: skip
+        row[f"{method} AP"], row[f"{method} AP_r"] = ap(out / f"{method}-det" / "metrics.json")
     return row
 
 
@@ -66,14 +86,16 @@ def main_(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--out", type=Path, default=Path("runs/train-device"))
+    p.add_argument("--images", type=int, default=400, help="det-train and det-captions images")
     args = p.parse_args(argv)
-    cfg = WorldConfig(seed=6, captions=1, det_train=400, det_val=100, det_style=0,
-                      det_captions=0, det_val_uniform=0, det_captions_companion=0)  # fmt: skip
+    n = args.images
+    cfg = WorldConfig(seed=6, captions=1, det_train=n, det_val=max(1, n // 4), det_style=0,
+                      det_captions=n, det_val_uniform=0, det_captions_companion=0)  # fmt: skip
     world = generate_world(args.out / "world", cfg)
-    rows = {d: run(d, world, args.out / f"{k}-{d}", args.steps)
+    rows = {f"{k}-{d}": run(d, world, args.out / f"{k}-{d}", args.steps)
             for k, d in (("a", "cpu"), ("b", args.device))}  # fmt: skip
     print(f"{'':<16}" + "".join(f"{d:>10}" for d in rows))
-    for key in rows["cpu"]:
+    for key in rows["a-cpu"]:
         print(f"{key:<16}" + "".join(f"{r[key]:10.2f}" for r in rows.values()))
     return 0
 

@@ -88,6 +88,7 @@ def _register_codet(train: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--val-gt", default=None, help="evaluate on this set at the end")
     p.add_argument("--val-images", default=None)
+    add_device_arg(p)
     add_dataclass_args(p, CoDetTrainConfig, choices={"pseudo": PSEUDO_REGIONS, "loss": LOSS_FORMS})
     p.set_defaults(run=run_codet)
 
@@ -113,6 +114,7 @@ def _register_rkd(train: argparse._SubParsersAction) -> None:
     p.add_argument("--top-proposals", type=int, default=5, help="distilled proposals per image")
     p.add_argument("--val-gt", default=None, help="evaluate on this set at the end")
     p.add_argument("--val-images", default=None)
+    add_device_arg(p)
     add_dataclass_args(p, RKDTrainConfig)
     p.set_defaults(run=run_rkd)
 
@@ -229,6 +231,7 @@ def _evaluate(args: argparse.Namespace, folder: Path, clip) -> None:
     val = load_gt(args.val_gt)
     cats = sorted(val["categories"], key=lambda c: c["id"])
     text = embed_vocabulary(clip, vocabulary_from_categories(cats), spec["templates"])
+    text = text.to(next(model.parameters()).device)  # the CLIP may stay on the CPU
     base = {n.lower() for n in spec["base_names"]}
     novel = torch.tensor([c["name"].lower() not in base for c in cats])
     metrics = evaluate_detector(
@@ -280,7 +283,7 @@ def run_rkd(args: argparse.Namespace) -> int:
             "pseudo": build_pseudo_box_cache(labeler, captions, vocab, out / "cache" / "pseudo"),
             "caption_text": embed_vocabulary(clip, vocab, spec["templates"]),
         }
-    folder = train_rkd(gt, args.images, out, cfg, regions, **pis, clip=clip)
+    folder = train_rkd(gt, args.images, out, cfg, regions, **pis, clip=clip, device=args.device)
     Console().print(f"checkpoint: {folder}")
     _evaluate(args, folder, clip)
     return 0
@@ -327,8 +330,9 @@ def run_codet(args: argparse.Namespace) -> int:
     caption_text = clip.encode_text([item.captions[0] for item in items]).float().cpu().clone()
     concept_text = embed_vocabulary(clip, concepts, spec["templates"]).clone()
     folder = train_codet(
-        gt, args.images, args.out, cfg, captions, index, concept_text, caption_text, clip=clip
-    )
+        gt, args.images, args.out, cfg, captions, index, concept_text, caption_text, clip=clip,
+        device=args.device,
+    )  # fmt: skip
     Console().print(f"checkpoint: {folder}")
     _evaluate(args, folder, clip)
     return 0

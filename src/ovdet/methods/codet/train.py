@@ -141,8 +141,10 @@ def train_codet(
     caption_text: torch.Tensor | None = None,
     stop: Callable[[int], bool] | None = None,
     clip: VisionLanguageModel | None = None,
+    device: str | torch.device = "cpu",
 ) -> Path:
-    """Fine-tune `cfg.init` into `out`.
+    """Fine-tune `cfg.init` into `out`; the model and each batch on `device` (the checkpoints
+    stay on the CPU).
 
     Args:
         gt: the detection training set (its base categories are the init's).
@@ -167,6 +169,9 @@ def train_codet(
     r = cfg.proposals + 1
     phi = CoOccurrence((cfg.group_size - 1) * r, r)
     model.aux = nn.ModuleDict({"phi": phi})  # training-only; loaders skip `aux.`
+    model.to(device)
+    concept_text = concept_text.to(device)
+    caption_text = caption_text.to(device) if caption_text is not None else None
     heads = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("aux.")]
     opt = torch.optim.AdamW(
         [{"params": heads}, {"params": list(phi.parameters()), "lr": cfg.lr * cfg.phi_lr}],
@@ -182,7 +187,10 @@ def train_codet(
         batch = [dataset[i] for i in picked]
         features, proposals = box_features.get(picked, batch)
         return model.head_losses(
-            features, proposals, [s.boxes for s in batch], [s.labels for s in batch]
+            features,
+            proposals,
+            [s.boxes.to(device) for s in batch],
+            [s.labels.to(device) for s in batch],
         )
 
     def caption_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
@@ -200,7 +208,8 @@ def train_codet(
             )
             for k, (c, _) in enumerate(drawn)
         ]
-        labels = torch.tensor([c for c, _ in drawn]).repeat_interleave(cfg.group_size)
+        labels = torch.tensor([c for c, _ in drawn], device=device)
+        labels = labels.repeat_interleave(cfg.group_size)
         pseudo = torch.cat(pseudo)
         if cfg.loss == "softmax":  # the concept among background + the concept vocabulary
             logits = model.classifier(pseudo, concept_text, background=True)

@@ -111,8 +111,10 @@ def train_rkd(
     caption_text: torch.Tensor | None = None,
     stop: Callable[[int], bool] | None = None,
     clip: VisionLanguageModel | None = None,
+    device: str | torch.device = "cpu",
 ) -> Path:
-    """Fine-tune `cfg.init` into `out`.
+    """Fine-tune `cfg.init` into `out`; the model and each batch on `device` (the caches and the
+    checkpoints stay on the CPU).
 
     Args:
         gt: the detection training set (its base categories are the init's).
@@ -136,6 +138,9 @@ def train_rkd(
         clip,
         weight_transfer=cfg.weight_transfer,
     )
+    model.to(device)
+    if caption_text is not None:
+        caption_text = caption_text.to(device)
     trained = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
@@ -160,12 +165,12 @@ def train_rkd(
         picked = [pool[j] for j in torch.randint(len(pool), (cfg.batch_size,), generator=g)]
         batch = [dataset[i] for i in picked]
         features, proposals = box_features.get(picked, batch)
-        targets = ([s.boxes for s in batch], [s.labels for s in batch])
+        targets = ([s.boxes.to(device) for s in batch], [s.labels.to(device) for s in batch])
         losses = model.head_losses(features, proposals, *targets)
         if cached is not None:
-            boxes = [cached[str(i)]["boxes"] for i in picked]
+            boxes = [cached[str(i)]["boxes"].to(device) for i in picked]
             student, _ = model.text_head(features, boxes)  # W_D phi(r)
-            teacher = torch.cat([cached[str(i)]["embeddings"] for i in picked])
+            teacher = torch.cat([cached[str(i)]["embeddings"] for i in picked]).to(device)
             losses["l1"] = rkd_l1_loss(student, teacher, cfg.l1_weight)
             if cfg.irm_weight > 0:
                 losses["irm"] = grouped_irm(student, teacher, boxes, cfg)
@@ -176,9 +181,10 @@ def train_rkd(
         batch = [captions[i] for i in picked]
         features, _ = caption_features.get(picked, batch)
         kept = [pseudo_boxes(entries[str(i)], cfg.pseudo_threshold) for i in picked]
-        emb, _ = model.class_outputs(features, [b for b, _ in kept])
+        emb, _ = model.class_outputs(features, [b.to(device) for b, _ in kept])
         logits = model.classifier(emb, caption_text, background=True)
-        return {"pms": pms_loss(logits, torch.cat([lab for _, lab in kept]) + 1, cfg.pms_weight)}
+        labels = torch.cat([lab for _, lab in kept]).to(device) + 1
+        return {"pms": pms_loss(logits, labels, cfg.pms_weight)}
 
     def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         if pseudo is not None and step % 2 == 1:
