@@ -49,7 +49,7 @@ from ovdet.methods.codet.cooccur import (
 )
 from ovdet.methods.vild.finetune import fine_tune_start
 from ovdet.methods.vild.model import ViLD
-from ovdet.methods.vild.train import FrozenFeatures
+from ovdet.methods.vild.train import FrozenFeatures, targets_on
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
 
@@ -186,12 +186,7 @@ def train_codet(
         picked = torch.randint(len(dataset), (cfg.batch_size,), generator=g).tolist()
         batch = [dataset[i] for i in picked]
         features, proposals = box_features.get(picked, batch)
-        return model.head_losses(
-            features,
-            proposals,
-            [s.boxes.to(device) for s in batch],
-            [s.labels.to(device) for s in batch],
-        )
+        return model.head_losses(features, proposals, *targets_on(batch, device))
 
     def caption_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
         drawn = [concepts.sample_group(cfg.group_size, g) for _ in range(cfg.groups)]

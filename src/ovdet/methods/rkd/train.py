@@ -33,7 +33,7 @@ from ovdet.data.captions import CaptionDataset
 from ovdet.errors import OvdetError
 from ovdet.losses.rkd import irm_loss, pms_loss, rkd_l1_loss
 from ovdet.methods.vild.finetune import fine_tune_start
-from ovdet.methods.vild.train import FrozenFeatures
+from ovdet.methods.vild.train import FrozenFeatures, targets_on
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
 from ovdet.train.feature_cache import ShardedCache
@@ -165,8 +165,7 @@ def train_rkd(
         picked = [pool[j] for j in torch.randint(len(pool), (cfg.batch_size,), generator=g)]
         batch = [dataset[i] for i in picked]
         features, proposals = box_features.get(picked, batch)
-        targets = ([s.boxes.to(device) for s in batch], [s.labels.to(device) for s in batch])
-        losses = model.head_losses(features, proposals, *targets)
+        losses = model.head_losses(features, proposals, *targets_on(batch, device))
         if cached is not None:
             boxes = [cached[str(i)]["boxes"].to(device) for i in picked]
             student, _ = model.text_head(features, boxes)  # W_D phi(r)

@@ -151,7 +151,7 @@ def train_vild(
                 "distill_boxes": [cached[str(i)]["boxes"].to(device) for i in picked],
                 "distill_embeddings": [cached[str(i)]["embeddings"].to(device) for i in picked],
             }
-        targets = ([s.boxes.to(device) for s in batch], [s.labels.to(device) for s in batch])
+        targets = targets_on(batch, device)
         if frozen is not None:  # the fixed backbone and RPN run once per image, then are reused
             features, proposals = frozen.get(picked, batch)
             return model.head_losses(features, proposals, *targets, **kwargs)
@@ -171,6 +171,11 @@ def train_vild(
         stop=stop,
     )
     return out
+
+
+def targets_on(batch: list[Any], device: str | torch.device) -> tuple[list, list]:
+    """Each sample's (G_i, 4) xyxy boxes and (G_i,) labels, on `device`."""
+    return [s.boxes.to(device) for s in batch], [s.labels.to(device) for s in batch]
 
 
 class FrozenFeatures:
