@@ -81,8 +81,7 @@ class ClipFeatures:
 
     def layout(self, size: int) -> tuple[list[int], list[int]]:
         """Each level's channels and stride (input pixels) at input side `size`."""
-        device = next(self.tower.parameters()).device  # the probe runs where CLIP lives
-        levels = self(torch.zeros(1, 3, size, size, device=device))
+        levels = self(torch.zeros(1, 3, size, size, device=self.clip.device))  # where CLIP lives
         return [int(lv.shape[1]) for lv in levels], [size // int(lv.shape[-1]) for lv in levels]
 
 
