@@ -18,6 +18,22 @@ def vild_text_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels)
 
 
+def sigmoid_text_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-class binary cross-entropy (Detic's and the official RKD code's classification):
+    1/N sum_r sum_c BCE(z_c(r), [y_r = c + 1]); a background region (y_r = 0) is a negative for
+    every class.
+
+    Args:
+        logits: (N, C) z(r) / tau, no background column.
+        labels: (N,) int64 in [0, C]: 0 for background, c + 1 for base class c.
+    """
+    if logits.shape[0] == 0:
+        return logits.sum() * 0
+    target = F.one_hot(labels, logits.shape[1] + 1)[:, 1:].to(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+    return bce / logits.shape[0]
+
+
 def vild_image_loss(region_embeddings: torch.Tensor, clip_embeddings: torch.Tensor) -> torch.Tensor:
     """L_image = 1/M sum_r || V(crop(I, r)) - R(phi(I), r) ||_1, both L2-normalised.
 

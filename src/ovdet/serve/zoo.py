@@ -180,10 +180,10 @@ class Zoo:
         self, model: ServedModel, embeddings: torch.Tensor, queries: list[str]
     ) -> torch.Tensor:
         """(N, D) region embeddings a response kept, T free-text queries -> (N, T) scores by the
-        model's own rule: ViLD's softmax over the queries (cos / its temperature), RegionSpot's
-        sigmoid of its calibrated logit, CLIP's softmax (cos x its logit scale; Open-Vocabulary
-        SAM's kept embeddings are its frozen CLIP's, pooled in the region, and free-text queries
-        are novel names, which its ensemble leaves almost wholly to CLIP)."""
+        model's own rule: ViLD's over the queries (`ViLD.class_probabilities`, no background),
+        RegionSpot's sigmoid of its calibrated logit, CLIP's softmax (cos x its logit scale;
+        Open-Vocabulary SAM's kept embeddings are its frozen CLIP's, pooled in the region, and
+        free-text queries are novel names, which its ensemble leaves almost wholly to CLIP)."""
         from ovdet.recognize.core import class_probabilities
 
         with model.lock:
@@ -194,8 +194,7 @@ class Zoo:
             else:
                 text = text.to(embeddings.device)
             if model.kind == "vild":
-                logits = model.runner.model.classifier(embeddings, text, False)
-                return logits.softmax(-1)
+                return model.runner.model.class_probabilities(embeddings, text, background=False)
             if model.kind == "regionspot":
                 return model.runner.model.logits(embeddings, text).sigmoid()
             return class_probabilities(embeddings, text, model.runner.clip.logit_scale)

@@ -107,6 +107,29 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(setup, tmp_path):
         run(setup, tmp_path / "b", irm_weight=0.0)
 
 
+@pytest.mark.parametrize("form", ["sigmoid", "softmax"])
+def test_classification_form_is_the_checkpoints_rule(setup, tmp_path, form):
+    """sigmoid (the official code's): per-class sigmoid(50 cos), no background; softmax
+    (ViLD's): the learned background competes and its column is dropped."""
+    import torch.nn.functional as F
+
+    model, spec = load_detector(run(setup, tmp_path / form, classification=form))
+    assert spec["vild"]["classification"] == form
+    emb, text = torch.randn(5, model.config.embed_dim), torch.randn(3, model.config.embed_dim)
+    cos = F.normalize(emb, dim=-1) @ F.normalize(text, dim=-1).t()
+    if form == "sigmoid":
+        want = (cos * 50).sigmoid()
+    else:
+        bg = F.normalize(emb, dim=-1) @ F.normalize(model.classifier.background, dim=0)
+        want = (torch.cat([bg[:, None], cos], 1) / 0.01).softmax(-1)[:, 1:]
+    torch.testing.assert_close(model.class_probabilities(emb, text), want)
+
+
+def test_unknown_classification_is_refused():
+    with pytest.raises(Exception, match="classification must be one of"):
+        RKDTrainConfig(classification="hinge")
+
+
 def test_checkpoint_detects_any_vocabulary(setup, tmp_path):
     from ovdet.api import checkpoint_kind
     from ovdet.io.images import load_image

@@ -1,7 +1,9 @@
 """Train RKD (Rasheed et al., NeurIPS 2022; METHODS.md section 3) by fine-tuning a ViLD-text
-checkpoint: the detector is ViLD-text's (fixed text classifier with a learned background,
-softmax cross-entropy; the official code uses sigmoid BCE without background, ovdet keeps
-ViLD's form so that the rows compare with ViLD's), plus
+checkpoint: the detector is ViLD-text's (fixed text classifier), classifying either as the
+official code does (`classification="sigmoid"`: per-class sigmoids of 50 x cos, binary
+cross-entropy, no background, so an unannotated object is a negative for the base classes and
+nothing pulls it towards a learned background embedding) or as ViLD does ("softmax": a learned
+background, cross-entropy), plus
 
 - region-based distillation on box batches: the RoI head's distillation embedding
   `e = W_D phi(r)` of each cached proposal matched to its CLIP crop embedding, point-wise
@@ -9,8 +11,9 @@ ViLD's form so that the rows compare with ViLD's), plus
   batch's distilled regions (`IRM = irm_weight * ||rownorm(E E^T) - rownorm(T T^T)||_F^2`);
 - pseudo-box image-level supervision (PIS) on caption batches, alternating 1:1 with box
   batches: each caption label's pseudo-box (the labeler's top-1 box, kept above a score
-  threshold) is the only proposal of its image, classified among background + the caption
-  vocabulary with `PMS = pms_weight * CE`; no RPN or box-regression loss on those images;
+  threshold) is the only proposal of its image, classified over the caption vocabulary with
+  `PMS = pms_weight * BCE` (sigmoid; "softmax": CE among background + the vocabulary); no RPN
+  or box-regression loss on those images;
 - weight transfer (optional): classification through `heads.weight_transfer` with W_D frozen.
 
 The backbone and RPN stay those of the ViLD-text checkpoint (frozen; each image's features are
@@ -32,7 +35,9 @@ import torch
 from ovdet.data.captions import CaptionDataset
 from ovdet.errors import OvdetError
 from ovdet.losses.rkd import irm_loss, pms_loss, rkd_l1_loss
+from ovdet.losses.vild import sigmoid_text_loss
 from ovdet.methods.vild.finetune import fine_tune_start
+from ovdet.methods.vild.model import CLASSIFICATIONS
 from ovdet.methods.vild.train import FrozenFeatures, targets_on
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
@@ -56,13 +61,15 @@ class RKDTrainConfig:
     pms_weight: float = 0.1
     pseudo_threshold: float = 0.5  # keep a pseudo-box above this score (COCO/MAVL: 0.95)
     weight_transfer: bool = False
+    classification: str = "softmax"  # ViLD's learned background; "sigmoid": the official BCE
+    sigmoid_temperature: float = 0.02  # tau of the sigmoid form (the official 50 x cos)
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
 
         check_fields(
             self,
-            positive=("batch_size", "lr", "checkpoint_every", "irm_images"),
+            positive=("batch_size", "lr", "checkpoint_every", "irm_images", "sigmoid_temperature"),
             nonnegative=(
                 "steps",
                 "weight_decay",
@@ -73,6 +80,7 @@ class RKDTrainConfig:
                 "pms_weight",
             ),
             unit=("pseudo_threshold",),
+            choices={"classification": CLASSIFICATIONS},
         )
         if not self.init:
             raise OvdetError("RKD fine-tunes a ViLD-text checkpoint: give init")
@@ -128,6 +136,7 @@ def train_rkd(
     if (pseudo is None) != (captions is None) or (pseudo is None) != (caption_text is None):
         raise OvdetError("PIS needs the captioned images, their pseudo-boxes and their vocabulary")
     fields = asdict(cfg) | {"distill": regions is not None, "pis": pseudo is not None}
+    sigmoid = cfg.classification == "sigmoid"
     model, spec, dataset = fine_tune_start(
         cfg.init,
         cfg.seed,
@@ -137,6 +146,8 @@ def train_rkd(
         fields,
         clip,
         weight_transfer=cfg.weight_transfer,
+        classification=cfg.classification,
+        **({"temperature": cfg.sigmoid_temperature} if sigmoid else {}),
     )
     model.to(device)
     if caption_text is not None:
@@ -181,8 +192,10 @@ def train_rkd(
         features, _ = caption_features.get(picked, batch)
         kept = [pseudo_boxes(entries[str(i)], cfg.pseudo_threshold) for i in picked]
         emb, _ = model.class_outputs(features, [b.to(device) for b, _ in kept])
-        logits = model.classifier(emb, caption_text, background=True)
+        logits = model.classifier(emb, caption_text, background=not sigmoid)
         labels = torch.cat([lab for _, lab in kept]).to(device) + 1
+        if sigmoid:
+            return {"pms": cfg.pms_weight * sigmoid_text_loss(logits, labels)}
         return {"pms": pms_loss(logits, labels, cfg.pms_weight)}
 
     def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:

@@ -3,6 +3,9 @@
 A backbone, a class-agnostic RPN and RoI head(s) that output region embeddings in the text space
 plus class-agnostic box deltas. Training sees base categories only:
 - ViLD-text: logits z(r) = [sim(e_r, e_bg), sim(e_r, t_1..C_base)] / tau, cross-entropy (eq. 2);
+  or, with `classification="sigmoid"` (Detic's and the official RKD code's form), per-class
+  sigmoids of sim(e_r, t_c) / tau with no background, binary cross-entropy (a background region
+  is a negative for every class instead of a match for a learned background embedding);
 - ViLD-image: L1 between the embeddings of cached proposals and their CLIP crop embeddings (eq. 3);
 - ViLD: L_text + w L_image on one head; ViLD-ensemble: one head per objective, combined at
   inference by a geometric mean weighted towards text for base and towards image for novel
@@ -27,7 +30,7 @@ from ovdet.detect.rpn import RPN, RPNConfig
 from ovdet.heads.roi_head import RoIHead
 from ovdet.heads.text_classifier import TextClassifier
 from ovdet.heads.weight_transfer import WeightTransfer
-from ovdet.losses.vild import vild_image_loss, vild_text_loss
+from ovdet.losses.vild import sigmoid_text_loss, vild_image_loss, vild_text_loss
 from ovdet.ops.boxes import clip_boxes
 from ovdet.ops.nms import batched_nms
 from ovdet.types import Regions
@@ -50,6 +53,15 @@ class ViLDConfig:
     min_score: float = 1e-4
     hidden: int = 512
     weight_transfer: bool = False  # RKD's: classify with `heads.weight_transfer` (W_D frozen)
+    classification: str = "softmax"  # or "sigmoid": per-class BCE, no background (Detic, RKD)
+
+    def __post_init__(self) -> None:
+        from ovdet.config import check_fields
+
+        check_fields(self, choices={"classification": CLASSIFICATIONS})
+
+
+CLASSIFICATIONS = ("softmax", "sigmoid")
 
 
 def select_detections(
@@ -180,7 +192,11 @@ class ViLD(nn.Module):
         rois, labels, targets, fg = self.sample_rois(proposals, gt_boxes, gt_labels)
         emb, deltas = self.class_outputs(features, rois)
         if self.config.text_weight > 0:
-            losses["text"] = self.config.text_weight * vild_text_loss(self.classifier(emb), labels)
+            if self.config.classification == "sigmoid":
+                text = sigmoid_text_loss(self.classifier(emb, background=False), labels)
+            else:
+                text = vild_text_loss(self.classifier(emb), labels)
+            losses["text"] = self.config.text_weight * text
         losses["box"] = F.smooth_l1_loss(deltas[fg], targets[fg], beta=1.0, reduction="sum") / max(
             1, len(labels)
         )
@@ -205,12 +221,9 @@ class ViLD(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(N, C) class probabilities (background removed), (N, D) region embeddings and (N, 4)
         box deltas of the boxes of every image."""
-        background = self.config.text_weight > 0  # a trained background competes with classes
-        skip = int(background)
 
         def probabilities(embeddings: torch.Tensor) -> torch.Tensor:
-            logits = self.classifier(embeddings, text.to(features), background)
-            return logits.softmax(-1)[:, skip:]
+            return self.class_probabilities(embeddings, text.to(features))
 
         emb, deltas = self.class_outputs(features, boxes)
         p_text = probabilities(emb)
@@ -225,6 +238,20 @@ class ViLD(nn.Module):
         w_text = torch.where(is_novel, 1 - lam, lam)  # (C,): base trusts text, novel trusts image
         p = p_text.clamp(min=1e-12) ** w_text * p_image.clamp(min=1e-12) ** (1 - w_text)
         return p, F.normalize(F.normalize(emb, dim=-1) + F.normalize(img, dim=-1), dim=-1), deltas
+
+    def class_probabilities(
+        self, embeddings: torch.Tensor, text: torch.Tensor, background: bool | None = None
+    ) -> torch.Tensor:
+        """(N, D) region embeddings, (C, D) class text embeddings -> (N, C) probabilities by the
+        detector's rule: a softmax over a trained background and the classes (background column
+        dropped), over the classes alone for ViLD-image (no background was trained) or when
+        `background` is False, or per-class sigmoids (`classification="sigmoid"`)."""
+        if self.config.classification == "sigmoid":
+            return self.classifier(embeddings, text, background=False).sigmoid()
+        if background is None:  # a trained background competes with the classes
+            background = self.config.text_weight > 0
+        logits = self.classifier(embeddings, text, background)
+        return logits.softmax(-1)[:, int(background) :]
 
     @torch.no_grad()
     def detect(
