@@ -283,6 +283,14 @@ def run_rkd(args: argparse.Namespace) -> int:
             "pseudo": build_pseudo_box_cache(labeler, captions, vocab, out / "cache" / "pseudo"),
             "caption_text": embed_vocabulary(clip, vocab, spec["templates"]),
         }
+        if cfg.distill_captions:
+            if hasattr(getattr(labeler, "source", None), "check_covers"):
+                labeler.source.check_covers([item.image_id for item in captions.items])
+            pis["caption_regions"] = build_region_cache(
+                labeler, clip, captions, out / "cache" / "regions-captions", args.top_proposals
+            )
+    elif cfg.distill_captions:
+        raise OvdetError("--distill-captions distils the caption images: give --captions")
     folder = train_rkd(gt, args.images, out, cfg, regions, **pis, clip=clip, device=args.device)
     Console().print(f"checkpoint: {folder}")
     _evaluate(args, folder, clip)

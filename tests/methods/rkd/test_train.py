@@ -56,6 +56,7 @@ def setup(tmp_path_factory):
         "regions": build_region_cache(labeler, clip, dataset, root / "regions", 5),
         "captions": captions,
         "pseudo": build_pseudo_box_cache(labeler, captions, vocab, root / "pseudo"),
+        "caption_regions": build_region_cache(labeler, clip, captions, root / "caption-regions", 5),
         "caption_text": text,
         "world": world,
     }
@@ -125,6 +126,33 @@ def test_classification_form_is_the_checkpoints_rule(setup, tmp_path, form):
     torch.testing.assert_close(model.class_probabilities(emb, text), want)
 
 
+def test_caption_images_are_distilled_only_when_asked(setup, tmp_path):
+    """`distill_captions` adds L1 + IRM on the caption images' own proposals in PIS batches (the
+    official code's image-label batches): W_D ends elsewhere than PIS + box distillation alone."""
+    plain = run(setup, tmp_path / "plain", irm_weight=15.0)
+    both = train_rkd(
+        setup["gt"],
+        setup["images"],
+        tmp_path / "both",
+        RKDTrainConfig(
+            init=INIT,
+            steps=6,
+            batch_size=2,
+            warmup=1,
+            checkpoint_every=2,
+            pseudo_threshold=0.0,
+            irm_weight=15.0,
+            distill_captions=True,
+        ),  # fmt: skip
+        **{k: setup[k] for k in ("regions", "captions", "pseudo", "caption_text")},
+        caption_regions=setup["caption_regions"],
+    )
+    a, b = load_file(plain / "model.safetensors"), load_file(both / "model.safetensors")
+    assert not torch.equal(a["text_head.embed.weight"], b["text_head.embed.weight"])
+    with pytest.raises(Exception, match="region cache"):
+        run(setup, tmp_path / "missing", distill_captions=True)
+
+
 def test_unknown_classification_is_refused():
     with pytest.raises(Exception, match="classification must be one of"):
         RKDTrainConfig(classification="hinge")
@@ -173,3 +201,8 @@ def test_cli_trains_on_a_proposals_file_and_captions(setup, tmp_path, capsys):
     bad = [*args[:at], str(tmp_path / "missing.json"), *args[at + 1 :]]
     assert main(bad) != 0
     assert "JSON file not found" in capsys.readouterr().err
+    # caption images to distil need captions
+    at = args.index("--captions")
+    no_captions = [*args[:at], *args[at + 2 :], "--distill-captions", "--out", str(tmp_path / "c")]
+    assert main(no_captions) != 0
+    assert "--distill-captions distils the caption images" in capsys.readouterr().err

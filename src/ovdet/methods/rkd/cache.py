@@ -1,6 +1,7 @@
 """RKD's two offline caches (computed once per dataset and labeler, resumable, atomic shards).
 
-- Region cache (distillation): for each detection-training image, the labeler's top-k
+- Region cache (distillation): for each detection-training image (or captioned image, whose
+  proposals the official code distils in its image-label batches too), the labeler's top-k
   class-agnostic proposals (NMS 0.5) and CLIP's embedding of each 1x crop (RKD uses the plain
   crop, not ViLD's 1x + 1.5x ensemble), normalised. Keyed by dataset index.
 - Pseudo-box cache (PIS): for each captioned image, the image-level labels its captions name and,
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ovdet.data.captions import caption_labels
+from ovdet.data.captions import CaptionDataset, caption_labels
 from ovdet.data.coco import CocoDetection
 from ovdet.methods.rkd.labelers import PseudoLabeler, top_proposals
 from ovdet.models.vlm import VisionLanguageModel
@@ -28,7 +29,7 @@ from ovdet.types import Vocabulary
 def build_region_cache(
     labeler: PseudoLabeler,
     clip: VisionLanguageModel,
-    dataset: CocoDetection,
+    dataset: CocoDetection | CaptionDataset,
     folder: Path,
     k: int = 5,
     count: int | None = None,
@@ -36,12 +37,14 @@ def build_region_cache(
     """Top-`k` proposals of the first `count` (default all) images and their CLIP 1x crops."""
     cache = ShardedCache(folder)
     crops = CropEmbedder(clip, scales=(1.0,))
+    captioned = isinstance(dataset, CaptionDataset)
 
     def compute(i: int) -> dict[str, torch.Tensor]:
         image = dataset.image(i)
-        boxes, scores = labeler.proposals(image, dataset.images[i]["id"])
+        image_id = dataset.items[i].image_id if captioned else dataset.images[i]["id"]
+        boxes, scores = labeler.proposals(image, image_id)
         boxes, _ = top_proposals(boxes.float(), scores.float(), k)
-        scale = dataset[i].scale
+        scale = dataset.scale(i) if captioned else dataset[i].scale
         return {"boxes": boxes * scale, "embeddings": crops.embed(image, boxes).cpu()}
 
     n = len(dataset) if count is None else min(count, len(dataset))

@@ -13,7 +13,9 @@ background, cross-entropy), plus
   batches: each caption label's pseudo-box (the labeler's top-1 box, kept above a score
   threshold) is the only proposal of its image, classified over the caption vocabulary with
   `PMS = pms_weight * BCE` (sigmoid; "softmax": CE among background + the vocabulary); no RPN
-  or box-regression loss on those images;
+  or box-regression loss on those images; with `distill_captions` the caption images' own
+  proposals are distilled in those batches too (L1 + IRM, as the official code's image-label
+  batches do);
 - weight transfer (optional): classification through `heads.weight_transfer` with W_D frozen.
 
 The backbone and RPN stay those of the ViLD-text checkpoint (frozen; each image's features are
@@ -63,6 +65,7 @@ class RKDTrainConfig:
     weight_transfer: bool = False
     classification: str = "softmax"  # ViLD's learned background; "sigmoid": the official BCE
     sigmoid_temperature: float = 0.02  # tau of the sigmoid form (the official 50 x cos)
+    distill_captions: bool = False  # distil the caption images' proposals in PIS batches too
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
@@ -120,6 +123,7 @@ def train_rkd(
     stop: Callable[[int], bool] | None = None,
     clip: VisionLanguageModel | None = None,
     device: str | torch.device = "cpu",
+    caption_regions: ShardedCache | None = None,
 ) -> Path:
     """Fine-tune `cfg.init` into `out`; the model and each batch on `device` (the caches and the
     checkpoints stay on the CPU).
@@ -131,10 +135,16 @@ def train_rkd(
             (C, D) text embeddings of the vocabulary the pseudo labels index; None: no PIS.
         clip: the init's CLIP (default: loaded by the name in its spec), for the base classes'
             text embeddings (a checkpoint does not store them).
+        caption_regions: the captioned images' distillation cache (needed by
+            `cfg.distill_captions`).
     """
     out = Path(out)
     if (pseudo is None) != (captions is None) or (pseudo is None) != (caption_text is None):
         raise OvdetError("PIS needs the captioned images, their pseudo-boxes and their vocabulary")
+    if cfg.distill_captions and (pseudo is None or caption_regions is None):
+        raise OvdetError(
+            "distill-captions needs PIS (captions) and the caption images' region cache"
+        )
     fields = asdict(cfg) | {"distill": regions is not None, "pis": pseudo is not None}
     sigmoid = cfg.classification == "sigmoid"
     model, spec, dataset = fine_tune_start(
@@ -171,6 +181,19 @@ def train_rkd(
             )
         labelled.sort()
 
+    caption_cached = caption_regions.load() if cfg.distill_captions else None
+
+    def distillation(
+        features: torch.Tensor, picked: list[int], cache: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        boxes = [cache[str(i)]["boxes"].to(device) for i in picked]
+        student, _ = model.text_head(features, boxes)  # W_D phi(r)
+        teacher = torch.cat([cache[str(i)]["embeddings"] for i in picked]).to(device)
+        losses = {"l1": rkd_l1_loss(student, teacher, cfg.l1_weight)}
+        if cfg.irm_weight > 0:
+            losses["irm"] = grouped_irm(student, teacher, boxes, cfg)
+        return losses
+
     def box_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
         pool = distilled or list(range(len(dataset)))
         picked = [pool[j] for j in torch.randint(len(pool), (cfg.batch_size,), generator=g)]
@@ -178,12 +201,7 @@ def train_rkd(
         features, proposals = box_features.get(picked, batch)
         losses = model.head_losses(features, proposals, *targets_on(batch, device))
         if cached is not None:
-            boxes = [cached[str(i)]["boxes"].to(device) for i in picked]
-            student, _ = model.text_head(features, boxes)  # W_D phi(r)
-            teacher = torch.cat([cached[str(i)]["embeddings"] for i in picked]).to(device)
-            losses["l1"] = rkd_l1_loss(student, teacher, cfg.l1_weight)
-            if cfg.irm_weight > 0:
-                losses["irm"] = grouped_irm(student, teacher, boxes, cfg)
+            losses |= distillation(features, picked, cached)
         return losses
 
     def caption_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
@@ -195,8 +213,12 @@ def train_rkd(
         logits = model.classifier(emb, caption_text, background=not sigmoid)
         labels = torch.cat([lab for _, lab in kept]).to(device) + 1
         if sigmoid:
-            return {"pms": cfg.pms_weight * sigmoid_text_loss(logits, labels)}
-        return {"pms": pms_loss(logits, labels, cfg.pms_weight)}
+            losses = {"pms": cfg.pms_weight * sigmoid_text_loss(logits, labels)}
+        else:
+            losses = {"pms": pms_loss(logits, labels, cfg.pms_weight)}
+        if caption_cached is not None:
+            losses |= distillation(features, picked, caption_cached)
+        return losses
 
     def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         if pseudo is not None and step % 2 == 1:
@@ -207,6 +229,7 @@ def train_rkd(
         "L1": cached is not None,
         "IRM": cached is not None and cfg.irm_weight > 0,
         "PIS": pseudo is not None,
+        "caption regions distilled": caption_cached is not None,
         "WT": cfg.weight_transfer,
     }
     name = " + ".join(k for k, on in parts.items() if on) or "fine-tune only"
