@@ -159,3 +159,12 @@ def test_cli_trains_on_captions_and_refuses_bad_input(setup, tmp_path, capsys):
             assert main(bad) == 2, flag
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (flag, err)
+
+
+def test_reproduction_rows_are_chosen_by_name():
+    from ovdet.experiments.codet import ROWS, CoDetExperiment
+
+    assert CoDetExperiment().row_names() == list(ROWS)
+    assert CoDetExperiment(rows=" CoDet, max-score").row_names() == ["CoDet", "max-score"]
+    with pytest.raises(Exception, match=r"rows must name rows of .*got \['CoDet \(typo\)'\]"):
+        CoDetExperiment(rows="CoDet (typo)")

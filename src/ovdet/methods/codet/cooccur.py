@@ -7,7 +7,7 @@ and region embeddings f:
   regions, fhat L2-normalised; text guidance `w = |t_c| / mean |t_c|` re-weights the channels by
   the concept's text embedding (no guidance: w = 1, the cosine);
 - `p = softmax over the query's regions of Phi(S_i)`, Phi = Linear((g-1)R -> R), ReLU,
-  Linear(R -> 1) (trained at a tenth of the learning rate);
+  Linear(R -> 1) (its own learning rate: `CoDetTrainConfig.phi_lr`);
 - the pseudo-region is the soft prototype `f_p = sum_i p_i f_i` (no threshold).
 The parameter-free diagnostic replaces Phi by the mean over the other images of the best match.
 """
