@@ -10,6 +10,7 @@ device. The runs are not bit-identical (other kernels, float sums in another ord
 should agree within a few points, and the accelerator should be faster.
 
     python benchmarks/train_device.py [--device cuda] [--steps 300] [--images 400] [--out DIR]
+        [--parts vild,regionspot,rkd,codet]
 """
 
 from __future__ import annotations
@@ -39,17 +40,59 @@ def ap(metrics: Path) -> tuple[float, float]:
     return m["AP"], m["APr"]
 
 
-def run(device: str, world: Path, out: Path, steps: int) -> dict[str, float]:
+PARTS = ("vild", "regionspot", "rkd", "codet")
+
+
+def run(device: str, world: Path, out: Path, steps: int, parts=PARTS) -> dict[str, float]:
+    """Each of `parts` trained and scored on `device`: {"<part> s": seconds, "<part> AP": ...}."""
     train, val = world / "det-train", world / "det-val"
     tr, va = str(train / "annotations.json"), str(val / "annotations.json")
     dev = ["--device", device]
-    row = {"vild s": timed(["train", "vild", "--gt", tr, "--images", str(train), "--clip",
+    row: dict[str, float] = {}
+    lvis = ["--protocol", "lvis", "--split", "lvis"]
+    if "vild" in parts:
+        vild(row, train, val, out, steps, dev)
+    if "regionspot" in parts:
+        regionspot(row, train, val, out, steps, dev)
+    captions = ["--captions", str(world / "det-captions" / "captions.json")]
+    proposals = out / "proposals.json"  # class-agnostic: the training boxes, as a detector's
+    gt = json.loads(Path(tr).read_text())
+    proposals.parent.mkdir(parents=True, exist_ok=True)
+    proposals.write_text(json.dumps([{"image_id": a["image_id"], "bbox": a["bbox"], "score": 1.0}
+                                     for a in gt["annotations"]]))  # fmt: skip
+    fine_tune = ["--gt", tr, "--images", str(train), *captions, "--init", "shapes-vild-text",
+                 "--steps", str(steps), "--checkpoint-every", str(steps), *dev]  # fmt: skip
+    methods = {
+        "rkd": ["--pseudo-labeler", str(proposals), "--pseudo-threshold", "0"],
+        "codet": [],
+    }
+    for method, extra in methods.items():
+        if method not in parts:
+            continue
+        row[f"{method} s"] = timed(["train", method, *fine_tune, "--out", str(out / method),
+                                    *extra])  # fmt: skip
+        timed(["detect", "--images", str(val), "--gt", va, "--vocab", va, "--model",
+               str(out / method), "--out", str(out / f"{method}-det" / "results.json"),
+               "--eval", *lvis, *dev])  # fmt: skip
+        row[f"{method} AP"], row[f"{method} AP_r"] = ap(out / f"{method}-det" / "metrics.json")
+    return row
+
+
+def vild(row: dict, train: Path, val: Path, out: Path, steps: int, dev: list[str]) -> None:
+    """ViLD-text from scratch, scored by `detect --eval` on det-val."""
+    tr, va = str(train / "annotations.json"), str(val / "annotations.json")
+    row["vild s"] = timed(["train", "vild", "--gt", tr, "--images", str(train), "--clip",
                             "shapes-clip", "--out", str(out / "vild"), "--steps", str(steps),
-                            "--checkpoint-every", str(steps), *dev])}  # fmt: skip
+                            "--checkpoint-every", str(steps), *dev])  # fmt: skip
     timed(["detect", "--images", str(val), "--gt", va, "--vocab", va, "--model",
            str(out / "vild"), "--out", str(out / "vild-det" / "results.json"), "--eval",
            "--protocol", "lvis", "--split", "lvis", *dev])  # fmt: skip
     row["vild AP"], row["vild AP_r"] = ap(out / "vild-det" / "metrics.json")
+
+
+def regionspot(row: dict, train: Path, val: Path, out: Path, steps: int, dev: list[str]) -> None:
+    """`ovdet cache` and RegionSpot, scored by `eval-regions` on det-val's GT boxes."""
+    tr, va = str(train / "annotations.json"), str(val / "annotations.json")
     cache = ["--sam", "shapes-sam", "--clip", "shapes-clip", *dev]
     row["cache s"] = timed(["cache", "--gt", tr, "--images", str(train), "--out",
                             str(out / "cache"), *cache])  # fmt: skip
@@ -60,25 +103,6 @@ def run(device: str, world: Path, out: Path, steps: int) -> dict[str, float]:
     timed(["eval-regions", "--gt", va, "--images", str(val), *lvis, "--model",
            str(out / "regionspot"), "--out", str(out / "rs-eval"), *dev])  # fmt: skip
     row["regionspot AP"], row["regionspot AP_r"] = ap(out / "rs-eval" / "metrics.json")
-    captions = ["--captions", str(world / "det-captions" / "captions.json")]
-    proposals = out / "proposals.json"  # class-agnostic: the training boxes, as a detector's
-    gt = json.loads(Path(tr).read_text())
-    proposals.write_text(json.dumps([{"image_id": a["image_id"], "bbox": a["bbox"], "score": 1.0}
-                                     for a in gt["annotations"]]))  # fmt: skip
-    fine_tune = ["--gt", tr, "--images", str(train), *captions, "--init", "shapes-vild-text",
-                 "--steps", str(steps), "--checkpoint-every", str(steps), *dev]  # fmt: skip
-    methods = {
-        "rkd": ["--pseudo-labeler", str(proposals), "--pseudo-threshold", "0"],
-        "codet": [],
-    }
-    for method, extra in methods.items():
-        row[f"{method} s"] = timed(["train", method, *fine_tune, "--out", str(out / method),
-                                    *extra])  # fmt: skip
-        timed(["detect", "--images", str(val), "--gt", va, "--vocab", va, "--model",
-               str(out / method), "--out", str(out / f"{method}-det" / "results.json"),
-               "--eval", *lvis, *dev])  # fmt: skip
-        row[f"{method} AP"], row[f"{method} AP_r"] = ap(out / f"{method}-det" / "metrics.json")
-    return row
 
 
 def main_(argv: list[str] | None = None) -> int:
@@ -87,12 +111,16 @@ def main_(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--out", type=Path, default=Path("runs/train-device"))
     p.add_argument("--images", type=int, default=400, help="det-train and det-captions images")
+    p.add_argument("--parts", default=",".join(PARTS), help="what to train, of " + ", ".join(PARTS))
     args = p.parse_args(argv)
     n = args.images
     cfg = WorldConfig(seed=6, captions=1, det_train=n, det_val=max(1, n // 4), det_style=0,
                       det_captions=n, det_val_uniform=0, det_captions_companion=0)  # fmt: skip
     world = generate_world(args.out / "world", cfg)
-    rows = {f"{k}-{d}": run(d, world, args.out / f"{k}-{d}", args.steps)
+    parts = tuple(x.strip() for x in args.parts.split(","))
+    if not set(parts) <= set(PARTS):
+        p.error(f"--parts must be among {PARTS}, got {args.parts!r}")
+    rows = {f"{k}-{d}": run(d, world, args.out / f"{k}-{d}", args.steps, parts)
             for k, d in (("a", "cpu"), ("b", args.device))}  # fmt: skip
     print(f"{'':<16}" + "".join(f"{d:>10}" for d in rows))
     for key in rows["a-cpu"]:
