@@ -62,13 +62,19 @@ def setup(tmp_path_factory):
     }
 
 
-def run(setup, out, stop=None, **kw):
+def run(setup, out, stop=None, caption_regions=None, **kw):
     cfg = RKDTrainConfig(
         init=INIT, steps=6, batch_size=2, warmup=1, checkpoint_every=2, pseudo_threshold=0.0, **kw
     )
     keys = ("regions", "captions", "pseudo", "caption_text")
     return train_rkd(
-        setup["gt"], setup["images"], out, cfg, **{k: setup[k] for k in keys}, stop=stop
+        setup["gt"],
+        setup["images"],
+        out,
+        cfg,
+        **{k: setup[k] for k in keys},
+        stop=stop,
+        caption_regions=caption_regions,
     )
 
 
@@ -130,21 +136,11 @@ def test_caption_images_are_distilled_only_when_asked(setup, tmp_path):
     """`distill_captions` adds L1 + IRM on the caption images' own proposals in PIS batches (the
     official code's image-label batches): W_D ends elsewhere than PIS + box distillation alone."""
     plain = run(setup, tmp_path / "plain", irm_weight=15.0)
-    both = train_rkd(
-        setup["gt"],
-        setup["images"],
+    both = run(
+        setup,
         tmp_path / "both",
-        RKDTrainConfig(
-            init=INIT,
-            steps=6,
-            batch_size=2,
-            warmup=1,
-            checkpoint_every=2,
-            pseudo_threshold=0.0,
-            irm_weight=15.0,
-            distill_captions=True,
-        ),  # fmt: skip
-        **{k: setup[k] for k in ("regions", "captions", "pseudo", "caption_text")},
+        irm_weight=15.0,
+        distill_captions=True,
         caption_regions=setup["caption_regions"],
     )
     a, b = load_file(plain / "model.safetensors"), load_file(both / "model.safetensors")
