@@ -90,7 +90,8 @@ def test_phi_learns_to_pick_the_co_occurring_region():
         loss.backward()
         opt.step()
     after = accuracy(*test)
-    # measured: 0.20 -> 0.89 (a linear read of the similarities; the parameter-free max: 0.96)
+    # measured: 0.01 -> 1.00 with each support image's similarities sorted (the default); the
+    # paper's ordered input with PyTorch's default init: 0.20 -> 0.89; the best match: 0.96
     assert after > 0.8 and after > before + 0.5, (before, after)
 
 
@@ -142,3 +143,20 @@ def test_image_caption_loss_prefers_the_own_caption():
     assert image_caption_loss(images, torch.eye(3)) < image_caption_loss(
         images, torch.eye(3).roll(1, 0)
     )
+
+
+def test_phi_starts_uniform_and_sorted_input_ignores_where_a_support_region_sits():
+    torch.manual_seed(3)
+    g, r = 3, 5
+    sim = torch.randn(r, (g - 1) * r)
+    shuffled = sim.unflatten(-1, (g - 1, r))[..., torch.randperm(r)].flatten(-2)
+    sorted_phi = CoOccurrence((g - 1) * r, r, "sorted")
+    p = sorted_phi(sim)
+    assert (p - 1 / r).abs().max() < 0.02  # the official start: near-uniform over the regions
+    torch.nn.init.normal_(sorted_phi.net[2].weight)  # a trained-looking Phi
+    torch.testing.assert_close(sorted_phi(shuffled), sorted_phi(sim))
+    ordered_phi = CoOccurrence((g - 1) * r, r, "ordered")
+    torch.nn.init.normal_(ordered_phi.net[2].weight)
+    assert not torch.allclose(ordered_phi(shuffled), ordered_phi(sim))
+    with pytest.raises(ValueError, match="inputs must be one of"):
+        CoOccurrence((g - 1) * r, r, "shuffled")

@@ -7,7 +7,8 @@ and region embeddings f:
   regions, fhat L2-normalised; text guidance `w = |t_c| / mean |t_c|` re-weights the channels by
   the concept's text embedding (no guidance: w = 1, the cosine);
 - `p = softmax over the query's regions of Phi(S_i)`, Phi = Linear((g-1)R -> R), ReLU,
-  Linear(R -> 1) (its own learning rate: `CoDetTrainConfig.phi_lr`);
+  Linear(R -> 1) (its own learning rate: `CoDetTrainConfig.phi_lr`), reading each support
+  image's similarities sorted best first by default (the paper's order: `inputs="ordered"`);
 - the pseudo-region is the soft prototype `f_p = sum_i p_i f_i` (no threshold).
 The parameter-free diagnostic replaces Phi by the mean over the other images of the best match.
 """
@@ -40,15 +41,41 @@ def group_similarity(features: torch.Tensor, weights: torch.Tensor | None) -> to
     return torch.stack(rows)
 
 
-class CoOccurrence(nn.Module):
-    """Phi: each query region's similarities to the support regions -> one logit."""
+PHI_INPUTS = ("sorted", "ordered")
 
-    def __init__(self, supports: int, regions: int) -> None:
+
+class CoOccurrence(nn.Module):
+    """Phi: each query region's similarities to the support regions -> one logit.
+
+    Args:
+        supports: (g - 1) R, the support regions of a query.
+        regions: R, the regions of one image.
+        inputs: "ordered" (the paper's: the support regions in each image's proposal order, so
+            the first Linear weighs positions) or "sorted" (each support image's similarities
+            sorted best first: the same Phi, reading "the best match in image j, the second
+            best, ..." wherever that region sits; it can express the best-match rule the
+            ordered input cannot).
+
+    Starts as the official code does: the last layer near zero (std 0.001, no bias), so p is
+    uniform over the query's regions until Phi has learned.
+    """
+
+    def __init__(self, supports: int, regions: int, inputs: str = "sorted") -> None:
         super().__init__()
+        if inputs not in PHI_INPUTS:
+            raise ValueError(f"inputs must be one of {PHI_INPUTS}, got {inputs!r}")
+        if supports % regions:
+            raise ValueError(f"supports ({supports}) must be a multiple of regions ({regions})")
+        self.regions, self.inputs = regions, inputs
         self.net = nn.Sequential(nn.Linear(supports, regions), nn.ReLU(), nn.Linear(regions, 1))
+        nn.init.normal_(self.net[2].weight, std=0.001)
+        nn.init.zeros_(self.net[2].bias)
 
     def forward(self, sim: torch.Tensor) -> torch.Tensor:
         """(..., R, S) similarities -> (..., R) probabilities over the query's regions."""
+        if self.inputs == "sorted":
+            per_image = sim.unflatten(-1, (-1, self.regions))  # (..., R, g-1, R)
+            sim = per_image.sort(-1, descending=True).values.flatten(-2)
         return self.net(sim).squeeze(-1).softmax(-1)
 
 

@@ -42,6 +42,7 @@ from ovdet.losses.codet import image_caption_loss, region_word_loss
 from ovdet.losses.rkd import pms_loss
 from ovdet.methods.codet.concepts import ConceptIndex
 from ovdet.methods.codet.cooccur import (
+    PHI_INPUTS,
     PSEUDO_REGIONS,
     CoOccurrence,
     prototypes,
@@ -67,6 +68,7 @@ class CoDetTrainConfig:
     lr: float = 5e-4  # AdamW
     phi_lr: float = 10.0  # Phi's learning rate, relative to lr (official: 0.1 over 90k steps;
     # at 0.1 over 1,000 steps Phi's Adam steps move it about 0.015 against weights of about 0.08)
+    phi_input: str = "sorted"  # each support image's similarities best first; "ordered": paper's
     weight_decay: float = 1e-4
     warmup: int = 50
     seed: int = 0
@@ -91,7 +93,7 @@ class CoDetTrainConfig:
                 "caption_weight",
                 "image_caption_weight",
             ),
-            choices={"pseudo": PSEUDO_REGIONS, "loss": LOSS_FORMS},
+            choices={"pseudo": PSEUDO_REGIONS, "loss": LOSS_FORMS, "phi_input": PHI_INPUTS},
         )
         if self.group_size < 2:
             raise OvdetError(
@@ -168,7 +170,7 @@ def train_codet(
         cfg.init, cfg.seed, gt, images_dir, "codet", fields, clip
     )
     r = cfg.proposals + 1
-    phi = CoOccurrence((cfg.group_size - 1) * r, r)
+    phi = CoOccurrence((cfg.group_size - 1) * r, r, cfg.phi_input)
     model.aux = nn.ModuleDict({"phi": phi})  # training-only; loaders skip `aux.`
     model.to(device)
     concept_text = concept_text.to(device)
