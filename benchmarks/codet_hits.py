@@ -8,6 +8,7 @@ object of the group's concept at IoU >= 0.5 (det-captions' oracle boxes), for:
 - max-score (the region most similar to the concept's text);
 - the oracle: some region of the query holds the concept (the ceiling of every rule).
 Every rule reads the same embeddings, so the differences are the rules', not the trainings'.
+Also printed: how much the concepts' text embeddings share (what text guidance weighs by).
 
     python benchmarks/codet_hits.py --model runs/shapes-codet/CoDet [--data data/shapes]
 """
@@ -22,7 +23,7 @@ import torch
 
 from ovdet.experiments.codet import CaptionSplit, load_phi
 from ovdet.experiments.vild import FineTuneWorld
-from ovdet.methods.codet.cooccur import region_weights
+from ovdet.methods.codet.cooccur import region_weights, text_guidance
 from ovdet.methods.codet.train import CaptionGroups, CoDetTrainConfig
 from ovdet.methods.vild.detector import load_detector
 from ovdet.models.loader import load_model
@@ -54,6 +55,21 @@ def query_ious(split: CaptionSplit, images: list[int], boxes: torch.Tensor, c: i
             box_iou(image_boxes, torch.stack(same)).amax(-1) if same else torch.zeros(len(b))
         )
     return torch.stack(rows)
+
+
+def text_overlap(text: torch.Tensor, top: float = 0.1) -> dict[str, float]:
+    """(C, D) concept text embeddings -> their mean pairwise cosine and how often one concept's
+    top `top` share of channels by text-guidance weight |t_c| is also another's (and chance)."""
+    t = torch.nn.functional.normalize(text.float(), dim=-1)
+    c, d = t.shape
+    k = max(1, round(top * d))
+    tops = [set(text_guidance(x).topk(k).indices.tolist()) for x in t]
+    pairs = [(i, j) for i in range(c) for j in range(c) if i != j]
+    return {
+        "mean pairwise cos": float(((t @ t.t()).sum() - c) / len(pairs)),
+        "top-channel overlap": sum(len(tops[i] & tops[j]) for i, j in pairs) / (k * len(pairs)),
+        "chance": k / d,
+    }
 
 
 @torch.no_grad()
@@ -96,6 +112,7 @@ def main() -> None:
             h = hits.setdefault(("oracle (some region holds it)", kind), [0, 0])
             h[0] += int((ious.amax(-1) >= 0.5).sum())
             h[1] += len(images)
+    print("concept text embeddings:", text_overlap(world.text))
     print(f"{args.model} ({cfg.phi_input} Phi input): hit rate (%)")
     print(f"{'rule':<36}{'novel':>8}{'base':>8}")
     for name in dict.fromkeys(n for n, _ in hits):
