@@ -1,8 +1,9 @@
 """Which region each pseudo-region rule picks, on one trained CoDet checkpoint's embeddings.
 
-For the reproduction's fixed groups (20 per groupable det-captions concept, the same draw as
-`ovdet shapes reproduce-codet`'s hit rate), the share of queries whose chosen region overlaps an
-object of the group's concept at IoU >= 0.5 (det-captions' oracle boxes), for:
+For the reproduction's fixed groups (`experiments.codet.fixed_groups`: 20 per groupable
+det-captions concept, the same draw as `ovdet shapes reproduce-codet`'s hit rate), the share of
+queries whose chosen region overlaps an object of the group's concept at IoU >= 0.5
+(det-captions' oracle boxes), for:
 - the checkpoint's own Phi (its `phi_input`, with and without text guidance);
 - the parameter-free best-match rule, with and without text guidance;
 - max-score (the region most similar to the concept's text);
@@ -21,13 +22,12 @@ from pathlib import Path
 
 import torch
 
-from ovdet.experiments.codet import CaptionSplit, load_phi
+from ovdet.experiments.codet import CaptionSplit, fixed_groups, load_phi
 from ovdet.experiments.vild import FineTuneWorld
 from ovdet.methods.codet.cooccur import region_weights, text_guidance
-from ovdet.methods.codet.train import CaptionGroups, CoDetTrainConfig
+from ovdet.methods.codet.train import CoDetTrainConfig
 from ovdet.methods.vild.detector import load_detector
 from ovdet.models.loader import load_model
-from ovdet.ops.boxes import box_iou, xywh_to_xyxy
 from ovdet.vocab.parse import vocabulary_from_categories
 
 RULES = (
@@ -37,24 +37,6 @@ RULES = (
     ("parameter-free, no text guidance", "parameter-free", False),
     ("max-score", "max-score", True),
 )
-
-
-def query_ious(split: CaptionSplit, images: list[int], boxes: torch.Tensor, c: int) -> torch.Tensor:
-    """(g, R) best IoU of each region with an object of concept c in its image."""
-    order = [x["id"] for x in sorted(split.oracle["categories"], key=lambda x: x["id"])]
-    rows = []
-    for i, b in zip(images, boxes, strict=True):
-        same = [
-            xywh_to_xyxy(torch.tensor(a["bbox"], dtype=torch.float32))
-            for a in split.oracle["annotations"]
-            if a["image_id"] == split.captions.items[i].image_id
-            and order.index(a["category_id"]) == c
-        ]
-        image_boxes = b / split.captions.scale(i)
-        rows.append(
-            box_iou(image_boxes, torch.stack(same)).amax(-1) if same else torch.zeros(len(b))
-        )
-    return torch.stack(rows)
 
 
 def text_overlap(text: torch.Tensor, top: float = 0.1) -> dict[str, float]:
@@ -87,31 +69,24 @@ def main() -> None:
     world = FineTuneWorld.load(Path(args.data), cfg.init, clip, 1, ())
     cats = sorted(world.train_gt["categories"], key=lambda c: c["id"])
     novel = {k for k, v in enumerate(world.novel.tolist()) if v}
+    vocab = vocabulary_from_categories(cats)
     split = CaptionSplit.load(
-        Path(args.data) / "det-captions", 2000, vocabulary_from_categories(cats), clip, 128
+        Path(args.data) / "det-captions", 2000, vocab, clip, world.spec["side"]
     )
     model, _ = load_detector(args.model)
     phi = load_phi(Path(args.model), cfg)
-    embedder = CaptionGroups(model, split.captions, cfg)
     hits: dict[tuple[str, str], list[int]] = {}
-    g = torch.Generator().manual_seed(12345)  # the reproduction's hit-rate groups
-    for c in split.concepts.require(cfg.group_size):
-        images_of = split.concepts.images_of[c]
-        for _ in range(args.groups):
-            pick = torch.randperm(len(images_of), generator=g)[: cfg.group_size]
-            images = [images_of[int(j)] for j in pick]
-            emb, boxes = embedder.embed(images)
-            ious = query_ious(split, images, boxes, c)
-            kind = "novel" if c in novel else "base"
-            rows = torch.arange(len(images))
-            for name, method, guided in RULES:
-                p = region_weights(method, emb, boxes, world.text[c], phi, guided)
-                h = hits.setdefault((name, kind), [0, 0])
-                h[0] += int((ious[rows, p.argmax(-1)] >= 0.5).sum())
-                h[1] += len(images)
-            h = hits.setdefault(("oracle (some region holds it)", kind), [0, 0])
-            h[0] += int((ious.amax(-1) >= 0.5).sum())
-            h[1] += len(images)
+    for c, emb, boxes, ious in fixed_groups(model, cfg, split, args.groups):
+        kind = "novel" if c in novel else "base"
+        rows = torch.arange(len(ious))
+        for name, method, guided in RULES:
+            p = region_weights(method, emb, boxes, world.text[c], phi, guided)
+            h = hits.setdefault((name, kind), [0, 0])
+            h[0] += int((ious[rows, p.argmax(-1)] >= 0.5).sum())
+            h[1] += len(ious)
+        h = hits.setdefault(("oracle (some region holds it)", kind), [0, 0])
+        h[0] += int((ious.amax(-1) >= 0.5).sum())
+        h[1] += len(ious)
     print("concept text embeddings:", text_overlap(world.text))
     print(f"{args.model} ({cfg.phi_input} Phi input): hit rate (%)")
     print(f"{'rule':<36}{'novel':>8}{'base':>8}")

@@ -21,6 +21,7 @@ where each novel shape brings a base partner half of the time.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,44 @@ def load_phi(folder: Path, cfg: CoDetTrainConfig) -> CoOccurrence:
     return phi.eval()
 
 
+HIT_GROUPS_SEED = 12345  # the fixed groups every hit rate is measured on
+
+
+@torch.no_grad()
+def fixed_groups(
+    model: Any, cfg: CoDetTrainConfig, split: CaptionSplit, groups_per_concept: int
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """`groups_per_concept` fixed groups of every groupable concept (the same draw for every
+    checkpoint), each as (concept c, (g, R, D) region embeddings under `model`, (g, R, 4) boxes,
+    (g, R) best IoU of each region with an object of c in its image, from the oracle boxes)."""
+    embedder = CaptionGroups(model, split.captions, cfg)
+    truth: dict[Any, list[tuple[int, list[float]]]] = {}
+    order = [c["id"] for c in sorted(split.oracle["categories"], key=lambda c: c["id"])]
+    for a in split.oracle["annotations"]:
+        truth.setdefault(a["image_id"], []).append((order.index(a["category_id"]), a["bbox"]))
+    g = torch.Generator().manual_seed(HIT_GROUPS_SEED)
+    for c in split.concepts.require(cfg.group_size):
+        images_of = split.concepts.images_of[c]
+        for _ in range(groups_per_concept):
+            pick = torch.randperm(len(images_of), generator=g)[: cfg.group_size]
+            images = [images_of[int(j)] for j in pick]
+            emb, boxes = embedder.embed(images)
+            ious = []
+            for i, b in zip(images, boxes, strict=True):
+                same = [
+                    xywh_to_xyxy(torch.tensor(bb, dtype=torch.float32))
+                    for k, bb in truth.get(split.captions.items[i].image_id, [])
+                    if k == c
+                ]
+                image_boxes = b / split.captions.scale(i)
+                ious.append(
+                    box_iou(image_boxes, torch.stack(same)).amax(-1)
+                    if same
+                    else torch.zeros(len(b))
+                )
+            yield c, emb, boxes, torch.stack(ious)
+
+
 @torch.no_grad()
 def hit_rate(
     folder: Path,
@@ -121,37 +160,16 @@ def hit_rate(
     groups_per_concept: int,
 ) -> dict[str, float]:
     """% of queries whose chosen region (the argmax of the row's weights) overlaps an object of
-    the group's concept at IoU >= 0.5, over `groups_per_concept` fixed groups of every groupable
-    concept: {"novel": ..., "base": ...} (concept indices in `novel` are novel)."""
+    the group's concept at IoU >= 0.5, over `fixed_groups`: {"novel": ..., "base": ...} (concept
+    indices in `novel` are novel)."""
     model, _ = load_detector(folder)
     phi = load_phi(folder, cfg) if cfg.pseudo == "codet" else None
-    embedder = CaptionGroups(model, split.captions, cfg)
-    truth: dict[Any, list[tuple[int, list[float]]]] = {}
-    order = [c["id"] for c in sorted(split.oracle["categories"], key=lambda c: c["id"])]
-    for a in split.oracle["annotations"]:
-        truth.setdefault(a["image_id"], []).append((order.index(a["category_id"]), a["bbox"]))
-    g = torch.Generator().manual_seed(12345)
     hits = {"novel": [0, 0], "base": [0, 0]}
-    for c in split.concepts.require(cfg.group_size):
-        images_of = split.concepts.images_of[c]
-        for _ in range(groups_per_concept):
-            pick = torch.randperm(len(images_of), generator=g)[: cfg.group_size]
-            images = [images_of[int(j)] for j in pick]
-            emb, boxes = embedder.embed(images)
-            p = region_weights(cfg.pseudo, emb, boxes, concept_text[c], phi, cfg.text_guidance)
-            chosen = boxes[torch.arange(len(images)), p.argmax(-1)]
-            kind = "novel" if c in novel else "base"
-            for i, box in zip(images, chosen, strict=True):
-                item = split.captions.items[i]
-                same = [
-                    xywh_to_xyxy(torch.tensor(b, dtype=torch.float32))
-                    for k, b in truth.get(item.image_id, [])
-                    if k == c
-                ]
-                image_box = box / split.captions.scale(i)
-                hit = bool(same) and float(box_iou(image_box[None], torch.stack(same)).max()) >= 0.5
-                hits[kind][0] += hit
-                hits[kind][1] += 1
+    for c, emb, boxes, ious in fixed_groups(model, cfg, split, groups_per_concept):
+        p = region_weights(cfg.pseudo, emb, boxes, concept_text[c], phi, cfg.text_guidance)
+        h = hits["novel" if c in novel else "base"]
+        h[0] += int((ious[torch.arange(len(ious)), p.argmax(-1)] >= 0.5).sum())
+        h[1] += len(ious)
     return {k: 100.0 * h / max(1, n) for k, (h, n) in hits.items()}
 
 
