@@ -36,8 +36,7 @@ import torch
 
 from ovdet.data.captions import CaptionDataset
 from ovdet.errors import OvdetError
-from ovdet.losses.rkd import irm_loss, pms_loss, rkd_l1_loss
-from ovdet.losses.vild import sigmoid_text_loss
+from ovdet.losses.rkd import irm_loss, rkd_l1_loss
 from ovdet.methods.vild.finetune import fine_tune_start
 from ovdet.methods.vild.model import CLASSIFICATIONS
 from ovdet.methods.vild.train import FrozenFeatures, targets_on
@@ -146,7 +145,6 @@ def train_rkd(
             "distill-captions needs PIS (captions) and the caption images' region cache"
         )
     fields = asdict(cfg) | {"distill": regions is not None, "pis": pseudo is not None}
-    sigmoid = cfg.classification == "sigmoid"
     model, spec, dataset = fine_tune_start(
         cfg.init,
         cfg.seed,
@@ -157,7 +155,7 @@ def train_rkd(
         clip,
         weight_transfer=cfg.weight_transfer,
         classification=cfg.classification,
-        **({"temperature": cfg.sigmoid_temperature} if sigmoid else {}),
+        **({"temperature": cfg.sigmoid_temperature} if cfg.classification == "sigmoid" else {}),
     )
     model.to(device)
     if caption_text is not None:
@@ -210,12 +208,9 @@ def train_rkd(
         features, _ = caption_features.get(picked, batch)
         kept = [pseudo_boxes(entries[str(i)], cfg.pseudo_threshold) for i in picked]
         emb, _ = model.class_outputs(features, [b.to(device) for b, _ in kept])
-        logits = model.classifier(emb, caption_text, background=not sigmoid)
         labels = torch.cat([lab for _, lab in kept]).to(device) + 1
-        if sigmoid:
-            losses = {"pms": cfg.pms_weight * sigmoid_text_loss(logits, labels)}
-        else:
-            losses = {"pms": pms_loss(logits, labels, cfg.pms_weight)}
+        pms = cfg.pms_weight * model.classification_loss(emb, labels, caption_text)
+        losses = {"pms": pms}  # the detector's own form: BCE (sigmoid) or CE with background
         if caption_cached is not None:
             losses |= distillation(features, picked, caption_cached)
         return losses

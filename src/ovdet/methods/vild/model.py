@@ -192,11 +192,7 @@ class ViLD(nn.Module):
         rois, labels, targets, fg = self.sample_rois(proposals, gt_boxes, gt_labels)
         emb, deltas = self.class_outputs(features, rois)
         if self.config.text_weight > 0:
-            if self.config.classification == "sigmoid":
-                text = sigmoid_text_loss(self.classifier(emb, background=False), labels)
-            else:
-                text = vild_text_loss(self.classifier(emb), labels)
-            losses["text"] = self.config.text_weight * text
+            losses["text"] = self.config.text_weight * self.classification_loss(emb, labels)
         losses["box"] = F.smooth_l1_loss(deltas[fg], targets[fg], beta=1.0, reduction="sum") / max(
             1, len(labels)
         )
@@ -238,6 +234,17 @@ class ViLD(nn.Module):
         w_text = torch.where(is_novel, 1 - lam, lam)  # (C,): base trusts text, novel trusts image
         p = p_text.clamp(min=1e-12) ** w_text * p_image.clamp(min=1e-12) ** (1 - w_text)
         return p, F.normalize(F.normalize(emb, dim=-1) + F.normalize(img, dim=-1), dim=-1), deltas
+
+    def classification_loss(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, text: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(N, D) region embeddings, (N,) labels in [0, C] (0 background, c + 1 class c) -> the
+        detector's classification loss over `text` ((C, D); default: the base vocabulary):
+        cross-entropy over the learned background and the classes, or per-class BCE
+        (`classification="sigmoid"`)."""
+        if self.config.classification == "sigmoid":
+            return sigmoid_text_loss(self.classifier(embeddings, text, background=False), labels)
+        return vild_text_loss(self.classifier(embeddings, text, background=True), labels)
 
     def class_probabilities(
         self, embeddings: torch.Tensor, text: torch.Tensor, background: bool | None = None
