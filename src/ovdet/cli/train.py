@@ -269,8 +269,6 @@ def run_rkd(args: argparse.Namespace) -> int:
     regions = None
     if not args.no_distill:
         dataset = CocoDetection(gt, args.images, spec["base_ids"], spec["side"])
-        if hasattr(getattr(labeler, "source", None), "check_covers"):
-            labeler.source.check_covers([im["id"] for im in dataset.images])
         regions = build_region_cache(
             labeler, clip, dataset, out / "cache" / "regions", args.top_proposals
         )
@@ -284,8 +282,6 @@ def run_rkd(args: argparse.Namespace) -> int:
             "caption_text": embed_vocabulary(clip, vocab, spec["templates"]),
         }
         if cfg.distill_captions:
-            if hasattr(getattr(labeler, "source", None), "check_covers"):
-                labeler.source.check_covers([item.image_id for item in captions.items])
             pis["caption_regions"] = build_region_cache(
                 labeler, clip, captions, out / "cache" / "regions-captions", args.top_proposals
             )

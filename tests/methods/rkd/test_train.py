@@ -202,3 +202,18 @@ def test_cli_trains_on_a_proposals_file_and_captions(setup, tmp_path, capsys):
     no_captions = [*args[:at], *args[at + 2 :], "--distill-captions", "--out", str(tmp_path / "c")]
     assert main(no_captions) != 0
     assert "--distill-captions distils the caption images" in capsys.readouterr().err
+
+
+def test_region_cache_refuses_a_proposals_file_for_other_images(setup, tmp_path):
+    """The check lives in the cache builder, so detection and caption images both get it."""
+    from ovdet.errors import FormatError
+    from ovdet.methods.rkd.labelers import make_labeler
+
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps([{"image_id": 10**6, "bbox": [0, 0, 8, 8], "score": 1.0}]))
+    clip = load_model("shapes-clip")
+    vocab = vocabulary_from_categories(sorted(setup["gt"]["categories"], key=lambda c: c["id"]))
+    labeler = make_labeler(str(path), vocab, clip, "ensemble")
+    with pytest.raises(FormatError, match="no proposals for any training image"):
+        build_region_cache(labeler, clip, setup["captions"], tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("*.safetensors"))

@@ -34,15 +34,18 @@ def build_region_cache(
     k: int = 5,
     count: int | None = None,
 ) -> ShardedCache:
-    """Top-`k` proposals of the first `count` (default all) images and their CLIP 1x crops."""
+    """Top-`k` proposals of the first `count` (default all) images and their CLIP 1x crops.
+    A labeler reading a proposals file that covers none of the images is refused first."""
     cache = ShardedCache(folder)
     crops = CropEmbedder(clip, scales=(1.0,))
     captioned = isinstance(dataset, CaptionDataset)
+    ids = [it.image_id for it in dataset.items] if captioned else [m["id"] for m in dataset.images]
+    if hasattr(getattr(labeler, "source", None), "check_covers"):
+        labeler.source.check_covers(ids)
 
     def compute(i: int) -> dict[str, torch.Tensor]:
         image = dataset.image(i)
-        image_id = dataset.items[i].image_id if captioned else dataset.images[i]["id"]
-        boxes, scores = labeler.proposals(image, image_id)
+        boxes, scores = labeler.proposals(image, ids[i])
         boxes, _ = top_proposals(boxes.float(), scores.float(), k)
         scale = dataset.scale(i) if captioned else dataset[i].scale
         return {"boxes": boxes * scale, "embeddings": crops.embed(image, boxes).cpu()}
