@@ -41,6 +41,7 @@ def ap(metrics: Path) -> tuple[float, float]:
 
 
 PARTS = ("vild", "regionspot", "rkd", "codet")
+LVIS = ["--protocol", "lvis", "--split", "lvis"]
 
 
 def run(device: str, world: Path, out: Path, steps: int, parts=PARTS) -> dict[str, float]:
@@ -49,31 +50,29 @@ def run(device: str, world: Path, out: Path, steps: int, parts=PARTS) -> dict[st
     tr, va = str(train / "annotations.json"), str(val / "annotations.json")
     dev = ["--device", device]
     row: dict[str, float] = {}
-    lvis = ["--protocol", "lvis", "--split", "lvis"]
     if "vild" in parts:
         vild(row, train, val, out, steps, dev)
     if "regionspot" in parts:
         regionspot(row, train, val, out, steps, dev)
     captions = ["--captions", str(world / "det-captions" / "captions.json")]
-    proposals = out / "proposals.json"  # class-agnostic: the training boxes, as a detector's
-    gt = json.loads(Path(tr).read_text())
-    proposals.parent.mkdir(parents=True, exist_ok=True)
-    proposals.write_text(json.dumps([{"image_id": a["image_id"], "bbox": a["bbox"], "score": 1.0}
-                                     for a in gt["annotations"]]))  # fmt: skip
     fine_tune = ["--gt", tr, "--images", str(train), *captions, "--init", "shapes-vild-text",
                  "--steps", str(steps), "--checkpoint-every", str(steps), *dev]  # fmt: skip
-    methods = {
-        "rkd": ["--pseudo-labeler", str(proposals), "--pseudo-threshold", "0"],
-        "codet": [],
-    }
+    methods = {}
+    if "rkd" in parts:
+        proposals = out / "proposals.json"  # class-agnostic: the training boxes, as a detector's
+        gt = json.loads(Path(tr).read_text())
+        proposals.parent.mkdir(parents=True, exist_ok=True)
+        proposals.write_text(json.dumps([{"image_id": a["image_id"], "bbox": a["bbox"],
+                                          "score": 1.0} for a in gt["annotations"]]))  # fmt: skip
+        methods["rkd"] = ["--pseudo-labeler", str(proposals), "--pseudo-threshold", "0"]
+    if "codet" in parts:
+        methods["codet"] = []
     for method, extra in methods.items():
-        if method not in parts:
-            continue
         row[f"{method} s"] = timed(["train", method, *fine_tune, "--out", str(out / method),
                                     *extra])  # fmt: skip
         timed(["detect", "--images", str(val), "--gt", va, "--vocab", va, "--model",
                str(out / method), "--out", str(out / f"{method}-det" / "results.json"),
-               "--eval", *lvis, *dev])  # fmt: skip
+               "--eval", *LVIS, *dev])  # fmt: skip
         row[f"{method} AP"], row[f"{method} AP_r"] = ap(out / f"{method}-det" / "metrics.json")
     return row
 
@@ -86,7 +85,7 @@ def vild(row: dict, train: Path, val: Path, out: Path, steps: int, dev: list[str
                             "--checkpoint-every", str(steps), *dev])  # fmt: skip
     timed(["detect", "--images", str(val), "--gt", va, "--vocab", va, "--model",
            str(out / "vild"), "--out", str(out / "vild-det" / "results.json"), "--eval",
-           "--protocol", "lvis", "--split", "lvis", *dev])  # fmt: skip
+           *LVIS, *dev])  # fmt: skip
     row["vild AP"], row["vild AP_r"] = ap(out / "vild-det" / "metrics.json")
 
 
@@ -99,8 +98,7 @@ def regionspot(row: dict, train: Path, val: Path, out: Path, steps: int, dev: li
     row["regionspot s"] = timed(["train", "regionspot", "--cache", str(out / "cache"), "--gt", tr,
                                  "--out", str(out / "regionspot"), "--steps", str(steps),
                                  "--checkpoint-every", str(steps), *dev])  # fmt: skip
-    lvis = ["--protocol", "lvis", "--split", "lvis"]
-    timed(["eval-regions", "--gt", va, "--images", str(val), *lvis, "--model",
+    timed(["eval-regions", "--gt", va, "--images", str(val), *LVIS, "--model",
            str(out / "regionspot"), "--out", str(out / "rs-eval"), *dev])  # fmt: skip
     row["regionspot AP"], row["regionspot AP_r"] = ap(out / "rs-eval" / "metrics.json")
 
