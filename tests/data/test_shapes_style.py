@@ -161,3 +161,18 @@ def test_caption_style_train_draws_families_and_says_every_object():
     assert counts == {1, 2, 3}
     classic = scene_for(0, "captions", 0, WorldConfig())
     assert all(not o.params and o.fill == "flat" for o in classic.objects)
+
+
+def test_line_backgrounds_are_thin_sharp_strokes_at_any_angle():
+    a = BACKGROUNDS["lines"](np.random.default_rng(5), (64, 64))
+    assert np.array_equal(a, BACKGROUNDS["lines"](np.random.default_rng(5), (64, 64)))
+    edges = []
+    for seed in range(20):
+        img = BACKGROUNDS["lines"](np.random.default_rng(seed), (64, 64))
+        assert img.shape == (64, 64, 3) and img.min() >= 0 and img.max() <= 255
+        grey = img.mean(2)
+        # a stroke is a pixel unlike both neighbours on one axis: one or two pixels wide
+        ridge_x = np.abs(2 * grey[:, 1:-1] - grey[:, :-2] - grey[:, 2:]) > 20
+        ridge_y = np.abs(2 * grey[1:-1] - grey[:-2] - grey[2:]) > 20
+        edges.append(ridge_x.mean() + ridge_y.mean())
+    assert min(edges) > 0.02 and np.median(edges) > 0.1, edges  # 1/f noise: 0.0, 0.04

@@ -97,3 +97,54 @@ def test_partial_captions_are_left_out_not_negatives():
     want = torch.tensor((math.log1p(math.exp(-3)) / 2 + math.log1p(math.exp(-2)) / 2) / 2)
     torch.testing.assert_close(ignored, want)
     assert multi_positive_loss(logits, positive) > ignored  # as negatives they cost more
+
+
+def test_partial_captions_as_positives_and_the_two_rules_exclude_each_other():
+    with pytest.raises(ValueError, match="choose one"):
+        ClipTrainConfig(ignore_partial=True, partial_positive=True)
+    with pytest.raises(ValueError, match="label-weight must be >= 0, got -1.0"):
+        ClipTrainConfig(label_weight=-1.0)
+    records = [
+        rec([("star", "red"), ("ring", "blue")], [("star", None), ("ring", None)]),
+        rec([("star", "red")], [("star", "red")]),
+    ]
+    from ovdet.train.shapes_clip import caption_matrices
+
+    positive, partial = caption_matrices(records)
+    logits = torch.tensor([[2.0, 5.0], [0.0, 3.0]])
+    # "a red star" as a second positive of image 0: image 0's loss is the mean of -log p over
+    # both captions; caption 1's text -> image loss sees images 0 and 1 as positives
+    both = multi_positive_loss(logits, positive | partial)
+    img0 = -(F.log_softmax(logits[0], 0)).mean()
+    img1 = -F.log_softmax(logits[1], 0)[1]
+    txt0 = -F.log_softmax(logits[:, 0], 0)[0]
+    txt1 = -(F.log_softmax(logits[:, 1], 0)).mean()
+    torch.testing.assert_close(both, ((img0 + img1) / 2 + (txt0 + txt1) / 2) / 2)
+
+
+def test_label_loss_by_hand_makes_every_shown_shape_an_equal_answer():
+    from ovdet.data.shapes.world import CATEGORIES
+    from ovdet.train.shapes_clip import label_loss, label_matrix, label_prompts
+
+    records = [rec([("star", "red"), ("ring", "blue")], []), rec([("circle", "red")], [])]
+    present = label_matrix(records)
+    names = [n for n, _, _ in CATEGORIES]
+    assert present.shape == (2, len(names))
+    assert [names[k] for k in present[0].nonzero().flatten()] == sorted(
+        ["star", "ring"], key=names.index
+    )
+    assert present[1].nonzero().flatten().tolist() == [names.index("circle")]
+    logits = torch.randn(2, len(names))
+    logp = F.log_softmax(logits, 1)
+    want = (-(logp[0, present[0]].mean()) - logp[1, names.index("circle")]) / 2
+    torch.testing.assert_close(label_loss(logits, present), want)
+    # the minimum puts half the probability on each shape of image 0
+    target = torch.full((1, len(names)), -30.0)
+    target[0, present[0]] = 0.0
+    near = label_loss(target, present[:1])
+    assert abs(float(near) - math.log(2)) < 1e-6
+    prompts = label_prompts(torch.Generator().manual_seed(0))
+    assert len(prompts) == len(names) and all(
+        any(n in p for n in (name, *syn))
+        for p, (name, _, syn) in zip(prompts, CATEGORIES, strict=True)
+    )

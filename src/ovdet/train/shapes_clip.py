@@ -30,7 +30,7 @@ from ovdet.data.shapes.world import CATEGORIES, COLOURS
 from ovdet.io.images import load_image
 from ovdet.ops.roi_align import roi_align
 from ovdet.train.common import flushes_denormals, run_steps, warmup_cosine
-from ovdet.vocab.prompts import TEMPLATE_SETS
+from ovdet.vocab.prompts import ENSEMBLE, TEMPLATE_SETS
 
 
 @dataclass
@@ -45,6 +45,8 @@ class ClipTrainConfig:
     channels_last: bool = False  # image tower in channels-last memory (faster on CPU)
     init: str = ""  # start from this shapes-clip (bundled name or folder) and keep its tokenizer
     ignore_partial: bool = False  # a caption naming some of an image's objects is no negative
+    partial_positive: bool = False  # ... is a positive (as CLIP's captions name some of a scene)
+    label_weight: float = 0.0  # weight of the image-label loss over every shape's name
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
@@ -52,9 +54,14 @@ class ClipTrainConfig:
         check_fields(
             self,
             positive=("steps", "batch_size", "lr", "crop_scale"),
-            nonnegative=("weight_decay", "warmup", "seed"),
+            nonnegative=("weight_decay", "warmup", "seed", "label_weight"),
             unit=("crop_scale",),
         )
+        if self.ignore_partial and self.partial_positive:
+            raise ValueError(
+                "ignore_partial and partial_positive are two rules for the same captions; "
+                "choose one"
+            )
 
 
 def words_of(text: str) -> list[str]:
@@ -154,6 +161,32 @@ def multi_positive_loss(
     return (img.mean() + txt.mean()) / 2
 
 
+def label_prompts(g: torch.Generator) -> list[str]:
+    """One prompt per shape category (CATEGORIES' order), a random ensemble template and a random
+    one of each shape's names."""
+    template = ENSEMBLE[int(torch.randint(len(ENSEMBLE), (1,), generator=g))]
+    names = [(name, *syn) for name, _, syn in CATEGORIES]
+    return [template.format(n[int(torch.randint(len(n), (1,), generator=g))]) for n in names]
+
+
+def label_matrix(records: list[dict[str, Any]]) -> torch.Tensor:
+    """(B, C) bool: image i shows an object of shape category c (CATEGORIES' order)."""
+    index = {name: k for k, (name, _, _) in enumerate(CATEGORIES)}
+    present = torch.zeros(len(records), len(CATEGORIES), dtype=torch.bool)
+    for i, r in enumerate(records):
+        for o in r["objects"]:
+            present[i, index[o["category"]]] = True
+    return present
+
+
+def label_loss(logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """(B, C) image-to-name logits, (B, C) bool -> mean over images of -mean_{c present}
+    log softmax(logits)_c: every shape an image shows is an equally right name of it, so an
+    image of two shapes learns to rank both names first (UniCL's image-label data)."""
+    p = present.float()
+    return (-(F.log_softmax(logits, 1).masked_fill(~present, 0) * p).sum(1) / p.sum(1)).mean()
+
+
 def random_crops(images: torch.Tensor, scale: float, g: torch.Generator) -> torch.Tensor:
     """(B, 3, S, S) float -> random resized crops (side in [scale, 1] x S), half flipped."""
     b, _, s, _ = images.shape
@@ -212,17 +245,24 @@ def train_shapes_clip(
         batch = [records[i] for i in idx.tolist()]
         pixels = (random_crops(images[idx].float(), cfg.crop_scale, g) / 255 - mean) / std
         pixels = pixels.contiguous(memory_format=fmt)
+        labels = label_prompts(g) if cfg.label_weight > 0 else []
         tokens = tokenizer(
-            [r["caption"] for r in batch],
+            [r["caption"] for r in batch] + labels,
             padding=True,
             truncation=True,
             max_length=config.max_text_length,
             return_tensors="pt",
         )
         logits, _ = model(pixels, tokens["input_ids"], tokens["attention_mask"])
+        logits, by_name = logits[:, : len(batch)], logits[:, len(batch) :]
         positive, partial = caption_matrices(batch)
+        if cfg.partial_positive:
+            positive = positive | partial
         ignore = partial if cfg.ignore_partial else None
-        return {"contrastive": multi_positive_loss(logits, positive, ignore)}
+        losses = {"contrastive": multi_positive_loss(logits, positive, ignore)}
+        if labels:
+            losses["labels"] = cfg.label_weight * label_loss(by_name, label_matrix(batch))
+        return losses
 
     run_steps(step_losses, model, opt, sched, cfg.steps, cfg.seed, desc="train shapes-clip")
     out = Path(out)

@@ -6,7 +6,8 @@ round trip with chroma subsampling). Two are defined:
 
 - `TRAIN`, what the caption split is drawn with (so what shapes-clip learns from): flat,
   gradient, textured and outlined fills on clutter, flat white / black / grey / colour,
-  gradients, 1/f noise, dead leaves (the classic model of natural-image statistics) and stripes.
+  gradients, 1/f noise, dead leaves (the classic model of natural-image statistics), stripes
+  and thin random strokes.
 - `HELDOUT`, the style split: bordered and radially shaded fills on paper, graph-paper and
   block backgrounds, never used in training, so every table can show a claim out of
   distribution.
@@ -143,6 +144,23 @@ def bg_stripes(rng: np.random.Generator, size: Size) -> np.ndarray:
     return _muted(rng, 40, 220) + rng.uniform(15, 45) * wave[..., None]
 
 
+def bg_lines(rng: np.random.Generator, size: Size) -> np.ndarray:
+    """Thin straight strokes (cables, edges, pencil marks) at random angles, positions and
+    lengths over a flat or two-tone base: sharp one- or two-pixel lines that are not objects."""
+    h, w = size
+    img = (bg_flat if rng.random() < 0.5 else bg_gradient)(rng, size)
+    xs, ys = _grid(size)
+    for _ in range(int(rng.integers(8, 50))):
+        x0, y0 = rng.uniform(-0.2 * w, 1.2 * w), rng.uniform(-0.2 * h, 1.2 * h)
+        theta, length = rng.uniform(0, math.pi), rng.uniform(0.2, 1.5) * max(h, w)
+        dx, dy = math.cos(theta), math.sin(theta)
+        along = np.clip((xs - x0) * dx + (ys - y0) * dy, 0, length)
+        dist = np.hypot(xs - x0 - along * dx, ys - y0 - along * dy)
+        cover = np.clip(rng.uniform(0.5, 1.2) + 0.5 - dist, 0, 1)[..., None]  # 1-2 px, soft edge
+        img = img * (1 - cover) + _muted(rng, 20, 235) * cover
+    return img
+
+
 def bg_paper(rng: np.random.Generator, size: Size) -> np.ndarray:
     """HELDOUT: off-white paper with soft stains and fibres."""
     h, w = size
@@ -188,6 +206,7 @@ BACKGROUNDS: dict[str, Callable[[np.random.Generator, Size], np.ndarray]] = {
     "noise": bg_noise,
     "leaves": bg_leaves,
     "stripes": bg_stripes,
+    "lines": bg_lines,
     "paper": bg_paper,
     "grid": bg_grid,
     "blocks": bg_blocks,
@@ -292,6 +311,7 @@ TRAIN = Style(
         "noise": 0.15,
         "leaves": 0.15,
         "stripes": 0.1,
+        "lines": 0.1,
     },
     antialias=0.5,
     supersample=3,
