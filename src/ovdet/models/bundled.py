@@ -25,6 +25,9 @@ class Bundled:
     rebuild: str
 
 
+# every stage of shapes-clip-v2 after the classic model: 800 steps on the styled captions
+_V2 = "--data data/shapes-train --steps 800 --lr 1e-3 --warmup 50 --channels-last --crop-scale 0.85"
+
 BUNDLED: dict[str, Bundled] = {
     b.name: b
     for b in (
@@ -39,16 +42,21 @@ BUNDLED: dict[str, Bundled] = {
             "shapes-clip-v2",
             "clip",
             "shapes-clip fine-tuned on shapes world v2's styled captions (families, fills, "
-            "backgrounds, tiny to frame-filling, blur, JPEG)",
+            "backgrounds, tiny to frame-filling, blur, JPEG), partial captions and every shown "
+            "shape's name as positives",
             "config.json",
             "ovdet shapes generate --out data/shapes-train --caption-style train --captions 30000 "
             "--det-train 0 --det-val 0 --det-style 0 --det-captions 0 --det-val-uniform 0 "
             "--det-captions-companion 0 && "
-            "ovdet shapes train-clip --data data/shapes-train --out runs/clip-v2-s2 --init "
-            "shapes-clip --steps 800 --lr 1e-3 --warmup 50 --channels-last --crop-scale 0.85 && "
-            "ovdet shapes train-clip --data data/shapes-train --out runs/clip-v2 --init "
-            "runs/clip-v2-s2 --steps 800 --lr 1e-3 --warmup 50 --channels-last --crop-scale 0.85 "
-            "--ignore-partial --seed 1",
+            f"ovdet shapes train-clip {_V2} --out runs/clip-v2-s2 --init shapes-clip && "
+            f"ovdet shapes train-clip {_V2} --out runs/clip-v2-s3 --init runs/clip-v2-s2 "
+            "--ignore-partial --seed 1 && "
+            f"ovdet shapes train-clip {_V2} --out runs/clip-v2-s4 --init runs/clip-v2-s3 "
+            "--partial-positive --label-weight 1 --seed 3 && "
+            f"ovdet shapes train-clip {_V2} --out runs/clip-v2-s5 --init runs/clip-v2-s4 "
+            "--partial-positive --label-weight 3 --seed 4 && "
+            f"ovdet shapes train-clip {_V2} --out runs/clip-v2 --init runs/clip-v2-s5 "
+            "--partial-positive --label-weight 6 --seed 7",
         ),
         Bundled(
             "shapes-sam",
