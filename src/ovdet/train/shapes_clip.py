@@ -9,6 +9,11 @@ same shapes; same colours where the caption names them) are all positives of an 
 shapes x 8 colours, a batch of 128 holds many duplicates, and treating them as negatives (plain
 CLIP) teaches the model to separate identical descriptions. This is the multi-positive
 contrastive loss of UniCL (Yang et al., CVPR 2022).
+
+Shapes world v2's stages add two rules (both off by default): `partial_positive` makes a caption
+that names some of an image's objects one of its positives (CLIP's web captions name some of what
+a photo shows), and `label_weight` adds UniCL's image-label loss over all 16 shape names, every
+shape an image shows an equal share of the target.
 """
 
 from __future__ import annotations
