@@ -46,3 +46,22 @@ def test_baseline_rows_on_fresh_scenes(tmp_path):
     regions = detect(torch.zeros(3, 90, 120, dtype=torch.uint8))  # boxes in the image's frame
     assert regions.image_size == (90, 120)
     assert len(regions) == 0 or float(regions.xyxy[:, 2].max()) <= 120
+
+
+def test_vild_rows_keep_the_tables_order_and_unknown_names_are_refused(tmp_path, capsys):
+    import pytest
+
+    from ovdet.cli.main import main
+    from ovdet.errors import ConfigError
+    from ovdet.experiments.vild import ROWS, row_names
+
+    assert row_names("") == list(ROWS)
+    assert row_names(" ViLD , ViLD-text,") == ["ViLD-text", "ViLD"]
+    with pytest.raises(ConfigError, match=r"got \['ViLD-txt'\]"):
+        row_names("ViLD,ViLD-txt")
+    out = str(tmp_path / "never")
+    assert main(["shapes", "reproduce-vild", "--out", out, "--rows", "ViLD,bogus"]) != 0
+    assert main(["shapes", "reproduce-vild", "--out", out, "--rows", "ViLD", "--bundle"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "bogus" in err[0] and "--bundle" in err[1], err
+    assert not (tmp_path / "never").exists()  # refused before anything is written

@@ -78,6 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="copy the ViLD and ViLD-text checkpoints into the package (shapes-vild, -vild-text)",
     )
+    p.add_argument(
+        "--rows",
+        default="",
+        help="comma-separated rows to run (default all; ViLD-text is trained anyway)",
+    )
     add_dataclass_args(p, ViLDTrainConfig, skip=VILD_FIXED)
     p.set_defaults(run=run_reproduce_vild)
 
@@ -486,8 +491,10 @@ def run_reproduce_vild(args: argparse.Namespace) -> int:
     from ovdet.models.loader import load_model
 
     cfg = dataclass_from_args(ViLDTrainConfig, args, skip=VILD_FIXED)
+    if args.bundle and args.rows:
+        raise OvdetError("--bundle copies the ViLD and ViLD-text rows: run all rows with it")
     results = reproduce_vild(
-        args.data, args.out, load_model(args.clip), args.clip, cfg, args.image_weight
+        args.data, args.out, load_model(args.clip), args.clip, cfg, args.image_weight, args.rows
     )
     _print_results(f"ViLD in the shapes world (LVIS protocol; AP_r = novel), {args.out}", results)
     if args.bundle:
