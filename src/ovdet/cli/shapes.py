@@ -486,13 +486,14 @@ def run_eval_clip(args: argparse.Namespace) -> int:
 
 
 def run_reproduce_vild(args: argparse.Namespace) -> int:
-    from ovdet.experiments.vild import reproduce_vild
+    from ovdet.experiments.vild import reproduce_vild, row_names
     from ovdet.methods.vild.train import ViLDTrainConfig
     from ovdet.models.loader import load_model
 
     cfg = dataclass_from_args(ViLDTrainConfig, args, skip=VILD_FIXED)
     if args.bundle and args.rows:
         raise OvdetError("--bundle copies the ViLD and ViLD-text rows: run all rows with it")
+    row_names(args.rows)  # refuse an unknown row before loading anything
     results = reproduce_vild(
         args.data, args.out, load_model(args.clip), args.clip, cfg, args.image_weight, args.rows
     )
