@@ -158,12 +158,15 @@ def multi_positive_loss(
     are left out of the softmax (neither positive nor negative)."""
     if ignore is not None:
         logits = logits.masked_fill(ignore & ~positives, float("-inf"))
+    return (
+        positive_nll(logits, positives).mean() + positive_nll(logits.t(), positives.t()).mean()
+    ) / 2
+
+
+def positive_nll(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """(N, M) logits, (N, M) bool -> (N,) -mean_{j in P(i)} log softmax(logits)_ij."""
     p = positives.float()
-    img = -(F.log_softmax(logits, 1).masked_fill(~positives, 0) * p).sum(1) / p.sum(1)
-    txt = -(F.log_softmax(logits.t(), 1).masked_fill(~positives.t(), 0) * p.t()).sum(1) / p.t().sum(
-        1
-    )
-    return (img.mean() + txt.mean()) / 2
+    return -(F.log_softmax(logits, 1).masked_fill(~positives, 0) * p).sum(1) / p.sum(1)
 
 
 def label_prompts(g: torch.Generator) -> list[str]:
@@ -188,8 +191,7 @@ def label_loss(logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     """(B, C) image-to-name logits, (B, C) bool -> mean over images of -mean_{c present}
     log softmax(logits)_c: every shape an image shows is an equally right name of it, so an
     image of two shapes learns to rank both names first (UniCL's image-label data)."""
-    p = present.float()
-    return (-(F.log_softmax(logits, 1).masked_fill(~present, 0) * p).sum(1) / p.sum(1)).mean()
+    return positive_nll(logits, present).mean()
 
 
 def random_crops(images: torch.Tensor, scale: float, g: torch.Generator) -> torch.Tensor:
