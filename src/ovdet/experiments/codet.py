@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file
 
 from ovdet.data.captions import CaptionDataset, load_captions
+from ovdet.experiments import asked_rows
 from ovdet.experiments.vild import FineTuneWorld
 from ovdet.io.atomic import write_json
 from ovdet.methods.codet.concepts import ConceptIndex
@@ -62,17 +63,13 @@ class CoDetExperiment:
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
-        from ovdet.errors import ConfigError
 
         check_fields(self, positive=("train_images", "caption_images", "hit_groups"))
-        unknown = [r for r in self.row_names() if r not in ROWS]
-        if unknown:
-            raise ConfigError(f"rows must name rows of {list(ROWS)}, got {unknown}")
+        self.row_names()  # refuses a name that is not a row
 
     def row_names(self) -> list[str]:
-        """The rows to run, in the table's order."""
-        asked = [r.strip() for r in self.rows.split(",") if r.strip()]
-        return asked if asked else list(ROWS)
+        """The rows to run, in the order asked (none asked: the table's)."""
+        return asked_rows(self.rows, ROWS)
 
 
 @dataclass

@@ -17,6 +17,7 @@ import torch
 
 from ovdet.data.coco import CocoDetection, letterbox
 from ovdet.eval.recognition import evaluate_detector
+from ovdet.experiments import asked_rows
 from ovdet.io.atomic import write_json
 from ovdet.methods.vild.detector import detect_image, load_detector
 from ovdet.methods.vild.model import ViLD, ViLDConfig, select_detections
@@ -36,13 +37,8 @@ ROWS = (CROPS, *METHODS)
 def row_names(rows: str) -> list[str]:
     """Comma-separated row names -> the rows to run in the table's order (empty: all of them);
     an unknown name is refused with the list."""
-    from ovdet.errors import ConfigError
-
-    asked = {r.strip() for r in rows.split(",") if r.strip()}
-    unknown = sorted(asked - set(ROWS))
-    if unknown:
-        raise ConfigError(f"rows must name rows of {list(ROWS)}, got {unknown}")
-    return [r for r in ROWS if r in asked] if asked else list(ROWS)
+    asked = asked_rows(rows, ROWS)
+    return [r for r in ROWS if r in asked]
 
 
 def clip_on_crops(
