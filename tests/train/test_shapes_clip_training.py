@@ -148,3 +148,29 @@ def test_label_loss_by_hand_makes_every_shown_shape_an_equal_answer():
         any(n in p for n in (name, *syn))
         for p, (name, _, syn) in zip(prompts, CATEGORIES, strict=True)
     )
+
+
+@pytest.mark.parametrize("trainer", ["clip", "sam"])
+def test_training_refuses_an_out_folder_of_other_files_before_any_work(tmp_path, trainer):
+    """Both trainers replace `--out` whole (atomically), so a folder of someone's files is
+    refused in one line before the data loads or a step runs; an earlier model folder is fine."""
+    from ovdet.errors import OvdetError
+    from ovdet.io.atomic import check_replaceable
+    from ovdet.train.shapes_sam import SamTrainConfig, train_shapes_sam
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(OvdetError, match=r"--out .*mine holds other files"):
+        if trainer == "clip":  # the data folder does not exist: the refusal comes first
+            train_shapes_clip(tmp_path / "no-data", mine, ClipTrainConfig(steps=1))
+        else:
+            train_shapes_sam(mine, SamTrainConfig(steps=1))
+    assert (mine / "notes.txt").read_text() == "keep me"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OvdetError, match="is a file, not a folder"):
+        check_replaceable(tmp_path / "file", "config.json", "model")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    for ok in (tmp_path / "new", tmp_path / "model"):
+        check_replaceable(ok, "config.json", "model")

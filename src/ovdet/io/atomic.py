@@ -114,6 +114,22 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = None) -> 
         json.dump(obj, f, indent=indent)
 
 
+def check_replaceable(path: str | os.PathLike, marker: str, what: str) -> None:
+    """Refuse (one line) an `atomic_folder` target that is a file, or a folder holding other
+    files: it must be new, empty, or an earlier `what` (a folder with `marker` in it), since the
+    write replaces the folder whole. Call it before the work, not after."""
+    from ovdet.errors import OvdetError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OvdetError(f"--out {path} is a file, not a folder")
+    if path.is_dir() and any(path.iterdir()) and not (path / marker).is_file():
+        raise OvdetError(
+            f"--out {path} holds other files; the {what} replaces its folder whole, so give a "
+            f"new or empty folder (or an earlier {what})"
+        )
+
+
 @contextlib.contextmanager
 def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; it replaces `path` (files and all) on success.

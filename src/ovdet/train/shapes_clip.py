@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from ovdet.data.shapes.captions import MULTI, SINGLE
 from ovdet.data.shapes.world import CATEGORIES, COLOURS
+from ovdet.io.atomic import atomic_folder, check_replaceable, write_json
 from ovdet.io.images import load_image
 from ovdet.ops.roi_align import roi_align
 from ovdet.train.common import flushes_denormals, run_steps, warmup_cosine
@@ -233,7 +234,9 @@ def _start(init: str, captions: list[str], image_size: int) -> tuple[Any, Any]:
 def train_shapes_clip(
     data: str | os.PathLike, out: str | os.PathLike, cfg: ClipTrainConfig
 ) -> Path:
-    """Train on `data`/captions and save model + tokenizer to `out`."""
+    """Train on `data`/captions and save model + tokenizer to `out` (atomically: `out` must be
+    new, empty or an earlier model folder)."""
+    check_replaceable(out, "config.json", "model")
     torch.manual_seed(cfg.seed)
     images, records = load_caption_split(Path(data) / "captions")
     model, tokenizer = _start(cfg.init, [r["caption"] for r in records], int(images.shape[-1]))
@@ -273,9 +276,8 @@ def train_shapes_clip(
 
     run_steps(step_losses, model, opt, sched, cfg.steps, cfg.seed, desc="train shapes-clip")
     out = Path(out)
-    model.eval().to(memory_format=torch.contiguous_format).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    (out / "training.json").write_text(
-        json.dumps({"recipe": asdict(cfg), "data": str(data)}, indent=1)
-    )
+    with atomic_folder(out) as tmp:  # a killed save leaves the previous model whole
+        model.eval().to(memory_format=torch.contiguous_format).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "training.json", {"recipe": asdict(cfg), "data": str(data)}, indent=1)
     return out

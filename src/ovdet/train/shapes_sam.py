@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ovdet.data.shapes.world import render_scene
-from ovdet.io.atomic import atomic_folder, write_json
+from ovdet.io.atomic import atomic_folder, check_replaceable, write_json
 from ovdet.models.sam import normalize_sam
 from ovdet.ops.masks import mask_iou
 from ovdet.train.common import flushes_denormals, run_steps, warmup_cosine
@@ -209,9 +209,11 @@ def scene_miou(model: Any, cfg: Any, count: int, embed: Any = None) -> float:
 
 @flushes_denormals
 def train_shapes_sam(out: str | os.PathLike, cfg: SamTrainConfig, progress: bool = True) -> dict:
-    """Train from scratch and save the model (`save_pretrained`, atomically) to `out`."""
+    """Train from scratch and save the model (`save_pretrained`, atomically) to `out` (new,
+    empty or an earlier model folder)."""
     from transformers import SamModel
 
+    check_replaceable(out, "config.json", "model")
     torch.manual_seed(cfg.seed)
     if cfg.init:
         model = SamModel.from_pretrained(cfg.init).train()

@@ -40,8 +40,7 @@ from tqdm import tqdm
 from ovdet.data.shapes.captions import caption
 from ovdet.data.shapes.style import HELDOUT, TRAIN, render_styled
 from ovdet.data.shapes.world import CATEGORIES, COMPANIONS, Scene, render_scene
-from ovdet.errors import OvdetError
-from ovdet.io.atomic import atomic_folder, atomic_path, write_json
+from ovdet.io.atomic import atomic_folder, atomic_path, check_replaceable, write_json
 from ovdet.ops.masks import rle_encode
 
 CAPTION_RADIUS = (0.08, 0.5)  # of the side: tiny to frame-filling
@@ -266,13 +265,7 @@ def generate_world(out: str | os.PathLike, cfg: WorldConfig) -> Path:
     annotations of another. `out` must be new, empty or an earlier shapes world.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OvdetError(f"--out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "categories.json").is_file():
-        raise OvdetError(
-            f"--out {out} holds other files; the shapes world replaces its folder whole, so give "
-            "a new or empty folder (or an earlier shapes world)"
-        )
+    check_replaceable(out, "categories.json", "shapes world")
     with atomic_folder(out) as tmp:
         _write_world(tmp, cfg)
     return out
