@@ -66,19 +66,28 @@ def pytest_collection_modifyitems(config, items):
     workers then steal from the others' queues. A slow test collected late starts late and ends
     last; so slow tests (marked with their approximate `seconds`) are assigned, longest first, to
     the worker with the least slow time so far, and placed at the start of that worker's chunk.
+    Slow tests marked with the same `group` go to one worker together (they share a per-process
+    fixture, such as a server, that a second worker would start again).
     """
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     slow = [i for i in items if i.get_closest_marker("slow")]
     if workers < 2 or not slow:
         return
-    cost = {i.nodeid: float(i.get_closest_marker("slow").kwargs.get("seconds", 30)) for i in slow}
-    rest = [i for i in items if i.nodeid not in cost]
+    units: dict[str, list] = {}
+    for item in slow:
+        group = item.get_closest_marker("slow").kwargs.get("group", item.nodeid)
+        units.setdefault(group, []).append(item)
+    cost = {
+        key: sum(float(i.get_closest_marker("slow").kwargs.get("seconds", 30)) for i in unit)
+        for key, unit in units.items()
+    }
+    rest = [i for i in items if not i.get_closest_marker("slow")]
     load = [0.0] * workers
     heads: list[list] = [[] for _ in range(workers)]
-    for item in sorted(slow, key=lambda i: (-cost[i.nodeid], i.nodeid)):
+    for key in sorted(units, key=lambda key: (-cost[key], key)):
         k = load.index(min(load))
-        heads[k].append(item)
-        load[k] += cost[item.nodeid]
+        heads[k] += units[key]
+        load[k] += cost[key]
     size = -(-len(items) // workers)  # the chunk size xdist will use
     ordered = []
     for k in range(workers):

@@ -3,6 +3,7 @@ pixels and masks agree, forced backgrounds and fills are what they say, JPEG is 
 trip."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -161,6 +162,20 @@ def test_caption_style_train_draws_families_and_says_every_object():
     assert counts == {1, 2, 3}
     classic = scene_for(0, "captions", 0, WorldConfig())
     assert all(not o.params and o.fill == "flat" for o in classic.objects)
+
+
+def test_caption_counts_set_how_many_objects_train_captions_show():
+    from ovdet.data.shapes.generate import WorldConfig, scene_for
+    from ovdet.errors import ConfigError
+
+    cfg = WorldConfig(caption_style="train", caption_counts="0,0.6,0.4")
+    counts = [len(scene_for(5, "captions", i, cfg).objects) for i in range(60)]
+    assert 1 not in counts and {2, 3} <= set(counts), counts  # none single; both others drawn
+    for bad in ("0.5,0.5", "1,0,0,0", "a,b,c", "0.6,0.6,-0.2", "0.5,0.2,0.2", "nan,0.5,0.5"):
+        with pytest.raises(ConfigError, match=f"three shares.*got '{re.escape(bad)}'"):
+            WorldConfig(caption_style="train", caption_counts=bad)
+    with pytest.raises(ConfigError, match="applies to caption-style 'train'"):
+        WorldConfig(caption_counts="0,1,0")
 
 
 def test_line_backgrounds_are_thin_sharp_strokes_at_any_angle():

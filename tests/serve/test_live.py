@@ -31,7 +31,7 @@ def get_json(url: str) -> dict:
         return json.load(r)
 
 
-@pytest.mark.slow(seconds=20)  # with the server start
+@pytest.mark.slow(seconds=20, group="live-server")  # with the server start
 def test_load_of_100_detections_from_20_clients_has_no_errors(server):
     image = urllib.request.urlopen(f"{server.url}/v1/demo.png").read()
     vocab = get_json(f"{server.url}/v1/demo")["vocabulary"]
@@ -54,7 +54,7 @@ def test_load_of_100_detections_from_20_clients_has_no_errors(server):
     assert report.percentile(50) <= report.percentile(95) <= report.percentile(99)
 
 
-@pytest.mark.slow(seconds=5)
+@pytest.mark.slow(seconds=5, group="live-server")
 def test_page_detects_the_demo_scene_in_a_real_browser(server, tmp_path):
     if not shutil.which(CHROMIUM):
         if os.environ.get("OVDET_REQUIRE_BROWSER"):

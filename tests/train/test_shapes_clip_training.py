@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -167,6 +168,11 @@ def test_training_refuses_an_out_folder_of_other_files_before_any_work(tmp_path,
         else:
             train_shapes_sam(mine, SamTrainConfig(steps=1))
     assert (mine / "notes.txt").read_text() == "keep me"
+    if trainer == "clip":  # the command line too, with two worlds: one line, nothing written
+        from ovdet.cli.main import main
+
+        argv = ["shapes", "train-clip", "--data", "a", "b", "--out", str(mine)]
+        assert main(argv) != 0 and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
     (tmp_path / "file").write_text("x")
     with pytest.raises(OvdetError, match="is a file, not a folder"):
         check_replaceable(tmp_path / "file", "config.json", "model")
@@ -174,3 +180,23 @@ def test_training_refuses_an_out_folder_of_other_files_before_any_work(tmp_path,
     (tmp_path / "model" / "config.json").write_text("{}")
     for ok in (tmp_path / "new", tmp_path / "model"):
         check_replaceable(ok, "config.json", "model")
+
+
+def test_caption_splits_of_several_worlds_join_in_order_and_sizes_must_agree(tmp_path):
+    from ovdet.errors import OvdetError
+    from ovdet.train.shapes_clip import load_caption_splits
+
+    zeros = dict(det_train=0, det_val=0, det_style=0, det_captions=0, det_val_uniform=0)
+    worlds = [
+        generate_world(
+            tmp_path / f"w{k}",
+            WorldConfig(seed=k, captions=n, det_captions_companion=0, caption_size=side, **zeros),
+        )
+        for k, (n, side) in enumerate([(3, 64), (2, 64), (2, 32)])
+    ]
+    images, records = load_caption_splits([worlds[1] / "captions", worlds[0] / "captions"])
+    assert images.shape == (5, 3, 64, 64)
+    want = [json.loads((w / "captions" / "captions.json").read_text()) for w in worlds[:2]]
+    assert records == want[1] + want[0]
+    with pytest.raises(OvdetError, match="different image sizes.*64 px.*32 px"):
+        load_caption_splits([worlds[0] / "captions", worlds[2] / "captions"])

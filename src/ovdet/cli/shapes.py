@@ -40,7 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ovdet.train.shapes_clip import ClipTrainConfig
 
     p = shapes.add_parser("train-clip", help="train the tiny CLIP on the caption split")
-    p.add_argument("--data", default=DEFAULT_DATA)
+    p.add_argument(
+        "--data",
+        nargs="+",
+        default=[DEFAULT_DATA],
+        help="one or more generated worlds; their caption splits are joined in this order",
+    )
     p.add_argument("--out", default=None, help="model folder (default: the bundled shapes-clip)")
     add_dataclass_args(p, ClipTrainConfig)
     p.set_defaults(run=run_train_clip)

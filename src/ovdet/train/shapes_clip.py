@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from tqdm import tqdm
 
 from ovdet.data.shapes.captions import MULTI, SINGLE
 from ovdet.data.shapes.world import CATEGORIES, COLOURS
+from ovdet.errors import OvdetError
 from ovdet.io.atomic import atomic_folder, check_replaceable, write_json
 from ovdet.io.images import load_image
 from ovdet.ops.roi_align import roi_align
@@ -119,6 +121,21 @@ def load_caption_split(folder: str | os.PathLike) -> tuple[torch.Tensor, list[di
         [load_image(folder / r["file_name"]) for r in tqdm(records, desc="load", unit="img")]
     )
     return images, records
+
+
+def load_caption_splits(
+    folders: Sequence[str | os.PathLike],
+) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """Caption splits joined in order: (N, 3, S, S) uint8 images (one side S for all) and
+    their records."""
+    splits = [load_caption_split(f) for f in folders]
+    sides = {tuple(images.shape[-2:]) for images, _ in splits}
+    if len(sides) > 1:
+        sizes = [
+            f"{f}: {images.shape[-1]} px" for f, (images, _) in zip(folders, splits, strict=True)
+        ]
+        raise OvdetError(f"caption splits of different image sizes cannot train together: {sizes}")
+    return torch.cat([i for i, _ in splits]), [r for _, records in splits for r in records]
 
 
 def _matches(objects: list[tuple], mentions: list[tuple]) -> bool:
@@ -232,13 +249,17 @@ def _start(init: str, captions: list[str], image_size: int) -> tuple[Any, Any]:
 
 @flushes_denormals
 def train_shapes_clip(
-    data: str | os.PathLike, out: str | os.PathLike, cfg: ClipTrainConfig
+    data: str | os.PathLike | Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    cfg: ClipTrainConfig,
 ) -> Path:
-    """Train on `data`/captions and save model + tokenizer to `out` (atomically: `out` must be
-    new, empty or an earlier model folder)."""
+    """Train on `data`/captions (one world, or several whose caption splits are joined in the
+    order given) and save model + tokenizer to `out` (atomically: `out` must be new, empty or
+    an earlier model folder)."""
     check_replaceable(out, "config.json", "model")
+    folders = [Path(data)] if isinstance(data, (str, os.PathLike)) else [Path(d) for d in data]
     torch.manual_seed(cfg.seed)
-    images, records = load_caption_split(Path(data) / "captions")
+    images, records = load_caption_splits([f / "captions" for f in folders])
     model, tokenizer = _start(cfg.init, [r["caption"] for r in records], int(images.shape[-1]))
     config = model.config
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -279,5 +300,10 @@ def train_shapes_clip(
     with atomic_folder(out) as tmp:  # a killed save leaves the previous model whole
         model.eval().to(memory_format=torch.contiguous_format).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / "training.json", {"recipe": asdict(cfg), "data": str(data)}, indent=1)
+        names = [str(f) for f in folders]
+        write_json(
+            tmp / "training.json",
+            {"recipe": asdict(cfg), "data": names[0] if len(names) == 1 else names},
+            indent=1,
+        )
     return out

@@ -18,7 +18,8 @@ Layout of `out/`:
 
 Captions are drawn in the classic cluttered style (what the bundled shapes-clip learned from) or,
 with `caption_style="train"`, in `style.TRAIN` (shape families, fills, backgrounds, sizes from
-tiny to frame-filling, blur and JPEG); det-train and det-val in the classic style; det-style in
+tiny to frame-filling, blur and JPEG; `caption_counts` sets how many show 1, 2 or 3 objects);
+det-train and det-val in the classic style; det-style in
 `style.HELDOUT`, which no model is trained on (the out-of-distribution column of every table).
 
 Image i of a split is drawn from `np.random.default_rng([seed, split, i])`, so any image can be
@@ -28,6 +29,7 @@ atomically.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,7 @@ from ovdet.data.shapes.world import CATEGORIES, COMPANIONS, Scene, render_scene
 from ovdet.io.atomic import atomic_folder, atomic_path, check_replaceable, write_json
 from ovdet.ops.masks import rle_encode
 
+DEFAULT_COUNT_SHARES = (0.6, 0.25, 0.15)  # train-style caption images with 1, 2, 3 objects
 CAPTION_RADIUS = (0.08, 0.5)  # of the side: tiny to frame-filling
 STYLE_RADIUS = (0.07, 0.26)  # det-style's objects, about det-val's sizes (0.09-0.22) and beyond
 SPLIT_CODES = {
@@ -74,6 +77,7 @@ class WorldConfig:
     caption_size: int = 64  # side of caption images
     max_objects: int = 4  # per detection image
     caption_style: str = "classic"  # "classic" (the bundled shapes-clip's data) or "train"
+    caption_counts: str = "0.6,0.25,0.15"  # train style: shares of images with 1, 2, 3 objects
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
@@ -100,6 +104,31 @@ class WorldConfig:
                 raise ConfigError(
                     f"{name.replace('_', '-')} must be >= 32 px, got {getattr(self, name)}"
                 )
+        shares = self.caption_count_shares  # parsed (and refused) here, not mid-generation
+        if self.caption_style == "classic" and shares != DEFAULT_COUNT_SHARES:
+            raise ConfigError(
+                f"caption-counts {self.caption_counts!r} applies to caption-style 'train'; the "
+                "classic captions keep the bundled shapes-clip's draw"
+            )
+
+    @property
+    def caption_count_shares(self) -> tuple[float, float, float]:
+        """`caption_counts` as three shares (images with 1, 2 and 3 objects) summing to 1."""
+        from ovdet.errors import ConfigError
+
+        bad = ConfigError(
+            "caption-counts must be three shares >= 0 for 1, 2 and 3 objects that sum to 1, "
+            f"e.g. '0.6,0.25,0.15'; got {self.caption_counts!r}"
+        )
+        try:
+            shares = tuple(float(x) for x in self.caption_counts.split(","))
+        except ValueError:
+            raise bad from None
+        if len(shares) != 3 or not all(math.isfinite(x) and x >= 0 for x in shares):
+            raise bad
+        if abs(sum(shares) - 1) > 1e-6:
+            raise bad
+        return shares  # type: ignore[return-value]
 
 
 def category_records(image_counts: dict[int, int] | None = None) -> list[dict[str, Any]]:
@@ -137,7 +166,7 @@ def scene_for(seed: int, split: str, index: int, cfg: WorldConfig) -> Scene:
         )
     if split == "captions":
         s = cfg.caption_size
-        count = int(rng.choice([1, 2, 3], p=[0.6, 0.25, 0.15]))
+        count = int(rng.choice([1, 2, 3], p=cfg.caption_count_shares))
         radius = CAPTION_RADIUS if count == 1 else (CAPTION_RADIUS[0], 0.32)
         return render_styled(rng, (s, s), TRAIN, count, radius_range=radius)
     if split == "det-captions-companion":
