@@ -22,7 +22,8 @@ from torch import nn
 def clip_levels(tower: nn.Module, pixels: torch.Tensor) -> list[torch.Tensor]:
     """A CLIP tower's multi-scale features: (B, 3, S, S) normalised pixels -> (B, C_l, S/s_l,
     S/s_l) maps, finest first. A conv tower gives its stage outputs (before each pooling, then
-    the last); a transformers ViT tower gives `vit_levels`."""
+    the last) in channels-last memory, which the adapter's convs take as they are (converting
+    them back cost a quarter of the tower's time); a transformers ViT tower gives `vit_levels`."""
     if hasattr(tower, "embeddings") and hasattr(tower, "encoder"):  # CLIPVisionTransformer
         return vit_levels(tower, pixels)
     blocks = getattr(tower, "blocks", None)
@@ -34,9 +35,9 @@ def clip_levels(tower: nn.Module, pixels: torch.Tensor) -> list[torch.Tensor]:
     levels, x = [], pixels.contiguous(memory_format=torch.channels_last)  # faster convs on CPU
     for block in blocks:
         if isinstance(block, nn.MaxPool2d):
-            levels.append(x.contiguous())
+            levels.append(x)
         x = block(x)
-    return [*levels, x.contiguous()]
+    return [*levels, x]
 
 
 def vit_levels(vision: nn.Module, pixels: torch.Tensor, count: int = 4) -> list[torch.Tensor]:
