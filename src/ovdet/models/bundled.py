@@ -26,7 +26,12 @@ class Bundled:
 
 
 # every stage of shapes-clip-v2 after the classic model: 800 steps on the styled captions
-_V2 = "--data data/shapes-train --steps 800 --lr 1e-3 --warmup 50 --channels-last --crop-scale 0.85"
+_V2 = "--steps 800 --lr 1e-3 --warmup 50 --channels-last --crop-scale 0.85 --data data/shapes-train"
+# stages 7-9 add caption images of 2-3 shapes (named in each caption) after data/shapes-train
+_PAIRS = (
+    "ovdet shapes generate --caption-style train --caption-counts 0,0.6,0.4 --det-train 0 "
+    "--det-val 0 --det-style 0 --det-captions 0 --det-val-uniform 0 --det-captions-companion 0"
+)
 
 BUNDLED: dict[str, Bundled] = {
     b.name: b
@@ -55,8 +60,18 @@ BUNDLED: dict[str, Bundled] = {
             "--partial-positive --label-weight 1 --seed 3 && "
             f"ovdet shapes train-clip {_V2} --out runs/clip-v2-s5 --init runs/clip-v2-s4 "
             "--partial-positive --label-weight 3 --seed 4 && "
-            f"ovdet shapes train-clip {_V2} --out runs/clip-v2 --init runs/clip-v2-s5 "
-            "--partial-positive --label-weight 6 --seed 7",
+            f"ovdet shapes train-clip {_V2} --out runs/clip-v2-s6 --init runs/clip-v2-s5 "
+            "--partial-positive --label-weight 6 --seed 7 && "
+            f"{_PAIRS} --out data/shapes-pairs5 --seed 5 --captions 15000 && "
+            f"{_PAIRS} --out data/shapes-pairs6 --seed 6 --captions 30000 && "
+            f"ovdet shapes train-clip {_V2} data/shapes-pairs5 --out runs/clip-v2-s7 "
+            "--init runs/clip-v2-s6 --partial-positive --label-weight 6 --seed 8 && "
+            f"ovdet shapes train-clip {_V2} data/shapes-pairs6 data/shapes-pairs5 "
+            "--out runs/clip-v2-s8 --init runs/clip-v2-s7 --partial-positive --label-weight 6 "
+            "--seed 9 && "
+            f"ovdet shapes train-clip {_V2} data/shapes-pairs6 data/shapes-pairs5 "
+            "--out runs/clip-v2 --init runs/clip-v2-s8 --partial-positive --label-weight 6 "
+            "--seed 10",
         ),
         Bundled(
             "shapes-sam",
