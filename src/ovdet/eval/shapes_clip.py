@@ -116,21 +116,26 @@ def condition_scenes(name: str, seed: int, count: int, size: int) -> list[Scene]
     return scenes
 
 
-def overlapping_pairs(seed: int, count: int, size: int) -> list[Scene]:
-    """`count` scenes of two shapes of different categories whose outlines overlap."""
+def overlapping_pairs(seed: int, count: int, size: int, overlap: bool = True) -> list[Scene]:
+    """`count` scenes of two shapes of different categories whose outlines overlap (or, with
+    `overlap=False`, do not touch: each shape whole; a draw of its own)."""
     style = replace(CLEAN, fills={"flat": 1.0})
     scenes: list[Scene] = []
     k = 0
     while len(scenes) < count:
-        rng = np.random.default_rng([seed, 97, k])
+        rng = np.random.default_rng([seed, 97 if overlap else 96, k])
         k += 1
         scene = render_styled(rng, (size, size), style, 2, True, (0.2, 0.32))
         if len(scene.objects) != 2 or scene.objects[0].category == scene.objects[1].category:
             continue
         a, b = (object_mask(o, (size, size)) for o in scene.objects)
-        if (a & b).any():
+        if bool((a & b).any()) == overlap:
             scenes.append(scene)
     return scenes
+
+
+# two-shape conditions: name -> whether the outlines overlap
+PAIRS = {"overlapping pair (both in top 2)": True, "pair apart (both in top 2)": False}
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:
@@ -145,12 +150,12 @@ def robustness_report(
     names: tuple[str, ...] | None = None,
 ) -> dict[str, float]:
     """Shape top-1 (%) per condition of `CONDITIONS` (or of `names` only), plus the clean images
-    through JPEG q75 and q30, and 'overlapping pair': both shapes of a two-shape scene in the
-    top 2 (left out when `names` is given and does not name it)."""
-    pair = "overlapping pair (both in top 2)"
-    unknown = set(names or ()) - {*CONDITIONS, pair}
+    through JPEG q75 and q30, and the two-shape scenes of `PAIRS`: 'overlapping pair' (outlines
+    overlap) and 'pair apart' (they do not touch), both shapes in the top 2 (each left out when
+    `names` is given and does not name it)."""
+    unknown = set(names or ()) - {*CONDITIONS, *PAIRS}
     if unknown:
-        raise ValueError(f"unknown conditions {sorted(unknown)}; known: {[*CONDITIONS, pair]}")
+        raise ValueError(f"unknown conditions {sorted(unknown)}; known: {[*CONDITIONS, *PAIRS]}")
     text = TextEmbedder(model, templates).embed(SHAPES_VOCAB)
     size = model.image_size
 
@@ -166,12 +171,14 @@ def robustness_report(
         if name == "clean":
             for q in (75, 30):
                 report[f"clean, JPEG q{q}"] = top1([jpeg(s.image, q) for s in scenes], scenes)
-    if names is not None and pair not in names:
-        return report
-    pairs = overlapping_pairs(seed, count, size)
-    top2 = classify_images(model, [_tensor(s.image) for s in pairs], text).topk(2, 1).indices
-    both = [
-        {o.category for o in s.objects} == set(t.tolist()) for s, t in zip(pairs, top2, strict=True)
-    ]
-    report[pair] = float(np.mean(both) * 100)
+    for name, overlap in PAIRS.items():
+        if names is not None and name not in names:
+            continue
+        pairs = overlapping_pairs(seed, count, size, overlap)
+        top2 = classify_images(model, [_tensor(s.image) for s in pairs], text).topk(2, 1).indices
+        both = [
+            {o.category for o in s.objects} == set(t.tolist())
+            for s, t in zip(pairs, top2, strict=True)
+        ]
+        report[name] = float(np.mean(both) * 100)
     return report
