@@ -200,3 +200,5 @@ def test_caption_splits_of_several_worlds_join_in_order_and_sizes_must_agree(tmp
     assert records == want[1] + want[0]
     with pytest.raises(OvdetError, match="different image sizes.*64 px.*32 px"):
         load_caption_splits([worlds[0] / "captions", worlds[2] / "captions"])
+    with pytest.raises(OvdetError, match="no caption split"):
+        load_caption_splits([])

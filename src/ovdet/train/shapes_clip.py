@@ -128,6 +128,8 @@ def load_caption_splits(
 ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """Caption splits joined in order: (N, 3, S, S) uint8 images (one side S for all) and
     their records."""
+    if not folders:
+        raise OvdetError("no caption split to train on: give at least one world")
     splits = [load_caption_split(f) for f in folders]
     sides = {tuple(images.shape[-2:]) for images, _ in splits}
     if len(sides) > 1:
