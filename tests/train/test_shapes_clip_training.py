@@ -202,3 +202,16 @@ def test_caption_splits_of_several_worlds_join_in_order_and_sizes_must_agree(tmp
         load_caption_splits([worlds[0] / "captions", worlds[2] / "captions"])
     with pytest.raises(OvdetError, match="no caption split"):
         load_caption_splits([])
+    bad = tmp_path / "bad" / "captions"
+    bad.mkdir(parents=True)
+    for text, why in [
+        ('{"a": 1}', "expected a non-empty list of caption records, got dict"),
+        ("[]", "got list \\(empty\\)"),
+        ('[{"file_name": "a.png"}]', "record 0 is not a shapes-world caption record"),
+        ("[1,", "is not valid JSON"),
+    ]:
+        (bad / "captions.json").write_text(text)
+        with pytest.raises(OvdetError, match=why):
+            load_caption_splits([bad])
+    with pytest.raises(OvdetError, match="not found"):
+        load_caption_splits([tmp_path / "missing"])

@@ -19,7 +19,6 @@ shape an image shows an equal share of the target.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -33,8 +32,9 @@ from tqdm import tqdm
 
 from ovdet.data.shapes.captions import MULTI, SINGLE
 from ovdet.data.shapes.world import CATEGORIES, COLOURS
-from ovdet.errors import OvdetError
+from ovdet.errors import FormatError, OvdetError
 from ovdet.io.atomic import atomic_folder, check_replaceable, write_json
+from ovdet.io.coco import read_json
 from ovdet.io.images import load_image
 from ovdet.ops.roi_align import roi_align
 from ovdet.train.common import flushes_denormals, run_steps, warmup_cosine
@@ -114,9 +114,22 @@ def build_tokenizer(texts: list[str]) -> Any:
 
 
 def load_caption_split(folder: str | os.PathLike) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-    """(N, 3, S, S) uint8 images and their caption records."""
+    """(N, 3, S, S) uint8 images and their caption records (a shapes world's captions.json:
+    a list of {file_name, caption, objects, mentions}; anything else refused in one line)."""
     folder = Path(folder)
-    records = json.loads((folder / "captions.json").read_text())
+    records = read_json(folder / "captions.json")
+    keys = ("file_name", "caption", "objects", "mentions")
+    if not isinstance(records, list) or not records:
+        raise FormatError(
+            f"{folder / 'captions.json'}: expected a non-empty list of caption records, got "
+            f"{type(records).__name__}{'' if records else ' (empty)'}"
+        )
+    for i, r in enumerate(records):
+        if not isinstance(r, dict) or any(k not in r for k in keys):
+            raise FormatError(
+                f"{folder / 'captions.json'}: record {i} is not a shapes-world caption record "
+                f"with {', '.join(keys)}: {str(r)[:80]}"
+            )
     images = torch.stack(
         [load_image(folder / r["file_name"]) for r in tqdm(records, desc="load", unit="img")]
     )
