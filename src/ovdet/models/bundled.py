@@ -47,8 +47,8 @@ BUNDLED: dict[str, Bundled] = {
             "shapes-clip-v2",
             "clip",
             "shapes-clip fine-tuned on shapes world v2's styled captions (families, fills, "
-            "backgrounds, tiny to frame-filling, blur, JPEG), partial captions and every shown "
-            "shape's name as positives",
+            "backgrounds, tiny to frame-filling, blur, JPEG; from stage 7 mostly scenes of 2-3 "
+            "shapes), partial captions and every shown shape's name as positives",
             "config.json",
             "ovdet shapes generate --out data/shapes-train --caption-style train --captions 30000 "
             "--det-train 0 --det-val 0 --det-style 0 --det-captions 0 --det-val-uniform 0 "
