@@ -128,7 +128,7 @@ def test_jpeg_round_trip_changes_pixels_more_at_low_quality():
 
 def test_robustness_conditions_draw_what_they_name():
     from ovdet.data.shapes.world import object_mask
-    from ovdet.eval.shapes_clip import CONDITIONS, condition_scenes, overlapping_pairs
+    from ovdet.eval.shapes_clip import CONDITIONS, condition_scenes, pair_scenes
 
     for name in ("white background", "black background", "outline", "small (0.10-0.16)"):
         scenes = condition_scenes(name, 1, 6, 64)
@@ -141,10 +141,10 @@ def test_robustness_conditions_draw_what_they_name():
         np.array_equal(a.image, b.image)
         for a, b in zip(again, condition_scenes("outline", 1, 6, 64), strict=True)
     )
-    for s in overlapping_pairs(2, 8, 64):
+    for s in pair_scenes(2, 8, 64, overlap=True):
         a, b = (object_mask(o, (64, 64)) for o in s.objects)
         assert (a & b).any() and s.objects[0].category != s.objects[1].category
-    for s in overlapping_pairs(2, 8, 64, overlap=False):
+    for s in pair_scenes(2, 8, 64, overlap=False):
         a, b = (object_mask(o, (64, 64)) for o in s.objects)
         assert not (a & b).any() and s.objects[0].category != s.objects[1].category
         # each shape whole (painted masks differ from the outline by anti-aliased edge pixels)

@@ -116,9 +116,9 @@ def condition_scenes(name: str, seed: int, count: int, size: int) -> list[Scene]
     return scenes
 
 
-def overlapping_pairs(seed: int, count: int, size: int, overlap: bool = True) -> list[Scene]:
-    """`count` scenes of two shapes of different categories whose outlines overlap (or, with
-    `overlap=False`, do not touch: each shape whole; a draw of its own)."""
+def pair_scenes(seed: int, count: int, size: int, overlap: bool) -> list[Scene]:
+    """`count` scenes of two shapes of different categories whose outlines overlap (`overlap`)
+    or do not touch (each shape whole); each kind a draw of its own."""
     style = replace(CLEAN, fills={"flat": 1.0})
     scenes: list[Scene] = []
     k = 0
@@ -174,7 +174,7 @@ def robustness_report(
     for name, overlap in PAIRS.items():
         if names is not None and name not in names:
             continue
-        pairs = overlapping_pairs(seed, count, size, overlap)
+        pairs = pair_scenes(seed, count, size, overlap)
         top2 = classify_images(model, [_tensor(s.image) for s in pairs], text).topk(2, 1).indices
         both = [
             {o.category for o in s.objects} == set(t.tolist())
