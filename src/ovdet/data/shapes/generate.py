@@ -77,7 +77,8 @@ class WorldConfig:
     caption_size: int = 64  # side of caption images
     max_objects: int = 4  # per detection image
     caption_style: str = "classic"  # "classic" (the bundled shapes-clip's data) or "train"
-    caption_counts: str = "0.6,0.25,0.15"  # train style: shares of images with 1, 2, 3 objects
+    # train style: shares of images with 1, 2, 3 objects ("0.6,0.25,0.15")
+    caption_counts: str = ",".join(map(str, DEFAULT_COUNT_SHARES))
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
