@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ovdet.ops.conv import channels_last, run_folded
+
 
 class ConvBackbone(nn.Module):
     """(B, 3, H, W) normalised pixels -> (B, C, H/8, W/8); conv + BatchNorm + ReLU blocks.
@@ -41,4 +43,4 @@ class ConvBackbone(nn.Module):
         self.out_channels, self.stride = c3, 8
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.body(pixels.contiguous(memory_format=torch.channels_last)).contiguous()
+        return run_folded(self.body, channels_last(pixels)).contiguous()  # BatchNorm folded in eval

@@ -26,6 +26,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from ovdet.models.vlm import VisionLanguageModel
+from ovdet.ops.conv import channels_last, run_folded
 
 MODEL_TYPE = "ovdet-shapes-clip"
 SPECIAL_TOKENS = {"[PAD]": 0, "[EOS]": 1, "[BOS]": 2, "[UNK]": 3}
@@ -91,8 +92,7 @@ class ConvTower(nn.Module):
         self.proj = nn.Conv2d(c3, embed_dim, 1)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        x = pixel_values.contiguous(memory_format=torch.channels_last)
-        return self.proj(self.blocks(x)).contiguous()
+        return self.proj(run_folded(self.blocks, channels_last(pixel_values))).contiguous()
 
 
 class TextTower(nn.Module):

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ovdet.ops.conv import channels_last, run_folded
+
 
 def clip_levels(tower: nn.Module, pixels: torch.Tensor) -> list[torch.Tensor]:
     """A CLIP tower's multi-scale features: (B, 3, S, S) normalised pixels -> (B, C_l, S/s_l,
@@ -32,11 +34,11 @@ def clip_levels(tower: nn.Module, pixels: torch.Tensor) -> list[torch.Tensor]:
             f"clip_levels needs a conv tower with a `blocks` Sequential (shapes-clip) or a "
             f"transformers CLIP ViT, got {type(tower).__name__}"
         )
-    levels, x = [], pixels.contiguous(memory_format=torch.channels_last)  # faster convs on CPU
+    levels, x = [], channels_last(pixels)  # faster convs on CPU
     for block in blocks:
         if isinstance(block, nn.MaxPool2d):
             levels.append(x)
-        x = block(x)
+        x = run_folded(block, x) if isinstance(block, nn.Sequential) else block(x)
     return [*levels, x]
 
 
