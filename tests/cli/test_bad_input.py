@@ -289,3 +289,34 @@ def test_recognize_writes_nothing_when_drawing_fails(
     assert code == 2
     one_line(err, "No space left on device")
     assert not (tmp_path / "out" / "photo.json").exists()
+
+
+def test_outputs_never_replace_an_input(tmp_path, photo, boxes, gt, capsys):
+    """An --out that would write over the photo, the ground truth, the detections being scored or
+    the input images' own folder is refused before any work, and every input is left as it was."""
+    folder = photo.parent
+    pictures = folder / "pictures"
+    pictures.mkdir()
+    Image.open(photo).save(pictures / "photo.png")
+    dt = tmp_path / "metrics.json"
+    dt.write_text("[]")
+    vild = ["--model", "shapes-vild", "--vocab", "circle, star"]
+    cases = [
+        (["detect", photo, *vild, "--out", folder], "photo.png over the input"),
+        (["recognize", photo, "--boxes", boxes, "--vocab", "a", "--out", folder], "over the input"),
+        (
+            ["detect", "--images", folder, "--gt", gt, "--model", "shapes-vild", "--vocab", gt]
+            + ["--out", gt],
+            "gt.json over the input",
+        ),
+        (["detect", "--images", pictures, *vild, "--out", folder / "r.json"], "--draw would"),
+        (["eval", "--gt", gt, "--dt", dt, "--out", tmp_path], "metrics.json over the input"),
+    ]
+    before = {p: p.read_bytes() for p in (photo, gt, dt, boxes, pictures / "photo.png")}
+    for args, message in cases:
+        code, err = run(args, capsys)
+        assert code == 2, args
+        one_line(err, message)
+    assert {p: p.read_bytes() for p in before} == before
+    # the same inputs with an --out elsewhere run
+    assert run(["detect", photo, *vild, "--out", tmp_path / "out"], capsys)[0] == 0

@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ovdet.io.atomic import write_json
+    from ovdet.cli.common import file_inputs
+    from ovdet.io.atomic import refuse_overwriting, write_json
     from ovdet.io.coco import regions_to_coco
     from ovdet.io.images import load_image
     from ovdet.viz import draw_regions, encode_png, write_bytes
@@ -117,9 +118,15 @@ def run(args: argparse.Namespace) -> int:
             raise OvdetError(f"expected image files, got a folder: {path} (use {path}/*.png)")
         if not Path(path).is_file():
             raise OvdetError(f"image file not found: {path}")
+    out = Path(args.out)
+    written = [out / f"{k}.{ext}" for k in keys for ext in ("png", "json")]
+    refuse_overwriting(
+        [*written, out / "detections.json"],
+        [*args.images, *file_inputs(args.gt, args.proposals, args.vocab)],
+    )
     detector = _detector(args, vocab)
     novel = vocab.novel_mask(detector.base_names).tolist()
-    console, out = Console(), Path(args.out)
+    console = Console()
     everything = []
     for path, image_id, key in zip(args.images, ids, keys, strict=True):
         image = load_image(path)

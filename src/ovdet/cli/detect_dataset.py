@@ -48,6 +48,7 @@ def run_dataset(args: argparse.Namespace) -> int:
     else:
         images = find_images(args.dataset)
         category_ids = None
+    _refuse_overwriting_inputs(args, results, images)
     if args.engine == "ray":
         from functools import partial
 
@@ -99,6 +100,26 @@ def run_dataset(args: argparse.Namespace) -> int:
         result = evaluate_detections(gt, str(results), args.iou_type, args.protocol, split)
         report(result, results.parent)
     return 0
+
+
+def _refuse_overwriting_inputs(args: argparse.Namespace, results: Path, images) -> None:
+    """The results file, its .skipped.json, metrics.json and eval.png must not replace the
+    ground truth, the proposals or the vocabulary file, nor the pictures folder hold the images."""
+    from ovdet.cli.common import file_inputs
+    from ovdet.io.atomic import refuse_overwriting
+
+    side = [results.with_name(results.stem + ".skipped.json")]
+    if args.eval:
+        side += [results.parent / "metrics.json", results.parent / "eval.png"]
+    refuse_overwriting([results, *side], file_inputs(args.gt, args.proposals, args.vocab))
+    if args.draw > 0:
+        pictures = (results.parent / "pictures").resolve()
+        inside = next((p for p in images.paths if Path(p).resolve().parent == pictures), None)
+        if inside is not None:
+            raise OvdetError(
+                f"--draw would write pictures into {pictures}, the folder of the input image "
+                f"{inside}; choose another --out"
+            )
 
 
 def _proposal_boxes(source: str, images):

@@ -55,6 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_eval_regions)
 
 
+def refuse_report_over(folder: str | Path | None, *inputs: str | None) -> None:
+    """`report`'s metrics.json and eval.png in `folder` must not replace an input file."""
+    if folder:
+        from ovdet.io.atomic import refuse_overwriting
+
+        out = Path(folder)
+        refuse_overwriting([out / "metrics.json", out / "eval.png"], [i for i in inputs if i])
+
+
 def report(result: EvalResult, folder: str | Path | None, extra: dict | None = None) -> None:
     """Print the metrics table; with a folder, write metrics.json and eval.png into it."""
     from rich.console import Console
@@ -82,6 +91,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from ovdet.eval.detection import evaluate_detections
     from ovdet.eval.recall import proposal_recall
 
+    refuse_report_over(args.out, args.gt, args.dt)
     gt = load_gt(args.gt)
     split = make_split(args.split, gt)
     result = evaluate_detections(gt, args.dt, args.iou_type, args.protocol, split)
@@ -96,6 +106,7 @@ def run_eval_regions(args: argparse.Namespace) -> int:
     from ovdet.eval.recognition import clip_box_scorer, recognize_dataset
     from ovdet.vocab.parse import vocabulary_from_categories
 
+    refuse_report_over(args.out, args.gt)
     gt = load_gt(args.gt)
     split = make_split(args.split, gt)
     vocab = vocabulary_from_categories(gt["categories"], args.gt)

@@ -10,6 +10,7 @@ from ovdet.cli.common import (
     add_dense_size,
     add_model_args,
     add_vocab_args,
+    file_inputs,
 )
 from ovdet.errors import OvdetError
 
@@ -61,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ovdet.io.atomic import write_json
+    from ovdet.io.atomic import refuse_overwriting, write_json
     from ovdet.io.coco import regions_to_coco
     from ovdet.io.images import load_image
     from ovdet.ops.boxes import validate_input_boxes
@@ -70,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
     from ovdet.viz import draw_regions, encode_png, write_bytes
     from ovdet.vocab.parse import parse_vocabulary
 
+    out, stem = Path(args.out), Path(args.image).stem
+    refuse_overwriting(
+        [out / f"{stem}.png", out / f"{stem}.json"],
+        [args.image, *file_inputs(args.boxes, args.vocab, args.attributes)],
+    )
     image = load_image(args.image)
     size = tuple(image.shape[-2:])
     vocab = parse_vocabulary(args.vocab, args.attributes)
@@ -90,8 +96,6 @@ def run(args: argparse.Namespace) -> int:
     if vocab.attributes:
         attribute_text = embedder.embed_attributes(vocab)
         regions, names = relabel_with_attributes(regions, attribute_text, vocab, clip.logit_scale)
-    stem = Path(args.image).stem
-    out = Path(args.out)
     entries = regions_to_coco(regions, image_id=Path(args.image).as_posix())
     for e in entries:
         e["category_name"] = names[e["category_id"] - 1]

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -128,6 +128,34 @@ def check_replaceable(path: str | os.PathLike, marker: str, what: str) -> None:
             f"--out {path} holds other files; the {what} replaces its folder whole, so give a "
             f"new or empty folder (or an earlier {what})"
         )
+
+
+def refuse_overwriting(
+    outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike], flag: str = "--out"
+) -> None:
+    """Refuse (one line) a run whose output files would replace one of its inputs (the same file
+    by device and inode, so links and `./` spellings count): `detect scene.png --out .` would
+    overwrite the photo with its annotated picture, `--out val.json --gt val.json` the ground
+    truth. Only existing paths can collide; call it before any work."""
+    from ovdet.errors import OvdetError
+
+    taken = {}
+    for path in inputs:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):  # a missing input is reported by its own reader
+            continue
+        taken[(st.st_dev, st.st_ino)] = path
+    for path in outputs:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            continue
+        hit = taken.get((st.st_dev, st.st_ino))
+        if hit is not None:
+            raise OvdetError(
+                f"{flag} would write {path} over the input {hit}; choose another {flag}"
+            )
 
 
 @contextlib.contextmanager
