@@ -291,6 +291,14 @@ def test_file_name_image_ids_from_detect_map_to_the_ground_truth():
     assert by_name.metrics == by_id.metrics and by_id.metrics["AP"] == pytest.approx(100.0)
 
 
+def test_whole_float_ids_are_ids_and_fractional_ones_are_refused():
+    by_int = evaluate_detections(_gt(), [_det(), _det(image_id=2, bbox=[2, 2, 8, 8])])
+    floats = [_det(image_id=1.0, category_id=1.0), _det(image_id=2.0, bbox=[2, 2, 8, 8])]
+    assert evaluate_detections(_gt(), floats).metrics == by_int.metrics
+    with pytest.raises(FormatError, match="image_id 1.5"):
+        evaluate_detections(_gt(), [_det(image_id=1.5)])
+
+
 def test_lvis_without_negative_ids_warns(caplog):
     gt = _gt()
     gt["categories"].append({"id": 2, "name": "b", "frequency": "f"})

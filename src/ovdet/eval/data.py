@@ -141,6 +141,8 @@ def load_detections(
     by_name = _name_resolver(gt, source)
     out = []
     for i, e in enumerate(data):
+        if isinstance(e, dict):
+            e = {**e, **_integral_ids(e)}
         if isinstance(e, dict) and isinstance(e.get("image_id"), str):
             e = {**e, "image_id": by_name(e["image_id"], i)}
         _check_detection(i, e, images, categories, iou_type, source)
@@ -149,6 +151,16 @@ def load_detections(
         for e in out:
             e.pop("bbox", None)
     return out
+
+
+def _integral_ids(e: dict[str, Any]) -> dict[str, int]:
+    """image_id / category_id written as whole floats (1.0: what pandas and some JSON writers
+    give) as ints; any other value is left for the checks to report."""
+    return {
+        k: int(v)
+        for k in ("image_id", "category_id")
+        if isinstance(v := e.get(k), float) and v.is_integer()
+    }
 
 
 def _name_resolver(gt: dict[str, Any], source: str):
