@@ -320,3 +320,21 @@ def test_outputs_never_replace_an_input(tmp_path, photo, boxes, gt, capsys):
     assert {p: p.read_bytes() for p in before} == before
     # the same inputs with an --out elsewhere run
     assert run(["detect", photo, *vild, "--out", tmp_path / "out"], capsys)[0] == 0
+
+
+def test_training_sets_without_base_boxes_are_refused_before_any_model_loads(tmp_path, gt, capsys):
+    data = json.loads(gt.read_text())
+    cases = [
+        ({**data, "annotations": []}, [], "no annotation of its 1 base categories"),
+        ({**data, "ovd": {"base": []}}, [], "ovd.base lists no category"),
+        ({**data, "ovd": {"base": [7]}}, [], "must list category ids of the file, got [7]"),
+        (data, ["--base", "circle"], "--base circle holds out every category"),
+    ]
+    for i, (bad, extra, message) in enumerate(cases):
+        path = tmp_path / f"bad{i}.json"
+        path.write_text(json.dumps(bad))
+        args = ["train", "vild", "--gt", path, "--images", tmp_path, "--out", tmp_path / "r"]
+        code, err = run([*args, "--clip", "not-a-model", *extra], capsys)  # refused before it
+        assert code == 2
+        one_line(err, message)
+        assert not (tmp_path / "r").exists()

@@ -140,12 +140,31 @@ def _register_regionspot(train: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_regionspot)
 
 
-def base_ids_of(gt: dict, spec: str | None) -> list[int]:
-    """Base category ids: `spec` (see --base), else the file's 'ovd' field, else all."""
+def base_ids_of(gt: dict, spec: str | None, source: str = "--gt") -> list[int]:
+    """Base category ids: `spec` (see --base), else the file's 'ovd' field, else all; refused in
+    one line when there are none, when the 'ovd' field names unknown ids, or when no annotation
+    has a base category (nothing to train on)."""
     ids = [c["id"] for c in gt["categories"]]
     if spec is not None:
-        return sorted(make_split(spec, gt).base)
-    return gt.get("ovd", {}).get("base", ids)
+        base = sorted(make_split(spec, gt).base)
+    else:
+        base = (gt.get("ovd") or {}).get("base", ids)
+        if not isinstance(base, list) or not set(base) <= set(ids):
+            raise OvdetError(
+                f"{source}: its ovd.base must list category ids of the file, got {base!r:.80}"
+            )
+    if not base:
+        raise OvdetError(
+            f"{source}: --base {spec} holds out every category; none is left to train on"
+            if spec is not None
+            else f"{source}: its ovd.base lists no category; name the base ones with --base"
+        )
+    wanted = set(base)
+    if not any(a.get("category_id") in wanted for a in gt["annotations"]):
+        raise OvdetError(
+            f"{source} has no annotation of its {len(base)} base categories: nothing to train on"
+        )
+    return base
 
 
 def run_regionspot(args: argparse.Namespace) -> int:
@@ -162,12 +181,13 @@ def run_regionspot(args: argparse.Namespace) -> int:
         raise OvdetError("--val-cache and --val-gt go together: give both or neither")
     cfg = dataclass_from_args(RegionSpotTrainConfig, args)
     gt = load_gt(args.gt)
+    base = base_ids_of(gt, args.base, args.gt)
     clip_name = args.clip or ShardedCache(args.cache).metadata().get("clip")
     if not clip_name:
         raise OvdetError(f"{args.cache} is not an `ovdet cache` folder (no shards)")
     clip = load_model(clip_name)
     folder = train_regionspot(
-        args.cache, gt, args.out, clip, base_ids_of(gt, args.base), cfg, device=args.device
+        args.cache, gt, args.out, clip, base, cfg, device=args.device
     )  # the CLIP (text embeddings only) stays on the CPU
     Console().print(f"checkpoint: {folder}")
     if args.val_cache:
@@ -190,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         raise OvdetError("--val-gt and --val-images go together: give both or neither")
     cfg = dataclass_from_args(ViLDTrainConfig, args)
     gt = load_gt(args.gt)
-    base = base_ids_of(gt, args.base)
+    base = base_ids_of(gt, args.base, args.gt)
     clip = load_model(args.clip, device=args.device)
     vild = ViLDConfig(
         embed_dim=clip.embed_dim, image_weight=args.image_weight, ensemble=args.ensemble
