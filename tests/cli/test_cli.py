@@ -95,6 +95,15 @@ def test_recognize_takes_boxes_inline_or_as_a_bare_list(photo, tiny_clip_dir, tm
     assert [e["bbox"] for e in entries] == [[0, 0, 30, 30], [20, 10, 40, 35]]
 
 
+def test_a_box_partly_outside_the_image_may_start_with_a_minus(photo, tiny_clip_dir, tmp_path):
+    """`--boxes -5,-4,30,30` (argparse alone takes "-5,..." for an option) is clipped to the
+    image like any box that reaches past its edge."""
+    args = ["recognize", str(photo), "--boxes", "-5,-4,30,30", "--vocab", "apple, pear"]
+    assert main([*args, "--out", str(tmp_path / "o"), *common(tiny_clip_dir, tmp_path)]) == 0
+    entries = json.loads((tmp_path / "o" / "photo.json").read_text())
+    assert [e["bbox"] for e in entries] == [[0, 0, 30, 30]]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

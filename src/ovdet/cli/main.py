@@ -42,7 +42,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# options whose value may start with a minus sign (a box partly left of or above the image)
+_COORDINATE_OPTIONS = ("--boxes", "--points", "--box")
+
+
+def attach_coordinates(argv: list[str]) -> list[str]:
+    """`--boxes -5,-5,100,100` as `--boxes=-5,-5,100,100`: argparse takes a value that starts
+    with "-" for an option unless it is a single negative number."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if token in _COORDINATE_OPTIONS and value[:1] == "-" and value[1:2] in "0123456789.":
+            out.append(f"{token}={value}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = attach_coordinates(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
