@@ -66,3 +66,36 @@ def test_detector_and_recognizers_speak_regions_and_vocabularies():
         image, Regions(boxes, (128, 128)), SHAPES_VOCAB
     )
     assert len(named) == len(boxes) and named.masks.shape == (len(boxes), 128, 128)
+
+
+def test_methods_take_paths_arrays_inline_vocabularies_and_plain_boxes(tmp_path):
+    """What a user types first: `detect("photo.png", "circle, star")`, boxes as lists. Each
+    form gives what the typed form gives; a vocabulary of the wrong type is one line."""
+    import numpy as np
+    from PIL import Image
+
+    from ovdet.data.shapes.world import render_scene
+    from ovdet.errors import VocabularyError
+    from ovdet.vocab.parse import parse_vocabulary
+
+    scene = render_scene(np.random.default_rng(5), (128, 128), max_objects=3, min_objects=2)
+    Image.fromarray(scene.image).save(tmp_path / "scene.png")
+    image = torch.from_numpy(scene.image).permute(2, 0, 1).contiguous()
+    vocab = parse_vocabulary("circle, star|pentagram, crescent")
+    detector = load("shapes-vild", text_cache=None)
+    want = detector.detect(image, vocab)
+    for img in (str(tmp_path / "scene.png"), scene.image, Image.fromarray(scene.image)):
+        for words in ("circle, star|pentagram, crescent", ["circle", "star|pentagram", "crescent"]):
+            got = detector.detect(img, words)
+            assert torch.equal(got.xyxy, want.xyxy) and torch.equal(got.labels, want.labels)
+    boxes = [[10.0, 10.0, 60.0, 60.0], [-5.0, 40.0, 90.0, 130.0]]  # the second clipped
+    named = detector.recognize_regions(
+        image, Regions(torch.tensor(boxes).clamp(0, 128), (128, 128)), vocab
+    )
+    plain = detector.recognize_regions(
+        str(tmp_path / "scene.png"), boxes, "circle, star|pentagram, crescent"
+    )
+    assert torch.equal(plain.xyxy, named.xyxy) and torch.equal(plain.labels, named.labels)
+    for bad in (5, ["circle", 3], []):
+        with pytest.raises(VocabularyError):
+            detector.detect(image, bad)

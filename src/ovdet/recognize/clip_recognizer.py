@@ -10,7 +10,8 @@ from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.core import recognize
 from ovdet.recognize.crop import CropEmbedder
 from ovdet.recognize.dense import DenseEmbedder
-from ovdet.types import Regions, Vocabulary
+from ovdet.recognize.inputs import ImageInput, VocabularyInput, as_image, as_vocabulary
+from ovdet.types import Regions
 
 METHODS = ("crop", "dense")
 
@@ -47,8 +48,11 @@ class ClipRecognizer:
         self.text = TextEmbedder(clip, templates, cache)
 
     def recognize_regions(
-        self, image: torch.Tensor, regions: Regions | torch.Tensor, vocab: Vocabulary
+        self, image: ImageInput, regions: Regions | torch.Tensor, vocab: VocabularyInput
     ) -> Regions:
-        """Name each region: labels, scores, embeddings and data["class_scores"] (N, C)."""
+        """Name each region: labels, scores, embeddings and data["class_scores"] (N, C). The
+        image may be a path, PIL image or array, the vocabulary an inline list, a file or a
+        list of names."""
+        image, vocab = as_image(image), as_vocabulary(vocab)
         text = self.text.embed(vocab)
         return recognize(image, regions, text, self.embedder, self.clip.logit_scale)

@@ -158,6 +158,16 @@ def _split_list(text: str) -> list[str]:
     return items
 
 
+def parse_entries(entries: list[str]) -> Vocabulary:
+    """A Vocabulary from a list of names, each with optional `|` synonyms ("cat|kitty")."""
+    if not entries:
+        raise VocabularyError("vocabulary is empty: give at least one name")
+    empty = [i for i, e in enumerate(entries) if not e.strip()]
+    if empty:
+        raise VocabularyError(f"vocabulary list has an empty entry at position {empty[0]}")
+    return _from_entries(entries, "vocabulary list")
+
+
 def _from_entries(entries: list[str], source: str) -> Vocabulary:
     names, synonyms = [], []
     for i, entry in enumerate(entries):

@@ -27,6 +27,7 @@ from ovdet.methods.ovsam.head import (
     geometric_ensemble,
     recognition_loss,
 )
+from ovdet.recognize.inputs import ImageInput, VocabularyInput, as_image, as_regions, as_vocabulary
 from ovdet.types import Regions, Vocabulary
 
 MAX_PROMPTS = 40  # per image, as the paper
@@ -249,15 +250,25 @@ class OVSam:
             self._memo = (key, self.text.embed(vocab))
         return self._memo[1]
 
-    def recognize_regions(self, image: torch.Tensor, regions: Regions, vocab: Vocabulary):
-        """The `Recognizer` protocol: box prompts -> masks, labels and scores."""
+    def recognize_regions(
+        self, image: ImageInput, regions: Regions | torch.Tensor, vocab: VocabularyInput
+    ) -> Regions:
+        """The `Recognizer` protocol: box prompts -> masks, labels and scores (inputs as
+        `RegionSpotRecognizer.recognize_regions`')."""
+        image, vocab = as_image(image), as_vocabulary(vocab)
+        regions = as_regions(regions, image)
         state = self.backend.set_image(image)
         masks = self.backend.predict_boxes(state, regions.xyxy).masks
         return self._named(image, regions.xyxy, masks, vocab)
 
-    def segment_points(self, image: torch.Tensor, xy: torch.Tensor, vocab: Vocabulary) -> Regions:
+    def segment_points(
+        self, image: ImageInput, xy: torch.Tensor, vocab: VocabularyInput
+    ) -> Regions:
         """(N, 2) positive points -> one mask each (the best of SAM's three), named."""
         from ovdet.ops.masks import point_region_boxes
+
+        image, vocab = as_image(image), as_vocabulary(vocab)
+        xy = torch.as_tensor(xy, dtype=torch.float32).reshape(-1, 2)
 
         masks = self.backend.point_masks(self.backend.set_image(image), xy)
         return self._named(image, point_region_boxes(masks, xy, 4), masks, vocab)

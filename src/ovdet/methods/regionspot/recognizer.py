@@ -23,6 +23,7 @@ from ovdet.models.sam_everything import everything as sam_everything
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import check_boxes
 from ovdet.recognize.dense import DenseEmbedder
+from ovdet.recognize.inputs import ImageInput, VocabularyInput, as_image, as_regions, as_vocabulary
 from ovdet.types import Regions, Vocabulary
 
 
@@ -117,9 +118,13 @@ class RegionSpotRecognizer:
         return self.text.embed(vocab)
 
     def recognize_regions(
-        self, image: torch.Tensor, regions: Regions, vocab: Vocabulary
+        self, image: ImageInput, regions: Regions | torch.Tensor, vocab: VocabularyInput
     ) -> Regions:
-        """The `Recognizer` protocol: name `regions` of `image` from `vocab` (with SAM masks)."""
+        """The `Recognizer` protocol: name `regions` of `image` from `vocab` (with SAM masks);
+        the image may be a path, PIL image or array, the regions (N, 4) xyxy boxes, the
+        vocabulary an inline list, a file or a list of names."""
+        image, vocab = as_image(image), as_vocabulary(vocab)
+        regions = as_regions(regions, image)
         return self.recognize(image, regions.xyxy, self.text_embeddings(vocab))
 
     @torch.inference_mode()
@@ -228,10 +233,11 @@ class RegionSpotDetector:
         self.base_names = spot.base_names
 
     def detect(
-        self, image: torch.Tensor, vocab: Vocabulary, proposals: torch.Tensor | None = None
+        self, image: ImageInput, vocab: VocabularyInput, proposals: torch.Tensor | None = None
     ) -> Regions:
         """(3, H, W) uint8 image -> labelled Regions with masks; `proposals`: (N, 4) xyxy boxes
-        to name instead of SAM's everything-mode proposals."""
+        to name instead of SAM's everything-mode proposals. Inputs as `recognize_regions`'."""
+        image, vocab = as_image(image), as_vocabulary(vocab)
         return self.spot.detect(
             image,
             self.spot.text_embeddings(vocab),

@@ -19,7 +19,8 @@ from ovdet.detect.rpn import RPNConfig
 from ovdet.errors import WeightsNotFoundError
 from ovdet.methods.vild.model import ViLD, ViLDConfig
 from ovdet.models.bundled import checkpoint_folder
-from ovdet.types import Regions, Vocabulary
+from ovdet.recognize.inputs import ImageInput, VocabularyInput, as_image, as_regions, as_vocabulary
+from ovdet.types import Regions
 
 
 def build_model(spec: dict[str, Any], base_text: torch.Tensor) -> ViLD:
@@ -118,18 +119,22 @@ class ViLDDetector:
         self.text = TextEmbedder(self.clip, templates or self.spec["templates"], cache)
         self.base_names = list(self.spec["base_names"])
 
-    def detect(self, image: torch.Tensor, vocab: Vocabulary) -> Regions:
-        """(3, H, W) uint8 image -> labelled Regions (labels index `vocab`) in image pixels."""
+    def detect(self, image: ImageInput, vocab: VocabularyInput) -> Regions:
+        """(3, H, W) uint8 image (or a path, PIL image or array) -> labelled Regions (labels
+        index `vocab`: a Vocabulary, an inline list such as "cat, dog", a file or a list of
+        names) in image pixels."""
         (regions,) = self.detect_batch([image], vocab)
         return regions
 
     @torch.no_grad()
     def recognize_regions(
-        self, image: torch.Tensor, regions: Regions, vocab: Vocabulary
+        self, image: ImageInput, regions: Regions | torch.Tensor, vocab: VocabularyInput
     ) -> Regions:
         """The `Recognizer` protocol: name given boxes with the checkpoint's RoI heads (no RPN,
         boxes kept as given) -> labels, scores (the best class's probability), embeddings and
-        data["class_scores"] (N, C)."""
+        data["class_scores"] (N, C). Inputs as `detect`'s; regions may be (N, 4) xyxy boxes."""
+        image, vocab = as_image(image), as_vocabulary(vocab)
+        regions = as_regions(regions, image)
         text = self.text.embed(vocab)
         if len(regions) == 0:
             return regions.replace(
@@ -154,7 +159,8 @@ class ViLDDetector:
             data={"class_scores": probs.cpu()},
         )
 
-    def detect_batch(self, images: list[torch.Tensor], vocab: Vocabulary) -> list[Regions]:
+    def detect_batch(self, images: list[ImageInput], vocab: VocabularyInput) -> list[Regions]:
         """Several (3, H, W) uint8 images in one backbone pass -> one Regions per image."""
+        images, vocab = [as_image(im) for im in images], as_vocabulary(vocab)
         text = self.text.embed(vocab)
         return detect_images(self.model, self.spec, images, text, vocab.novel_mask(self.base_names))
