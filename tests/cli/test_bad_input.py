@@ -338,3 +338,18 @@ def test_training_sets_without_base_boxes_are_refused_before_any_model_loads(tmp
         assert code == 2
         one_line(err, message)
         assert not (tmp_path / "r").exists()
+
+
+def test_serve_refuses_a_bad_or_busy_port_before_loading_models(capsys):
+    import socket
+
+    code, err = run(["serve", "--port", "99999"], capsys)
+    assert code == 2
+    one_line(err, "a port number in 1-65535")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, err = run(["serve", "--port", port, "--model", "no-such-model"], capsys)
+    assert code == 2
+    one_line(err, f"cannot serve on 127.0.0.1:{port}")  # not the model error: checked first

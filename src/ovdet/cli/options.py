@@ -32,6 +32,7 @@ positive_float = _number(float, lambda v: v > 0, "a finite number > 0")
 nonnegative_float = _number(float, lambda v: v >= 0, "a finite number >= 0")
 finite_float = _number(float, lambda v: True, "a finite number")
 unit_float = _number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+port_number = _number(int, lambda v: 0 < v < 65536, "a port number in 1-65535")
 
 
 def add_dataclass_args(

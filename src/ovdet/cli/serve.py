@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from ovdet.cli.common import add_cache_args, add_device_arg, text_cache
-from ovdet.cli.options import positive_float, positive_int
+from ovdet.cli.options import port_number, positive_float, positive_int
 from ovdet.errors import OvdetError
 
 DEFAULT_MODELS = ("shapes-vild", "shapes-regionspot", "shapes-ovsam")
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: this machine only)"
     )
-    p.add_argument("--port", type=positive_int, default=8000)
+    p.add_argument("--port", type=port_number, default=8000)
     p.add_argument("--workers", type=positive_int, default=1, help="requests run at once")
     p.add_argument(
         "--threads", type=positive_int, default=None, help="torch threads (default: torch's)"
@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from ovdet.serve.limits import Limits
     from ovdet.serve.zoo import Zoo
 
+    _check_port_free(args.host, args.port)  # before the models load, which takes a while
     if args.threads is not None:
         import torch
 
@@ -100,3 +101,23 @@ def run(args: argparse.Namespace) -> int:
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """One line, before any model loads, when `host:port` cannot be bound (in use, or an
+    address this machine does not have)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise OvdetError(f"--host {host}: {e.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise OvdetError(
+                f"cannot serve on {host}:{port}: {e.strerror}; choose another --port"
+            ) from None
