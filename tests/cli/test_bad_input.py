@@ -353,3 +353,13 @@ def test_serve_refuses_a_bad_or_busy_port_before_loading_models(capsys):
         code, err = run(["serve", "--port", port, "--model", "no-such-model"], capsys)
     assert code == 2
     one_line(err, f"cannot serve on 127.0.0.1:{port}")  # not the model error: checked first
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, photo, gt, capsys):
+    """Batches are drawn with replacement: a --batch-size of 100,000 on a small set would decode
+    that many images a step (it looked like a hang)."""
+    args = ["train", "vild", "--gt", gt, "--images", tmp_path, "--clip", "shapes-clip"]
+    code, err = run([*args, "--out", tmp_path / "r", "--batch-size", "100000"], capsys)
+    assert code == 2
+    one_line(err, "--batch-size 100000 is larger than the 1 training images")
+    assert not (tmp_path / "r").exists()

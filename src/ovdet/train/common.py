@@ -72,6 +72,18 @@ def flushes_denormals(train: Callable) -> Callable:
     return wrapped
 
 
+def check_batch_size(batch_size: int, available: int, what: str = "training images") -> None:
+    """Refuse (one line) a batch larger than the set it is drawn from: batches are drawn with
+    replacement, so `--batch-size 100000` on 500 images would decode 100,000 images a step."""
+    if available == 0:
+        raise OvdetError(f"no {what} to draw batches from")
+    if batch_size > available:
+        raise OvdetError(
+            f"--batch-size {batch_size} is larger than the {available} {what}; give at most "
+            f"{available}"
+        )
+
+
 def warmup_cosine(
     opt: torch.optim.Optimizer, warmup: int, steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:

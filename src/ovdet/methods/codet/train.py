@@ -52,7 +52,7 @@ from ovdet.methods.vild.finetune import fine_tune_start
 from ovdet.methods.vild.model import ViLD
 from ovdet.methods.vild.train import FrozenFeatures, targets_on
 from ovdet.models.vlm import VisionLanguageModel
-from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
+from ovdet.train.common import check_batch_size, flushes_denormals, train_resumable, warmup_cosine
 
 LOSS_FORMS = ("softmax", "bce")
 
@@ -184,6 +184,8 @@ def train_codet(
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     box_features = FrozenFeatures(model)
     groups = CaptionGroups(model, captions, cfg)
+
+    check_batch_size(cfg.batch_size, len(dataset))
 
     def box_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
         picked = torch.randint(len(dataset), (cfg.batch_size,), generator=g).tolist()

@@ -31,7 +31,7 @@ from ovdet.methods.regionspot.model import RegionSpot, RegionSpotConfig
 from ovdet.methods.regionspot.recognizer import FeatureExtractor
 from ovdet.models.sam import TOKEN_SOURCES
 from ovdet.models.vlm import VisionLanguageModel
-from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
+from ovdet.train.common import check_batch_size, flushes_denormals, train_resumable, warmup_cosine
 from ovdet.train.feature_cache import CacheReader, ShardedCache
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
@@ -296,6 +296,8 @@ def train_regionspot(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     out = Path(out)
+
+    check_batch_size(cfg.batch_size, len(ids), "cached training images")
 
     def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         pick = torch.randint(len(ids), (cfg.batch_size,), generator=g).tolist()

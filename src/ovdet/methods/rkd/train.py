@@ -41,7 +41,7 @@ from ovdet.methods.vild.finetune import fine_tune_start
 from ovdet.methods.vild.model import CLASSIFICATIONS
 from ovdet.methods.vild.train import FrozenFeatures, targets_on
 from ovdet.models.vlm import VisionLanguageModel
-from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
+from ovdet.train.common import check_batch_size, flushes_denormals, train_resumable, warmup_cosine
 from ovdet.train.feature_cache import ShardedCache
 
 
@@ -178,6 +178,8 @@ def train_rkd(
                 "--pseudo-threshold or check the captions name the vocabulary"
             )
         labelled.sort()
+        check_batch_size(cfg.batch_size, len(labelled), "captioned images with a pseudo-box")
+    check_batch_size(cfg.batch_size, len(distilled or dataset))
 
     caption_cached = caption_regions.load() if cfg.distill_captions else None
 

@@ -28,7 +28,7 @@ from ovdet.methods.vild.detector import build_model, load_detector
 from ovdet.methods.vild.model import ViLD, ViLDConfig
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.crop import CropEmbedder
-from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
+from ovdet.train.common import check_batch_size, flushes_denormals, train_resumable, warmup_cosine
 from ovdet.train.feature_cache import ShardedCache
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
@@ -141,6 +141,8 @@ def train_vild(
         model.backbone.requires_grad_(False)
         model.rpn.requires_grad_(False)
         frozen = FrozenFeatures(model)
+
+    check_batch_size(cfg.batch_size, len(dataset))
 
     def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         picked = torch.randint(len(dataset), (cfg.batch_size,)).tolist()  # dataset indices
