@@ -61,6 +61,16 @@ def test_coco_ovd_split_is_48_17():
     assert 5 in split.novel and 1 in split.base  # airplane novel, person base
 
 
+def test_coco_ovd_split_needs_coco_category_ids():
+    coco = {"images": [], "annotations": []}
+    coco["categories"] = [{"id": 1, "name": "person"}, {"id": 5, "name": "Airplane"}]
+    split = make_split("coco-ovd", coco)
+    assert split.base == {1} and split.novel == {5}
+    shapes = {**coco, "categories": [{"id": 1, "name": "circle"}, {"id": 5, "name": "star"}]}
+    with pytest.raises(FormatError, match="its category 1 is 'circle', COCO's is 'person'"):
+        make_split("coco-ovd", shapes)
+
+
 def lvis_toy():
     box = [10.0, 10.0, 20.0, 20.0]
     other = [60.0, 60.0, 20.0, 20.0]

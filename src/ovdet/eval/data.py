@@ -244,6 +244,26 @@ def coco_ovd_split() -> Split:
     )
 
 
+def _coco_ovd_on(gt: dict[str, Any]) -> Split:
+    """The COCO-OVD split restricted to `gt`'s categories, refused when `gt`'s ids are not
+    COCO's (the split is by COCO category id: on another dataset it would pick arbitrary
+    classes as novel)."""
+    text = resources.files("ovdet.resources").joinpath("coco_ovd_split.json").read_text()
+    coco = {c["id"]: c["name"] for part in ("base", "novel") for c in json.loads(text)[part]}
+    shared = [c for c in gt["categories"] if c["id"] in coco]
+    wrong = next((c for c in shared if str(c["name"]).lower() != coco[c["id"]].lower()), None)
+    if not shared or wrong is not None:
+        c = wrong or gt["categories"][0]
+        raise FormatError(
+            f"split 'coco-ovd' is by COCO category id, and this ground truth's ids are not COCO's "
+            f"(its category {c['id']} is {c['name']!r}, COCO's is "
+            f"{coco.get(c['id'], 'no category')!r}); give the novel names instead"
+        )
+    split = coco_ovd_split()
+    ids = frozenset(c["id"] for c in gt["categories"])
+    return Split(split.name, split.base & ids, split.novel & ids)
+
+
 def make_split(spec: str | Sequence[str | int] | None, gt: dict[str, Any]) -> Split | None:
     """A split from a spec: "coco-ovd", "lvis" (novel = rare), a .json/.txt file or a comma list
     of novel category names or ids (base = the other categories of `gt`)."""
@@ -252,8 +272,7 @@ def make_split(spec: str | Sequence[str | int] | None, gt: dict[str, Any]) -> Sp
     by_name = {str(c["name"]).lower(): c["id"] for c in gt["categories"]}
     all_ids = frozenset(c["id"] for c in gt["categories"])
     if spec == "coco-ovd":
-        split = coco_ovd_split()
-        return Split(split.name, split.base & all_ids, split.novel & all_ids)
+        return _coco_ovd_on(gt)
     if spec == "lvis":
         missing = [c["name"] for c in gt["categories"] if c.get("frequency") not in FREQUENCIES]
         if missing:
