@@ -303,6 +303,7 @@ def test_outputs_never_replace_an_input(tmp_path, photo, boxes, gt, capsys):
     vild = ["--model", "shapes-vild", "--vocab", "circle, star"]
     cases = [
         (["detect", photo, *vild, "--out", folder], "photo.png over the input"),
+        (["detect", photo, *vild, "--out", tmp_path / "found.json"], "writes a folder"),
         (["recognize", photo, "--boxes", boxes, "--vocab", "a", "--out", folder], "over the input"),
         (
             ["detect", "--images", folder, "--gt", gt, "--model", "shapes-vild", "--vocab", gt]

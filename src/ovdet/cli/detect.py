@@ -119,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise OvdetError(f"image file not found: {path}")
     out = Path(args.out)
+    if out.suffix.lower() == ".json":
+        raise OvdetError(
+            f"--out {out}: detect on image files writes a folder (detections.json, <image>.json, "
+            f"<image>.png); give a folder such as --out {out.with_suffix('')}, or use --images "
+            "DIR for one results file"
+        )
     written = [out / f"{k}.{ext}" for k in keys for ext in ("png", "json")]
     refuse_overwriting(
         [*written, out / "detections.json"],
