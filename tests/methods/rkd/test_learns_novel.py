@@ -33,6 +33,10 @@ from ovdet.vocab.parse import vocabulary_from_categories
 
 INIT = "shapes-vild-text"
 STEPS = 60
+# detection RoIs per image (the init's 128 by default): the distillation signal (5 regions per
+# image) is the same, the head's classification work a half. Measured, one process: L1 distance
+# ratio 0.848 -> 0.862 (bar 0.9), relation error ratio 0.886 -> 0.888 (bar 0.92), 78 s -> 53 s.
+ROI_BATCH = 64
 
 
 def _world(folder):
@@ -74,7 +78,12 @@ def _trained(tmp_path_factory, worker_id, irm_weight: float | None):
             shared = built_once(tmp_path_factory, worker_id, "rkd-align-regions", build_regions)
             regions = ShardedCache(shared / "regions")
         cfg = RKDTrainConfig(
-            init=INIT, steps=STEPS, warmup=5, checkpoint_every=STEPS, irm_weight=irm_weight or 0.0
+            init=INIT,
+            steps=STEPS,
+            warmup=5,
+            checkpoint_every=STEPS,
+            irm_weight=irm_weight or 0.0,
+            roi_batch=ROI_BATCH,
         )
         train_rkd(gt, root / "det-train", folder / "run", cfg, regions, clip=clip)
 
@@ -112,7 +121,7 @@ def test_l1_distillation_moves_unseen_novel_regions_towards_clip(tmp_path_factor
     root, control = _trained(tmp_path_factory, worker_id, None)
     _, l1_only = _trained(tmp_path_factory, worker_id, 0.0)
     c, l1 = _alignment(root, control), _alignment(root, l1_only)
-    # measured: L1 distance 0.094 (control) -> 0.079 (L1 only)
+    # measured: L1 distance 0.094 (control) -> 0.081 (L1 only)
     assert l1[0] <= 0.9 * c[0], (c, l1)  # point-wise: closer to CLIP on unseen classes
 
 
@@ -123,5 +132,5 @@ def test_irm_keeps_the_teachers_geometry_beyond_l1(tmp_path_factory, worker_id):
     root, l1_only = _trained(tmp_path_factory, worker_id, 0.0)
     _, irm = _trained(tmp_path_factory, worker_id, 15.0)
     l1, both = _alignment(root, l1_only), _alignment(root, irm)
-    # measured: relation error 3.29 (L1 only) -> 2.93 (L1 + IRM), control 3.37
+    # measured: relation error 3.31 (L1 only) -> 2.94 (L1 + IRM), control 3.37
     assert both[1] <= 0.92 * l1[1], (l1, both)  # IRM: the teacher's geometry, beyond L1's

@@ -120,8 +120,12 @@ def test_classification_form_is_the_checkpoints_rule(setup, tmp_path, form):
     (ViLD's): the learned background competes and its column is dropped."""
     import torch.nn.functional as F
 
-    model, spec = load_detector(run(setup, tmp_path / form, classification=form))
+    roi_batch = 16 if form == "sigmoid" else 0  # 0: the init's RoIs per image (128)
+    model, spec = load_detector(
+        run(setup, tmp_path / form, classification=form, roi_batch=roi_batch)
+    )
     assert spec["vild"]["classification"] == form
+    assert spec["vild"]["roi_batch"] == (roi_batch or 128) == model.config.roi_batch
     emb, text = torch.randn(5, model.config.embed_dim), torch.randn(3, model.config.embed_dim)
     cos = F.normalize(emb, dim=-1) @ F.normalize(text, dim=-1).t()
     if form == "sigmoid":

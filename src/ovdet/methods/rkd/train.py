@@ -65,6 +65,7 @@ class RKDTrainConfig:
     classification: str = "softmax"  # ViLD's learned background; "sigmoid": the official BCE
     sigmoid_temperature: float = 0.02  # tau of the sigmoid form (the official 50 x cos)
     distill_captions: bool = False  # distil the caption images' proposals in PIS batches too
+    roi_batch: int = 0  # RoIs sampled per box image for the detection losses; 0: the init's
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
@@ -80,6 +81,7 @@ class RKDTrainConfig:
                 "l1_weight",
                 "irm_weight",
                 "pms_weight",
+                "roi_batch",
             ),
             unit=("pseudo_threshold",),
             choices={"classification": CLASSIFICATIONS},
@@ -155,6 +157,7 @@ def train_rkd(
         clip,
         weight_transfer=cfg.weight_transfer,
         classification=cfg.classification,
+        **({"roi_batch": cfg.roi_batch} if cfg.roi_batch else {}),
         **({"temperature": cfg.sigmoid_temperature} if cfg.classification == "sigmoid" else {}),
     )
     model.to(device)
