@@ -116,7 +116,7 @@ def _alignment(root, folder) -> tuple[float, float]:
     return float((s - t).abs().mean()), float((relation_matrix(s) - relation_matrix(t)).norm())
 
 
-@pytest.mark.slow(seconds=40)
+@pytest.mark.slow(seconds=25)
 def test_l1_distillation_moves_unseen_novel_regions_towards_clip(tmp_path_factory, worker_id):
     root, control = _trained(tmp_path_factory, worker_id, None)
     _, l1_only = _trained(tmp_path_factory, worker_id, 0.0)
@@ -125,7 +125,7 @@ def test_l1_distillation_moves_unseen_novel_regions_towards_clip(tmp_path_factor
     assert l1[0] <= 0.9 * c[0], (c, l1)  # point-wise: closer to CLIP on unseen classes
 
 
-@pytest.mark.slow(seconds=40)
+@pytest.mark.slow(seconds=25)
 def test_irm_keeps_the_teachers_geometry_beyond_l1(tmp_path_factory, worker_id):
     """Built in the other order than the L1 test (L1 first), so two workers train the three
     runs side by side."""

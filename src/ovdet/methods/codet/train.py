@@ -78,6 +78,7 @@ class CoDetTrainConfig:
     caption_weight: float = 0.1  # the caption batch's loss weight (COCO 0.1, LVIS 0.2)
     loss: str = "softmax"  # region-word loss form: "softmax" (the detector's) or "bce" (paper)
     image_caption_weight: float = 1.0  # Detic's image-caption loss inside the caption batch
+    roi_batch: int = 0  # RoIs sampled per detection image; 0: the init's
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
@@ -92,6 +93,7 @@ class CoDetTrainConfig:
                 "seed",
                 "caption_weight",
                 "image_caption_weight",
+                "roi_batch",
             ),
             choices={"pseudo": PSEUDO_REGIONS, "loss": LOSS_FORMS, "phi_input": PHI_INPUTS},
         )
@@ -167,7 +169,7 @@ def train_codet(
     image_caption = caption_text is not None and cfg.image_caption_weight > 0
     fields = asdict(cfg) | {"image_caption": image_caption}
     model, spec, dataset = fine_tune_start(
-        cfg.init, cfg.seed, gt, images_dir, "codet", fields, clip
+        cfg.init, cfg.seed, gt, images_dir, "codet", fields, clip, cfg.roi_batch
     )
     r = cfg.proposals + 1
     phi = CoOccurrence((cfg.group_size - 1) * r, r, cfg.phi_input)

@@ -157,7 +157,7 @@ def train_rkd(
         clip,
         weight_transfer=cfg.weight_transfer,
         classification=cfg.classification,
-        **({"roi_batch": cfg.roi_batch} if cfg.roi_batch else {}),
+        roi_batch=cfg.roi_batch,
         **({"temperature": cfg.sigmoid_temperature} if cfg.classification == "sigmoid" else {}),
     )
     model.to(device)

@@ -29,17 +29,21 @@ def fine_tune_start(
     kind: str,
     fields: dict[str, Any],
     clip: VisionLanguageModel | None = None,
+    roi_batch: int = 0,
     **vild_changes: Any,
 ) -> tuple[ViLD, dict[str, Any], CocoDetection]:
     """(model, spec, dataset) of a run of method `kind` that fine-tunes checkpoint `init`.
 
     The spec is the init's (less its `train` record) with `kind`, the ViLD-text config (no image
-    loss, no ensemble, plus `vild_changes`), the init's folder and `{kind: fields}`. The base
+    loss, no ensemble, plus `vild_changes`; `roi_batch` RoIs sampled per detection image, 0 for
+    the init's), the init's folder and `{kind: fields}`. The base
     classes' text embeddings come from `clip` (default: the init's CLIP by name; a checkpoint
     does not store them). Only modules the init lacks may start fresh (`transfer.`).
     """
     source, init_spec = load_detector(init)
     vild = replace(ViLDConfig(**init_spec["vild"]), image_weight=0.0, ensemble=False)
+    if roi_batch:
+        vild = replace(vild, roi_batch=roi_batch)
     spec = {
         **{k: v for k, v in init_spec.items() if k != "train"},
         "kind": kind,
