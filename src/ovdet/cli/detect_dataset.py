@@ -114,7 +114,8 @@ def _refuse_overwriting_inputs(args: argparse.Namespace, results: Path, images) 
     refuse_overwriting([results, *side], file_inputs(args.gt, args.proposals, args.vocab))
     if args.draw > 0:
         pictures = (results.parent / "pictures").resolve()
-        inside = next((p for p in images.paths if Path(p).resolve().parent == pictures), None)
+        folders = {Path(p).parent: p for p in images.paths}  # one resolve per folder
+        inside = next((p for f, p in folders.items() if f.resolve() == pictures), None)
         if inside is not None:
             raise OvdetError(
                 f"--draw would write pictures into {pictures}, the folder of the input image "
