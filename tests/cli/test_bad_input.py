@@ -77,6 +77,9 @@ NUMERIC = [  # (command line, message); {photo} etc. are filled in, then split o
     ("shapes generate --out {tmp}/w --seed -1", "seed must be >= 0"),
     ("shapes train-sam --out {tmp}/s --side 0", "unrecognized"),
     ("shapes train-sam --out {tmp}/s --size 0", "size must be a multiple of 8"),
+    ("shapes eval-clip --data {tmp}/nowhere", "nowhere: no such folder"),
+    ("shapes eval-ovsam --model shapes-clip", "not an Open-Vocabulary SAM checkpoint"),
+    ("shapes eval-ovsam --model shapes-vild", "is a vild checkpoint, not an Open-Vocabulary SAM"),
     ("classify {photo} --vocab a,b --device bogus", "unknown device"),
     ("classify {photo} --vocab a,b --device cuda:7", "device 'cuda:7'"),
 ]

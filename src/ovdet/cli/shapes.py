@@ -56,8 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip", default="shapes-clip")
     p.add_argument(
         "--data",
-        default=DEFAULT_DATA,
-        help="a generated world (its det-val and det-style are used)",
+        default=None,
+        help=f"a generated world (its det-val and det-style are used; default {DEFAULT_DATA}, "
+        "skipped when absent)",
     )
     p.add_argument(
         "--seed", type=nonnegative_int, default=1234, help="seed of the fresh single-object images"
@@ -436,6 +437,12 @@ def run_eval_clip(args: argparse.Namespace) -> int:
     )
     from ovdet.models.loader import load_model
 
+    if args.data is not None and not Path(args.data).is_dir():
+        raise OvdetError(
+            f"--data {args.data}: no such folder (make one: ovdet shapes generate --out "
+            f"{args.data})"
+        )
+    data = Path(args.data or DEFAULT_DATA)
     model = load_model(args.clip)
     zero_shot = zero_shot_report(model, args.seed, args.count)
     console = Console()
@@ -465,8 +472,9 @@ def run_eval_clip(args: argparse.Namespace) -> int:
     console.print(table)
     report = {"zero_shot": asdict(zero_shot), "robustness": robust, "region_recognition": {}}
     for split in ("det-val", "det-style"):
-        val = Path(args.data) / split
+        val = data / split
         if not (val / "annotations.json").is_file():
+            console.print(f"no {val}/annotations.json: {split} region recognition skipped")
             continue
         gt = load_gt(val / "annotations.json")
         table = Table(

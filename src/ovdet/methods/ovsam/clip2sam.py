@@ -204,10 +204,19 @@ class OVSam:
         from ovdet.vocab.cache import resolve_cache
         from ovdet.vocab.embed import TextEmbedder
 
-        folder = checkpoint_folder(folder)
+        name, folder = str(folder), checkpoint_folder(folder)
+        if not (folder / "spec.json").is_file():
+            raise FormatError(
+                f"{name} is not an Open-Vocabulary SAM checkpoint (no {folder}/spec.json; train "
+                "one with ovdet shapes train-clip2sam, or use the bundled shapes-ovsam)"
+            )
         self.spec = json.loads((folder / "spec.json").read_text())
         if self.spec.get("kind") != "ovsam":
-            raise FormatError(f"{folder}/spec.json is a {self.spec.get('kind')!r}, not ovsam")
+            kind = self.spec.get("kind") or ("vild" if "vild" in self.spec else "unknown")
+            raise FormatError(
+                f"{name} is a {kind} checkpoint, not an Open-Vocabulary SAM one (ovdet shapes "
+                "train-clip2sam, or the bundled shapes-ovsam)"
+            )
         self.backend, s2c = load_sam2clip(self.spec["sam2clip"], device=device)
         self.clip = self.backend.clip
         head = build_head(self.backend, s2c["size"], self.spec)
