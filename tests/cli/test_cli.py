@@ -171,3 +171,28 @@ def test_list_models_names_every_bundled_model(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in models) and "openai/clip-vit-base-patch16" in out
+
+
+def test_recognize_with_a_vild_checkpoint_names_boxes_as_its_api_does(tmp_path):
+    """`ovdet recognize --model shapes-vild`: ViLD's RoI heads name the given boxes, as
+    `ViLDDetector.recognize_regions` does."""
+    import numpy as np
+    from PIL import Image
+
+    from ovdet.api import load
+    from ovdet.data.shapes.world import render_scene
+    from ovdet.ops.masks import masks_to_boxes
+
+    scene = render_scene(np.random.default_rng(3), (128, 128), max_objects=3, min_objects=2)
+    Image.fromarray(scene.image).save(tmp_path / "scene.png")
+    boxes = masks_to_boxes(np.stack(scene.masks)).tolist()
+    inline = "; ".join(",".join(f"{v:g}" for v in b) for b in boxes)
+    vocab = "circle, square, triangle, star, crescent, ring"
+    args = ["recognize", str(tmp_path / "scene.png"), "--boxes", inline, "--vocab", vocab]
+    assert main([*args, "--model", "shapes-vild", "--out", str(tmp_path / "o"), "--no-cache"]) == 0
+    got = json.loads((tmp_path / "o" / "scene.json").read_text())
+    want = load("shapes-vild", text_cache=None).recognize_regions(
+        str(tmp_path / "scene.png"), boxes, vocab
+    )
+    assert [e["category_id"] - 1 for e in got] == want.labels.tolist()
+    assert [e["score"] for e in got] == pytest.approx(want.scores.tolist(), abs=1e-4)

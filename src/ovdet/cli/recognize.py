@@ -43,9 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         default=None,
-        help="a RegionSpot checkpoint (from `ovdet train regionspot`, or shapes-regionspot), or an "
-        "Open-Vocabulary SAM (`ovdet shapes train-clip2sam`): adds masks (--clip and --method "
-        "are then the checkpoint's)",
+        help="a RegionSpot checkpoint (from `ovdet train regionspot`, or shapes-regionspot) or an "
+        "Open-Vocabulary SAM (`ovdet shapes train-clip2sam`): adds masks; or a ViLD checkpoint "
+        "(its RoI heads name the boxes). --clip and --method are then the checkpoint's",
     )
     add_dense_size(p)
     p.add_argument(
@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _recognizer(args: argparse.Namespace):
-    """The `Recognizer` the options ask for: a RegionSpot checkpoint (--model), else CLIP."""
+    """The `Recognizer` the options ask for: a RegionSpot, OV-SAM or ViLD checkpoint (--model; a
+    ViLD detector names given boxes with its RoI heads), else CLIP."""
     from ovdet.cli.common import load_clip, text_cache
 
     if args.model is not None:
@@ -116,10 +117,10 @@ def _recognizer(args: argparse.Namespace):
         from ovdet.errors import OvdetError
 
         kind = checkpoint_kind(args.model)
-        if kind not in ("regionspot", "ovsam"):
+        if kind not in ("regionspot", "ovsam", "vild"):
             raise OvdetError(
-                f"--model {args.model} is a {kind} model; recognize takes RegionSpot or "
-                "Open-Vocabulary SAM"
+                f"--model {args.model} is a {kind} model; recognize takes a RegionSpot, "
+                "Open-Vocabulary SAM or ViLD checkpoint (CLIP itself: --clip)"
             )
         model = load(args.model, device=args.device, text_cache=text_cache(args))
         args.clip, args.method = model.clip.name, kind
