@@ -367,3 +367,15 @@ def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, photo, gt, ca
     assert code == 2
     one_line(err, "--batch-size 100000 is larger than the 1 training images")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_dataset_pass_over_the_wrong_folder_is_refused_before_any_work(tmp_path, gt, capsys):
+    """--gt lists photo.png; a folder that holds none of its images is the wrong folder (it
+    wrote an empty results file and a skipped list of every image, then failed)."""
+    wrong = tmp_path / "elsewhere"
+    wrong.mkdir()
+    args = ["detect", "--images", wrong, "--gt", gt, "--model", "shapes-vild", "--vocab", gt]
+    code, err = run([*args, "--out", tmp_path / "r.json"], capsys)
+    assert code == 2
+    one_line(err, "none of the 1 images")
+    assert not list(tmp_path.glob("r*.json"))

@@ -32,15 +32,20 @@ def gt_images(gt: dict[str, Any], images_dir: str | os.PathLike, source: str = "
     """The images of a loaded COCO dataset, their `file_name`s relative to `images_dir`.
 
     A missing file is not an error here: the pass reports and skips it like any unreadable image.
+    None of them present is (the wrong folder): refused before any work.
     """
     folder = Path(images_dir)
     if not folder.is_dir():
         raise OvdetError(f"image folder not found: {folder}")
     if not gt.get("images"):
         raise FormatError(f"{source} lists no images")
-    return ImageList(
-        [im["id"] for im in gt["images"]], [folder / str(im["file_name"]) for im in gt["images"]]
-    )
+    paths = [folder / str(im["file_name"]) for im in gt["images"]]
+    if not any(p.is_file() for p in paths):
+        raise OvdetError(
+            f"none of the {len(paths)} images {source} lists is under {folder} (the first would be "
+            f"{paths[0]}); give the folder its file_names are relative to"
+        )
+    return ImageList([im["id"] for im in gt["images"]], paths)
 
 
 def find_images(spec: str | os.PathLike) -> ImageList:
