@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -32,6 +33,11 @@ def test_indexing_returns_new_regions_with_every_field():
     assert r[torch.tensor([3, 0])].data["names"] == ["r3", "r0"]
     assert r[1:3].embeddings.shape == (2, 8)
     assert [x.labels.item() for x in r] == [0, 1, 2, 3]
+    assert r[-4].data["names"] == ["r0"]
+    assert r[np.int64(2)].data["names"] == r[torch.tensor(2)].data["names"] == ["r2"]
+    for out_of_range in (4, -5):  # as a tensor would, not an empty result
+        with pytest.raises(IndexError, match=f"index {out_of_range} is out of range for 4"):
+            r[out_of_range]
 
 
 def test_cat_and_area():

@@ -5,6 +5,7 @@ Imports only numpy and torch, so every other module can depend on it.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -83,7 +84,13 @@ class Regions:
 
     def __getitem__(self, index: int | slice | torch.Tensor | Sequence[int]) -> Regions:
         """Select rows; returns a new `Regions` (an int keeps a length-1 result)."""
+        if isinstance(index, torch.Tensor) and index.ndim == 0 and index.dtype != torch.bool:
+            index = int(index)  # a 0-d tensor (or numpy integer, below) is an int
+        elif isinstance(index, numbers.Integral) and not isinstance(index, bool):
+            index = int(index)
         if isinstance(index, int):
+            if not -len(self) <= index < len(self):
+                raise IndexError(f"index {index} is out of range for {len(self)} regions")
             index = slice(index, index + 1 if index != -1 else None)
         elif not isinstance(index, slice):
             index = torch.as_tensor(index)
