@@ -141,3 +141,13 @@ def test_replace_validates_like_construction():
 def test_novel_mask_is_case_insensitive_membership():
     vocab = Vocabulary(("Circle", "crescent", "star"))
     assert vocab.novel_mask(["circle", "STAR"]).tolist() == [False, True, False]
+
+
+def test_a_string_where_a_sequence_belongs_is_refused_not_spelled_out():
+    with pytest.raises(VocabularyError, match="names must be a sequence of strings"):
+        Vocabulary("cat")
+    with pytest.raises(VocabularyError, match="synonyms must hold one tuple"):
+        Vocabulary(("cat", "dog"), ("kitty", ()))
+    with pytest.raises(VocabularyError, match="attributes must be a sequence"):
+        Vocabulary(("cat",), attributes="red")
+    assert Vocabulary(["cat"], [["kitty"]], ["red"]).all_names(0) == ("cat", "kitty")

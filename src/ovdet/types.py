@@ -219,6 +219,17 @@ class Vocabulary:
     attributes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for what, value in (("names", self.names), ("attributes", self.attributes)):
+            if isinstance(value, str):  # would be taken letter by letter
+                raise VocabularyError(
+                    f"{what} must be a sequence of strings, got the string {value!r:.60}; "
+                    f"e.g. ({value!r:.40},) or parse_vocabulary({value!r:.40})"
+                )
+        if any(isinstance(syn, str) for syn in self.synonyms):
+            raise VocabularyError(
+                "synonyms must hold one tuple of strings per name, got a string in "
+                f"{tuple(self.synonyms)!r:.80}"
+            )
         names = tuple(_clean_name(n, "name") for n in self.names)
         if not names:
             raise VocabularyError("vocabulary is empty: give at least one name")
