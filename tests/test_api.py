@@ -99,3 +99,17 @@ def test_methods_take_paths_arrays_inline_vocabularies_and_plain_boxes(tmp_path)
     for bad in (5, ["circle", 3], []):
         with pytest.raises(VocabularyError):
             detector.detect(image, bad)
+
+
+def test_ovdet_recognize_is_the_function_after_its_subpackage_is_imported():
+    """The README's order: `from ovdet import DenseEmbedder` (which imports the subpackage
+    `ovdet.recognize`), then `ovdet.recognize(image, boxes, text, embedder, scale)`."""
+    import ovdet.recognize.dense  # noqa: F401
+    from ovdet import DenseEmbedder, TextEmbedder
+    from ovdet.models.loader import load_model
+
+    clip = load_model("shapes-clip")
+    image = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    text = TextEmbedder(clip).embed(ovdet.parse_vocabulary("circle, star"))
+    named = ovdet.recognize(image, torch.tensor([[2.0, 2, 20, 20]]), text, DenseEmbedder(clip), 100)
+    assert len(named) == 1 and named.data["class_scores"].shape == (1, 2)

@@ -21,7 +21,6 @@ __getattr__, __all__ = lazy_exports(
         "CropEmbedder": "ovdet.recognize.crop",
         "DenseEmbedder": "ovdet.recognize.dense",
         "classify_images": "ovdet.recognize.core",
-        "recognize": "ovdet.recognize.core",
         "requery": "ovdet.recognize.core",
         "RegionSpotRecognizer": "ovdet.methods.regionspot.recognizer",
         "Regions": "ovdet.types",
@@ -32,3 +31,17 @@ __getattr__, __all__ = lazy_exports(
     },
 )
 __version__ = "0.1.0"
+__all__ = sorted([*__all__, "recognize"])
+
+# `ovdet.recognize` is both a subpackage and the function below. Importing any of the
+# subpackage's modules (`from ovdet import DenseEmbedder`) would bind the name to the package, so
+# the package is imported here, first (it is lazy and light), and the name then given to the
+# function for good.
+import ovdet.recognize  # noqa: E402, F401
+
+
+def recognize(image, regions, text, embedder, logit_scale):  # type: ignore[no-redef]  # noqa: F811
+    """Name regions of one image: `ovdet.recognize.core.recognize` (see its docstring)."""
+    from ovdet.recognize.core import recognize as recognize_regions
+
+    return recognize_regions(image, regions, text, embedder, logit_scale)
