@@ -81,3 +81,13 @@ def test_attribute_embeddings(tiny_clip):
     )
     with pytest.raises(ValueError, match="no attributes"):
         TextEmbedder(tiny_clip, "single").embed_attributes(Vocabulary(("apple",)))
+
+
+def test_embed_takes_an_inline_list_or_names_as_the_vocabulary_they_parse_to(tiny_clip):
+    from ovdet.vocab.embed import TextEmbedder
+    from ovdet.vocab.parse import parse_vocabulary
+
+    embedder = TextEmbedder(tiny_clip, "single")
+    want = embedder.embed(parse_vocabulary("cat|kitty, dog"))
+    assert torch.equal(embedder.embed("cat|kitty, dog"), want)
+    assert torch.equal(embedder.embed(["cat|kitty", "dog"]), want)

@@ -10,8 +10,9 @@ from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.core import recognize
 from ovdet.recognize.crop import CropEmbedder
 from ovdet.recognize.dense import DenseEmbedder
-from ovdet.recognize.inputs import ImageInput, VocabularyInput, as_image, as_vocabulary
+from ovdet.recognize.inputs import ImageInput, as_image
 from ovdet.types import Regions
+from ovdet.vocab.parse import VocabularyInput, as_vocabulary
 
 METHODS = ("crop", "dense")
 

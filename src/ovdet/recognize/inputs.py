@@ -3,22 +3,18 @@
 `detect(image, vocab)` and `recognize_regions(image, regions, vocab)` take the image as a
 (3, H, W) uint8 tensor, a file path, a PIL image or a numpy array (`io.images.load_image`), the
 vocabulary as a `Vocabulary`, an inline string ("cat|kitty, traffic cone"), a vocabulary file or
-a list of names, and the regions as `Regions` or (N, 4) xyxy boxes (a tensor, array or list).
+a list of names (`vocab.parse.as_vocabulary`), and the regions as `Regions` or (N, 4) xyxy boxes
+(a tensor, array or list).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from ovdet.errors import VocabularyError
 from ovdet.io.images import ImageInput, load_image
-from ovdet.types import Regions, Vocabulary
-
-VocabularyInput = Vocabulary | str | os.PathLike | Sequence[str]
+from ovdet.types import Regions
 
 
 def as_image(image: ImageInput) -> torch.Tensor:
@@ -27,23 +23,6 @@ def as_image(image: ImageInput) -> torch.Tensor:
         if image.shape[0] == 3:
             return image
     return load_image(image)
-
-
-def as_vocabulary(vocab: VocabularyInput) -> Vocabulary:
-    """A `Vocabulary` from itself, an inline list or file (`parse_vocabulary`) or a list of
-    names (each may hold `|` synonyms)."""
-    from ovdet.vocab.parse import parse_entries, parse_vocabulary
-
-    if isinstance(vocab, Vocabulary):
-        return vocab
-    if isinstance(vocab, (str, os.PathLike)):
-        return parse_vocabulary(vocab)
-    if isinstance(vocab, (list, tuple)) and all(isinstance(v, str) for v in vocab):
-        return parse_entries(list(vocab))
-    raise VocabularyError(
-        "expected a Vocabulary, an inline list such as 'cat, dog', a vocabulary file or a list "
-        f"of names, got {type(vocab).__name__}"
-    )
 
 
 def as_regions(regions: Regions | Any, image: torch.Tensor) -> Regions:

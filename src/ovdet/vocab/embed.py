@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ovdet.types import Vocabulary
 from ovdet.vocab.cache import TextEmbeddingCache, entry_key
+from ovdet.vocab.parse import VocabularyInput, as_vocabulary
 from ovdet.vocab.prompts import get_templates
 
 ATTRIBUTE_TEMPLATE_WORD = "{} object"  # an attribute a becomes the class name "a object"
@@ -69,8 +70,10 @@ class TextEmbedder:
         means = torch.stack([chunk.mean(0) for chunk in emb.split(sizes)])
         return F.normalize(means, dim=-1)
 
-    def embed(self, vocab: Vocabulary) -> torch.Tensor:
-        """(C, D) class embeddings of `vocab`, averaged over templates and synonyms."""
+    def embed(self, vocab: VocabularyInput) -> torch.Tensor:
+        """(C, D) class embeddings of `vocab` (a Vocabulary, an inline list, a file or a list of
+        names), averaged over templates and synonyms."""
+        vocab = as_vocabulary(vocab)
         return self.embed_groups([vocab.all_names(i) for i in range(len(vocab))])
 
     def embed_attributes(self, vocab: Vocabulary) -> torch.Tensor:

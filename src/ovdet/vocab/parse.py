@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,24 @@ COCO80: tuple[tuple[int, str], ...] = tuple(
 COCO80 = tuple((i, n) for i, n in COCO80 if n is not None)
 
 BUILTIN: dict[str, Vocabulary] = {"coco": Vocabulary(tuple(n for _, n in COCO80))}
+
+
+VocabularyInput = Vocabulary | str | os.PathLike | Sequence[str]
+
+
+def as_vocabulary(vocab: VocabularyInput) -> Vocabulary:
+    """A `Vocabulary` from itself, an inline list or file (`parse_vocabulary`) or a list of
+    names (each may hold `|` synonyms)."""
+    if isinstance(vocab, Vocabulary):
+        return vocab
+    if isinstance(vocab, (str, os.PathLike)):
+        return parse_vocabulary(vocab)
+    if isinstance(vocab, (list, tuple)) and all(isinstance(v, str) for v in vocab):
+        return parse_entries(list(vocab))
+    raise VocabularyError(
+        "expected a Vocabulary, an inline list such as 'cat, dog', a vocabulary file or a list "
+        f"of names, got {type(vocab).__name__}"
+    )
 
 
 def parse_vocabulary(spec: str | os.PathLike, attributes: str | None = None) -> Vocabulary:

@@ -27,8 +27,9 @@ from ovdet.methods.ovsam.head import (
     geometric_ensemble,
     recognition_loss,
 )
-from ovdet.recognize.inputs import ImageInput, VocabularyInput, as_image, as_regions, as_vocabulary
+from ovdet.recognize.inputs import ImageInput, as_image, as_regions
 from ovdet.types import Regions, Vocabulary
+from ovdet.vocab.parse import VocabularyInput, as_vocabulary
 
 MAX_PROMPTS = 40  # per image, as the paper
 

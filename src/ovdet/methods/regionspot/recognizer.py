@@ -23,8 +23,9 @@ from ovdet.models.sam_everything import everything as sam_everything
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import check_boxes
 from ovdet.recognize.dense import DenseEmbedder
-from ovdet.recognize.inputs import ImageInput, VocabularyInput, as_image, as_regions, as_vocabulary
+from ovdet.recognize.inputs import ImageInput, as_image, as_regions
 from ovdet.types import Regions, Vocabulary
+from ovdet.vocab.parse import VocabularyInput, as_vocabulary
 
 
 def mask_coverage(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

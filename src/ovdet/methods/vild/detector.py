@@ -19,8 +19,9 @@ from ovdet.detect.rpn import RPNConfig
 from ovdet.errors import WeightsNotFoundError
 from ovdet.methods.vild.model import ViLD, ViLDConfig
 from ovdet.models.bundled import checkpoint_folder
-from ovdet.recognize.inputs import ImageInput, VocabularyInput, as_image, as_regions, as_vocabulary
+from ovdet.recognize.inputs import ImageInput, as_image, as_regions
 from ovdet.types import Regions
+from ovdet.vocab.parse import VocabularyInput, as_vocabulary
 
 
 def build_model(spec: dict[str, Any], base_text: torch.Tensor) -> ViLD:
