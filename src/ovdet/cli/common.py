@@ -121,13 +121,6 @@ def load_clip_and_text(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     return clip, vocab, text_embedder(args, clip)
 
 
-def file_inputs(*args: str | None) -> list[str]:
-    """The arguments that name existing files (a --vocab or --boxes may be inline text instead)."""
-    from ovdet.io.coco import is_file
-
-    return [a for a in args if a is not None and is_file(a)]
-
-
 def output_names(paths: list[str]) -> list[str]:
     """A distinct output name per input image: its stem; its file name where stems repeat
     (a.png, a.jpg); its path with folders joined by "__" where file names repeat too."""

@@ -95,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ovdet.cli.common import file_inputs
     from ovdet.io.atomic import refuse_overwriting, write_json
     from ovdet.io.coco import regions_to_coco
     from ovdet.io.images import load_image
@@ -128,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     written = [out / f"{k}.{ext}" for k in keys for ext in ("png", "json")]
     refuse_overwriting(
         [*written, out / "detections.json"],
-        [*args.images, *file_inputs(args.gt, args.proposals, args.vocab)],
+        [*args.images, args.gt, args.proposals, args.vocab],
     )
     detector = _detector(args, vocab)
     novel = vocab.novel_mask(detector.base_names).tolist()

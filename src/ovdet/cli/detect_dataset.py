@@ -105,13 +105,12 @@ def run_dataset(args: argparse.Namespace) -> int:
 def _refuse_overwriting_inputs(args: argparse.Namespace, results: Path, images) -> None:
     """The results file, its .skipped.json, metrics.json and eval.png must not replace the
     ground truth, the proposals or the vocabulary file, nor the pictures folder hold the images."""
-    from ovdet.cli.common import file_inputs
     from ovdet.io.atomic import refuse_overwriting
 
     side = [results.with_name(results.stem + ".skipped.json")]
     if args.eval:
         side += [results.parent / "metrics.json", results.parent / "eval.png"]
-    refuse_overwriting([results, *side], file_inputs(args.gt, args.proposals, args.vocab))
+    refuse_overwriting([results, *side], [args.gt, args.proposals, args.vocab])
     if args.draw > 0:
         pictures = (results.parent / "pictures").resolve()
         folders = {Path(p).parent: p for p in images.paths}  # one resolve per folder

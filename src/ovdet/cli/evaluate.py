@@ -61,7 +61,7 @@ def refuse_report_over(folder: str | Path | None, *inputs: str | None) -> None:
         from ovdet.io.atomic import refuse_overwriting
 
         out = Path(folder)
-        refuse_overwriting([out / "metrics.json", out / "eval.png"], [i for i in inputs if i])
+        refuse_overwriting([out / "metrics.json", out / "eval.png"], inputs)
 
 
 def report(result: EvalResult, folder: str | Path | None, extra: dict | None = None) -> None:

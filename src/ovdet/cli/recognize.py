@@ -10,7 +10,6 @@ from ovdet.cli.common import (
     add_dense_size,
     add_model_args,
     add_vocab_args,
-    file_inputs,
 )
 from ovdet.errors import OvdetError
 
@@ -74,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     out, stem = Path(args.out), Path(args.image).stem
     refuse_overwriting(
         [out / f"{stem}.png", out / f"{stem}.json"],
-        [args.image, *file_inputs(args.boxes, args.vocab, args.attributes)],
+        [args.image, args.boxes, args.vocab, args.attributes],
     )
     image = load_image(args.image)
     size = tuple(image.shape[-2:])

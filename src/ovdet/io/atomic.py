@@ -130,28 +130,32 @@ def check_replaceable(path: str | os.PathLike, marker: str, what: str) -> None:
         )
 
 
+def _file_id(path: str | os.PathLike | None) -> tuple[int, int] | None:
+    """(device, inode) of an existing path; None for None, a missing path or inline text."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(os.path.expanduser(path))
+    except (OSError, ValueError):  # missing, or text that cannot be a path (too long, a NUL)
+        return None
+    return st.st_dev, st.st_ino
+
+
 def refuse_overwriting(
-    outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike], flag: str = "--out"
+    outputs: Iterable[str | os.PathLike],
+    inputs: Iterable[str | os.PathLike | None],
+    flag: str = "--out",
 ) -> None:
     """Refuse (one line) a run whose output files would replace one of its inputs (the same file
     by device and inode, so links and `./` spellings count): `detect scene.png --out .` would
     overwrite the photo with its annotated picture, `--out val.json --gt val.json` the ground
-    truth. Only existing paths can collide; call it before any work."""
+    truth. Only existing paths can collide, so inputs may be None, missing or inline text (an
+    inline --vocab); call it before any work."""
     from ovdet.errors import OvdetError
 
-    taken = {}
-    for path in inputs:
-        try:
-            st = os.stat(path)
-        except (OSError, ValueError):  # a missing input is reported by its own reader
-            continue
-        taken[(st.st_dev, st.st_ino)] = path
+    taken = {key: path for path in inputs if (key := _file_id(path)) is not None}
     for path in outputs:
-        try:
-            st = os.stat(path)
-        except (OSError, ValueError):
-            continue
-        hit = taken.get((st.st_dev, st.st_ino))
+        hit = taken.get(_file_id(path))
         if hit is not None:
             raise OvdetError(
                 f"{flag} would write {path} over the input {hit}; choose another {flag}"
