@@ -12,7 +12,7 @@ from ovdet.recognize.crop import CropEmbedder
 from ovdet.recognize.dense import DenseEmbedder
 from ovdet.recognize.inputs import ImageInput, as_image
 from ovdet.types import Regions
-from ovdet.vocab.parse import VocabularyInput, as_vocabulary
+from ovdet.vocab.parse import VocabularyInput
 
 METHODS = ("crop", "dense")
 
@@ -54,6 +54,5 @@ class ClipRecognizer:
         """Name each region: labels, scores, embeddings and data["class_scores"] (N, C). The
         image may be a path, PIL image or array, the vocabulary an inline list, a file or a
         list of names."""
-        image, vocab = as_image(image), as_vocabulary(vocab)
-        text = self.text.embed(vocab)
-        return recognize(image, regions, text, self.embedder, self.clip.logit_scale)
+        text = self.text.embed(vocab)  # the embedder parses an inline list or names
+        return recognize(as_image(image), regions, text, self.embedder, self.clip.logit_scale)

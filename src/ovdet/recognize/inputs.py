@@ -19,10 +19,8 @@ from ovdet.types import Regions
 
 def as_image(image: ImageInput) -> torch.Tensor:
     """(3, H, W) uint8 tensors pass as they are; anything else goes through `load_image`."""
-    if isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.ndim == 3:
-        if image.shape[0] == 3:
-            return image
-    return load_image(image)
+    is_chw = isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[0] == 3
+    return image if is_chw and image.dtype == torch.uint8 else load_image(image)
 
 
 def as_regions(regions: Regions | Any, image: torch.Tensor) -> Regions:

@@ -125,7 +125,7 @@ def as_vocabulary(vocab: VocabularyInput) -> Vocabulary:
     if isinstance(vocab, (str, os.PathLike)):
         return parse_vocabulary(vocab)
     if isinstance(vocab, (list, tuple)) and all(isinstance(v, str) for v in vocab):
-        return parse_entries(list(vocab))
+        return _from_entries(list(vocab), "vocabulary list")
     raise VocabularyError(
         "expected a Vocabulary, an inline list such as 'cat, dog', a vocabulary file or a list "
         f"of names, got {type(vocab).__name__}"
@@ -175,16 +175,6 @@ def _split_list(text: str) -> list[str]:
     if empty:
         raise VocabularyError(f"vocabulary {text!r} has an empty entry at position {empty[0]}")
     return items
-
-
-def parse_entries(entries: list[str]) -> Vocabulary:
-    """A Vocabulary from a list of names, each with optional `|` synonyms ("cat|kitty")."""
-    if not entries:
-        raise VocabularyError("vocabulary is empty: give at least one name")
-    empty = [i for i, e in enumerate(entries) if not e.strip()]
-    if empty:
-        raise VocabularyError(f"vocabulary list has an empty entry at position {empty[0]}")
-    return _from_entries(entries, "vocabulary list")
 
 
 def _from_entries(entries: list[str], source: str) -> Vocabulary:

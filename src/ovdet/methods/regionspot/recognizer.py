@@ -24,8 +24,8 @@ from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import check_boxes
 from ovdet.recognize.dense import DenseEmbedder
 from ovdet.recognize.inputs import ImageInput, as_image, as_regions
-from ovdet.types import Regions, Vocabulary
-from ovdet.vocab.parse import VocabularyInput, as_vocabulary
+from ovdet.types import Regions
+from ovdet.vocab.parse import VocabularyInput
 
 
 def mask_coverage(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -114,8 +114,9 @@ class RegionSpotRecognizer:
         self.text = TextEmbedder(self.clip, self.spec["templates"], cache)
         self.base_names = list(self.spec["base_names"])
 
-    def text_embeddings(self, vocab: Vocabulary) -> torch.Tensor:
-        """(C, D) embeddings of a vocabulary with the checkpoint's CLIP and templates (cached)."""
+    def text_embeddings(self, vocab: VocabularyInput) -> torch.Tensor:
+        """(C, D) embeddings of a vocabulary (or an inline list, a file or names: the embedder
+        parses them) with the checkpoint's CLIP and templates (cached)."""
         return self.text.embed(vocab)
 
     def recognize_regions(
@@ -124,7 +125,7 @@ class RegionSpotRecognizer:
         """The `Recognizer` protocol: name `regions` of `image` from `vocab` (with SAM masks);
         the image may be a path, PIL image or array, the regions (N, 4) xyxy boxes, the
         vocabulary an inline list, a file or a list of names."""
-        image, vocab = as_image(image), as_vocabulary(vocab)
+        image = as_image(image)
         regions = as_regions(regions, image)
         return self.recognize(image, regions.xyxy, self.text_embeddings(vocab))
 
@@ -238,9 +239,8 @@ class RegionSpotDetector:
     ) -> Regions:
         """(3, H, W) uint8 image -> labelled Regions with masks; `proposals`: (N, 4) xyxy boxes
         to name instead of SAM's everything-mode proposals. Inputs as `recognize_regions`'."""
-        image, vocab = as_image(image), as_vocabulary(vocab)
         return self.spot.detect(
-            image,
+            as_image(image),
             self.spot.text_embeddings(vocab),
             proposals,
             everything=self.everything,
