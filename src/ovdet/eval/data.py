@@ -143,8 +143,8 @@ def load_detections(
     for i, e in enumerate(data):
         if isinstance(e, dict):
             e = {**e, **_integral_ids(e)}
-        if isinstance(e, dict) and isinstance(e.get("image_id"), str):
-            e = {**e, "image_id": by_name(e["image_id"], i)}
+            if isinstance(e.get("image_id"), str):
+                e["image_id"] = by_name(e["image_id"], i)  # e is already a new dict
         _check_detection(i, e, images, categories, iou_type, source)
         out.append(dict(e))
     if iou_type == "segm" and 0 < sum("bbox" in e for e in out) < len(out):
@@ -233,10 +233,15 @@ class Split:
     novel: frozenset[int]
 
 
+def _coco_ovd_records() -> dict[str, list[dict[str, Any]]]:
+    """{"base": [{id, name}, ...], "novel": [...]}: the shipped COCO-OVD split file."""
+    text = resources.files("ovdet.resources").joinpath("coco_ovd_split.json").read_text()
+    return json.loads(text)
+
+
 def coco_ovd_split() -> Split:
     """The COCO open-vocabulary split: 48 base and 17 novel categories (shipped as data)."""
-    text = resources.files("ovdet.resources").joinpath("coco_ovd_split.json").read_text()
-    data = json.loads(text)
+    data = _coco_ovd_records()
     return Split(
         "coco-ovd",
         frozenset(c["id"] for c in data["base"]),
@@ -248,8 +253,8 @@ def _coco_ovd_on(gt: dict[str, Any]) -> Split:
     """The COCO-OVD split restricted to `gt`'s categories, refused when `gt`'s ids are not
     COCO's (the split is by COCO category id: on another dataset it would pick arbitrary
     classes as novel)."""
-    text = resources.files("ovdet.resources").joinpath("coco_ovd_split.json").read_text()
-    coco = {c["id"]: c["name"] for part in ("base", "novel") for c in json.loads(text)[part]}
+    data = _coco_ovd_records()
+    coco = {c["id"]: c["name"] for part in ("base", "novel") for c in data[part]}
     shared = [c for c in gt["categories"] if c["id"] in coco]
     wrong = next((c for c in shared if str(c["name"]).lower() != coco[c["id"]].lower()), None)
     if not shared or wrong is not None:
@@ -259,9 +264,9 @@ def _coco_ovd_on(gt: dict[str, Any]) -> Split:
             f"(its category {c['id']} is {c['name']!r}, COCO's is "
             f"{coco.get(c['id'], 'no category')!r}); give the novel names instead"
         )
-    split = coco_ovd_split()
-    ids = frozenset(c["id"] for c in gt["categories"])
-    return Split(split.name, split.base & ids, split.novel & ids)
+    ids = {c["id"] for c in gt["categories"]}
+    base, novel = ({c["id"] for c in data[part]} & ids for part in ("base", "novel"))
+    return Split("coco-ovd", frozenset(base), frozenset(novel))
 
 
 def make_split(spec: str | Sequence[str | int] | None, gt: dict[str, Any]) -> Split | None:
