@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from ovdet.errors import FormatError, WeightsNotFoundError
-from ovdet.models.bundled import BUNDLED, checkpoint_folder
+from ovdet.models.bundled import BUNDLED, checkpoint_folder, spec_kind
 from ovdet.types import Regions, Vocabulary
 
 
@@ -62,10 +62,9 @@ def checkpoint_kind(name_or_path: str | os.PathLike) -> str:
             data = json.loads(spec.read_text())
         except json.JSONDecodeError as e:
             raise FormatError(f"{spec} is not valid JSON: {e}") from None
-        if data.get("kind") in ("regionspot", "ovsam", "sam2clip"):
-            return str(data["kind"])
-        if "vild" in data or data.get("kind") == "vild":
-            return "vild"
+        kind = spec_kind(data)
+        if kind is not None:
+            return kind
         raise FormatError(f"{spec} names no model kind ovdet knows: {data.get('kind')!r}")
     from ovdet.models.registry import CLIP_ALIASES, load_weights, model_type_of
     from ovdet.models.sam import SAM_ALIASES

@@ -151,6 +151,18 @@ def checkpoint_folder(name_or_path: str | os.PathLike) -> Path:
     return Path(resolve_bundled(name_or_path))
 
 
+SPEC_KINDS = ("regionspot", "ovsam", "sam2clip", "vild")
+
+
+def spec_kind(spec: dict) -> str | None:
+    """The model kind an ovdet trainer's spec.json names: its `kind`, or "vild" for a ViLD spec
+    (which holds its config under "vild"; RKD and CoDet specs too); None if neither."""
+    kind = spec.get("kind")
+    if kind in SPEC_KINDS:
+        return str(kind)
+    return "vild" if "vild" in spec else None
+
+
 def list_models() -> list[dict[str, str | bool]]:
     """Every bundled model: name, kind, description and whether it is present in this install."""
     return [

@@ -200,7 +200,7 @@ class OVSam:
 
         from ovdet.errors import FormatError
         from ovdet.methods.ovsam.sam2clip import load_sam2clip
-        from ovdet.models.bundled import checkpoint_folder
+        from ovdet.models.bundled import checkpoint_folder, spec_kind
         from ovdet.recognize.dense import DenseEmbedder
         from ovdet.vocab.cache import resolve_cache
         from ovdet.vocab.embed import TextEmbedder
@@ -213,7 +213,7 @@ class OVSam:
             )
         self.spec = json.loads((folder / "spec.json").read_text())
         if self.spec.get("kind") != "ovsam":
-            kind = self.spec.get("kind") or ("vild" if "vild" in self.spec else "unknown")
+            kind = spec_kind(self.spec) or "unknown"
             raise FormatError(
                 f"{name} is a {kind} checkpoint, not an Open-Vocabulary SAM one (ovdet shapes "
                 "train-clip2sam, or the bundled shapes-ovsam)"
