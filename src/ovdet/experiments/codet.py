@@ -100,8 +100,8 @@ class CaptionSplit:
 
 def load_phi(folder: Path, cfg: CoDetTrainConfig) -> CoOccurrence:
     """The trained Phi stored under `aux.phi.` in a CoDet checkpoint."""
-    r = cfg.proposals + 1
-    phi = CoOccurrence((cfg.group_size - 1) * r, r, cfg.phi_input)
+    n = cfg.proposals  # Phi reads the proposals only, not the whole-image box
+    phi = CoOccurrence((cfg.group_size - 1) * n, n, cfg.phi_input)
     state = load_file(Path(folder) / "model.safetensors")
     phi.load_state_dict(
         {k[len("aux.phi.") :]: v.float() for k, v in state.items() if k.startswith("aux.phi.")}

@@ -54,15 +54,26 @@ def _planted_groups(n_groups, g=4, r=6, d=16, seed=0):
 
 
 def test_parameter_free_choice_finds_the_planted_region():
+    """Each image's last region is its whole-image box; here it is the same vector in every image
+    of a group (it co-occurs perfectly), yet no rule may choose it: the rules read the
+    proposals only, as the official code does, and give the whole image 0."""
     features, where, concept = _planted_groups(50)
-    boxes = torch.zeros(4, 6, 4)
-    picked = torch.stack(
-        [
-            region_weights("parameter-free", f, boxes, c, None).argmax(-1)
-            for f, c in zip(features, concept, strict=True)
-        ]
-    )
+    whole = torch.randn(50, 1, 1, 16).expand(50, 4, 1, 16)
+    features = torch.cat([features, 5 * whole], 2)  # (n, g, 7, d)
+    boxes = torch.zeros(4, 7, 4)
+    phi = CoOccurrence(3 * 6, 6)
+    weights = [
+        region_weights(m, f, boxes, c, phi)
+        for f, c in zip(features, concept, strict=True)
+        for m in ("parameter-free", "codet")
+    ]
+    for p in weights:
+        assert p.shape == (4, 7) and torch.equal(p[:, -1], torch.zeros(4))
+        torch.testing.assert_close(p.sum(-1), torch.ones(4))
+    picked = torch.stack(weights[::2]).argmax(-1)
     assert (picked == where).float().mean() > 0.95
+    with pytest.raises(ValueError, match="need Phi"):
+        region_weights("codet", features[0], boxes, concept[0], None)
 
 
 def test_phi_learns_to_pick_the_co_occurring_region():

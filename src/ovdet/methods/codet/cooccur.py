@@ -1,13 +1,14 @@
 """CoDet's co-occurring object discovery: within a group of images that share a concept, the
 region of the query image that recurs in the other images is that concept's pseudo-region.
 
-For query image i of a group, with R regions per image (the top n proposals and the whole image)
-and region embeddings f:
+For query image i of a group, with n proposals per image (the top RPN proposals; the whole-image
+box each image also carries is left out here, as the official code does: it feeds only the
+image-caption loss) and region embeddings f:
 - similarity `S_ij = sum_k w_k fhat_ik fhat_jk` between its regions and the other images'
   regions, fhat L2-normalised; text guidance `w = |t_c| / mean |t_c|` re-weights the channels by
   the concept's text embedding (no guidance: w = 1, the cosine);
-- `p = softmax over the query's regions of Phi(S_i)`, Phi = Linear((g-1)R -> R), ReLU,
-  Linear(R -> 1) (its own learning rate: `CoDetTrainConfig.phi_lr`), reading each support
+- `p = softmax over the query's proposals of Phi(S_i)`, Phi = Linear((g-1)n -> n), ReLU,
+  Linear(n -> 1) (its own learning rate: `CoDetTrainConfig.phi_lr`), reading each support
   image's similarities sorted best first by default (the paper's order: `inputs="ordered"`);
 - the pseudo-region is the soft prototype `f_p = sum_i p_i f_i` (no threshold).
 The parameter-free diagnostic replaces Phi by the mean over the other images of the best match.
@@ -108,19 +109,23 @@ def region_weights(
         method: "codet" (Phi over the co-occurrence similarities), "parameter-free" (the mean
             best match instead of Phi), "max-size" (Detic: the largest proposal), "max-score"
             (self-training: the proposal most similar to the concept's text).
-        features: (g, R, D) region embeddings; the last region of each image is the whole image.
+        features: (g, R, D) region embeddings; the last region of each image is the whole image,
+            which no rule chooses (its column is 0): the others read the R - 1 = n proposals,
+            and Phi takes (g - 1) n similarities per proposal.
         boxes: (g, R, 4) xyxy; concept_text: (D,); guided: text guidance (codet, parameter-free).
     """
     g, r, _ = features.shape
+    proposals = slice(0, r - 1)  # the whole-image box never stands for one object
     if method in ("codet", "parameter-free"):
         w = text_guidance(concept_text.to(features)) if guided else None
-        sim = group_similarity(features.detach(), w)  # (g, R, (g-1) R)
+        sim = group_similarity(features[:, proposals].detach(), w)  # (g, n, (g-1) n)
         if method == "parameter-free":
-            return parameter_free(sim, r)
-        if phi is None:
+            p = parameter_free(sim, r - 1)
+        elif phi is None:
             raise ValueError("CoDet's pseudo-regions need Phi")
-        return phi(sim)
-    proposals = slice(0, r - 1)  # the whole-image box never stands for one object
+        else:
+            p = phi(sim)
+        return torch.cat([p, p.new_zeros(g, 1)], -1)  # the whole image's share: 0
     if method == "max-size":
         b = boxes[:, proposals]
         score = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])

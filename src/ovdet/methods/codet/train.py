@@ -5,9 +5,9 @@ Detection batches (det-train's base boxes: ViLD-text's loss) and caption batches
 A caption batch is `groups` concept groups (`concepts.ConceptIndex.sample_group`) of
 `group_size` images; each image's regions are its top `proposals` RPN proposals plus the whole
 image, embedded by the RoI head. Each image in turn is the query: its pseudo-region is the soft
-prototype of its regions weighted by `cooccur.region_weights` (CoDet's Phi over text-guided
-co-occurrence similarities, or a baseline's choice), trained with the region-word loss; the
-whole-image box adds Detic's image-caption loss. The caption batch's losses are scaled by
+prototype of its proposals weighted by `cooccur.region_weights` (CoDet's Phi over text-guided
+co-occurrence similarities between proposals, or a baseline's choice), trained with the
+region-word loss; the whole-image box, never a candidate, adds Detic's image-caption loss. The caption batch's losses are scaled by
 `caption_weight` (COCO 0.1).
 
 The region-word loss takes the detector's form by default: the pseudo-region's concept among
@@ -171,8 +171,9 @@ def train_codet(
     model, spec, dataset = fine_tune_start(
         cfg.init, cfg.seed, gt, images_dir, "codet", fields, clip, cfg.roi_batch
     )
-    r = cfg.proposals + 1
-    phi = CoOccurrence((cfg.group_size - 1) * r, r, cfg.phi_input)
+    n = cfg.proposals  # Phi reads the proposals only, not the whole-image box
+    r = n + 1  # regions per caption image: the proposals and the whole image
+    phi = CoOccurrence((cfg.group_size - 1) * n, n, cfg.phi_input)
     model.aux = nn.ModuleDict({"phi": phi})  # training-only; loaders skip `aux.`
     model.to(device)
     concept_text = concept_text.to(device)
