@@ -95,6 +95,20 @@ def test_weight_transfer_trains_around_a_frozen_w_d(setup, tmp_path):
             torch.testing.assert_close(after[k].float(), init[k].float(), msg=k)
 
 
+def test_train_backbone_trains_backbone_and_rpn_but_keeps_batchnorm_statistics(setup, tmp_path):
+    """The official setting: the backbone's convolutions and the RPN move (box batches carry the
+    RPN's losses); BatchNorm's running statistics stay the init's (FrozenBN)."""
+    init = load_file(_folder(INIT) / "model.safetensors")
+    after = load_file(run(setup, tmp_path / "bb", train_backbone=True) / "model.safetensors")
+    moved = {k for k in after if not torch.equal(after[k].float(), init[k].float())}
+    convs = [k for k in init if k.startswith("backbone.") and k.endswith("weight")]
+    assert convs and set(convs) <= moved
+    assert any(k.startswith("rpn.") for k in moved)
+    for k in init:
+        if k.startswith("backbone.") and k.endswith(("running_mean", "running_var")):
+            torch.testing.assert_close(after[k].float(), init[k].float(), msg=k)
+
+
 def _folder(name):
     from ovdet.models.bundled import checkpoint_folder
 

@@ -7,8 +7,8 @@ A caption batch is `groups` concept groups (`concepts.ConceptIndex.sample_group`
 image, embedded by the RoI head. Each image in turn is the query: its pseudo-region is the soft
 prototype of its proposals weighted by `cooccur.region_weights` (CoDet's Phi over text-guided
 co-occurrence similarities between proposals, or a baseline's choice), trained with the
-region-word loss; the whole-image box, never a candidate, adds Detic's image-caption loss. The caption batch's losses are scaled by
-`caption_weight` (COCO 0.1).
+region-word loss; the whole-image box, never a candidate, adds Detic's image-caption loss. The
+caption batch's losses are scaled by `caption_weight` (COCO 0.1).
 
 The region-word loss takes the detector's form by default: the pseudo-region's concept among
 background + the concept vocabulary, softmax cross-entropy through the detector's own classifier

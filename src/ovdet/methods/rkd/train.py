@@ -18,8 +18,10 @@ background, cross-entropy), plus
   batches do);
 - weight transfer (optional): classification through `heads.weight_transfer` with W_D frozen.
 
-The backbone and RPN stay those of the ViLD-text checkpoint (frozen; each image's features are
-computed once), so every row of a comparison fine-tunes the same RoI heads on the same schedule.
+By default the backbone and RPN stay those of the ViLD-text checkpoint (frozen; each image's
+features are computed once), so every row of a comparison fine-tunes the same RoI heads on the
+same schedule; `train_backbone` trains them too, as the official runs do (the RPN's losses on box
+batches, none on caption batches; BatchNorm statistics kept, as Detectron2's FrozenBN).
 A checkpoint is a ViLD checkpoint (spec "kind": "rkd", with the ViLD fields), so `ovdet detect`
 and `ViLDDetector` load it. Killed runs resume exactly (see `train.common`).
 """
@@ -66,6 +68,9 @@ class RKDTrainConfig:
     sigmoid_temperature: float = 0.02  # tau of the sigmoid form (the official 50 x cos)
     distill_captions: bool = False  # distil the caption images' proposals in PIS batches too
     roi_batch: int = 0  # RoIs sampled per box image for the detection losses; 0: the init's
+    train_backbone: bool = False  # also train the backbone and RPN (the official setting), with
+    # the RPN's losses on box batches; BatchNorm statistics stay the init's (frozen, as the
+    # official Detectron2 ResNet's FrozenBN); every batch then runs the backbone with a graph
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
@@ -158,6 +163,7 @@ def train_rkd(
         weight_transfer=cfg.weight_transfer,
         classification=cfg.classification,
         roi_batch=cfg.roi_batch,
+        train_backbone=cfg.train_backbone,
         **({"temperature": cfg.sigmoid_temperature} if cfg.classification == "sigmoid" else {}),
     )
     model.to(device)
@@ -197,12 +203,26 @@ def train_rkd(
             losses["irm"] = grouped_irm(student, teacher, boxes, cfg)
         return losses
 
+    def backbone_pass(
+        memo: FrozenFeatures, picked: list[int], batch: list[Any], gt_boxes: list | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
+        """(B, C, h, w) features, B (P, 4) proposal sets and the RPN's losses of a batch: the
+        frozen backbone's (memoised, no losses), or with `train_backbone` a pass with a graph
+        (the RPN's losses when `gt_boxes` are given)."""
+        if not cfg.train_backbone:
+            return *memo.get(picked, batch), {}
+        model.backbone.eval()  # BatchNorm keeps the init's statistics (FrozenBN)
+        features = model.backbone(torch.stack([s.pixels for s in batch]).to(device))
+        proposals, _, losses = model.rpn(features, [s.size for s in batch], gt_boxes)
+        return features, proposals, losses
+
     def box_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
         pool = distilled or list(range(len(dataset)))
         picked = [pool[j] for j in torch.randint(len(pool), (cfg.batch_size,), generator=g)]
         batch = [dataset[i] for i in picked]
-        features, proposals = box_features.get(picked, batch)
-        losses = model.head_losses(features, proposals, *targets_on(batch, device))
+        targets = targets_on(batch, device)
+        features, proposals, losses = backbone_pass(box_features, picked, batch, targets[0])
+        losses |= model.head_losses(features, proposals, *targets)
         if cached is not None:
             losses |= distillation(features, picked, cached)
         return losses
@@ -210,7 +230,7 @@ def train_rkd(
     def caption_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
         picked = [labelled[j] for j in torch.randint(len(labelled), (cfg.batch_size,), generator=g)]
         batch = [captions[i] for i in picked]
-        features, _ = caption_features.get(picked, batch)
+        features, _, _ = backbone_pass(caption_features, picked, batch)
         kept = [pseudo_boxes(entries[str(i)], cfg.pseudo_threshold) for i in picked]
         emb, _ = model.class_outputs(features, [b.to(device) for b, _ in kept])
         labels = torch.cat([lab for _, lab in kept]).to(device) + 1
@@ -231,6 +251,7 @@ def train_rkd(
         "PIS": pseudo is not None,
         "caption regions distilled": caption_cached is not None,
         "WT": cfg.weight_transfer,
+        "backbone trained": cfg.train_backbone,
     }
     name = " + ".join(k for k, on in parts.items() if on) or "fine-tune only"
     train_resumable(

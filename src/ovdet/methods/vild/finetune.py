@@ -30,6 +30,7 @@ def fine_tune_start(
     fields: dict[str, Any],
     clip: VisionLanguageModel | None = None,
     roi_batch: int = 0,
+    train_backbone: bool = False,
     **vild_changes: Any,
 ) -> tuple[ViLD, dict[str, Any], CocoDetection]:
     """(model, spec, dataset) of a run of method `kind` that fine-tunes checkpoint `init`.
@@ -64,7 +65,7 @@ def fine_tune_start(
     missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
     if unexpected or any(not k.startswith("transfer.") for k in missing):
         raise OvdetError(f"{init} does not fit this detector: {missing or unexpected}")
-    model.backbone.requires_grad_(False)
-    model.rpn.requires_grad_(False)
+    model.backbone.requires_grad_(train_backbone)
+    model.rpn.requires_grad_(train_backbone)
     dataset = CocoDetection(gt, images_dir, init_spec["base_ids"], init_spec["side"])
     return model, spec, dataset
