@@ -171,3 +171,18 @@ def test_phi_starts_uniform_and_sorted_input_ignores_where_a_support_region_sits
     assert not torch.allclose(ordered_phi(shuffled), ordered_phi(sim))
     with pytest.raises(ValueError, match="inputs must be one of"):
         CoOccurrence((g - 1) * r, r, "shuffled")
+
+
+def test_co_occurrence_weights_pass_gradients_to_the_embeddings():
+    """As in the official code, the similarities are not detached: the region-word loss reaches
+    every image's proposal embeddings through p as well as through the prototype (max-score's
+    one-hot choice has no gradient)."""
+    torch.manual_seed(0)
+    f = torch.randn(4, 7, 16, requires_grad=True)
+    boxes, text = torch.zeros(4, 7, 4), torch.randn(16)
+    for method, phi in (("codet", CoOccurrence(3 * 6, 6)), ("parameter-free", None)):
+        p = region_weights(method, f, boxes, text, phi)
+        (grad,) = torch.autograd.grad((p[0, :6] * torch.arange(6.0)).sum(), f)
+        assert grad[1:, :6].abs().sum() > 0, method  # the support images' proposals too
+        assert torch.equal(grad[:, 6], torch.zeros(4, 16)), method  # never the whole image
+    assert not region_weights("max-score", f, boxes, text, None).requires_grad

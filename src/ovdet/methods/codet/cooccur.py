@@ -118,7 +118,9 @@ def region_weights(
     proposals = slice(0, r - 1)  # the whole-image box never stands for one object
     if method in ("codet", "parameter-free"):
         w = text_guidance(concept_text.to(features)) if guided else None
-        sim = group_similarity(features[:, proposals].detach(), w)  # (g, n, (g-1) n)
+        # not detached: as in the official code, the loss also reaches the embeddings through the
+        # similarities, so co-occurring regions are pulled together as Phi learns to pick them
+        sim = group_similarity(features[:, proposals], w)  # (g, n, (g-1) n)
         if method == "parameter-free":
             p = parameter_free(sim, r - 1)
         elif phi is None:
