@@ -9,6 +9,8 @@ queries whose chosen region overlaps an object of the group's concept at IoU >= 
 - max-score (the region most similar to the concept's text);
 - the oracle: some region of the query holds the concept (the ceiling of every rule).
 Every rule reads the same embeddings, so the differences are the rules', not the trainings'.
+Also printed per rule: the mean weight p of the chosen region (1 for the one-hot baselines; a
+soft rule's prototype mixes in the rest).
 Also printed: how much the concepts' text embeddings share (what text guidance weighs by).
 
     python benchmarks/codet_hits.py --model runs/shapes-codet/CoDet [--data data/shapes]
@@ -75,24 +77,29 @@ def main() -> None:
     )
     model, _ = load_detector(args.model)
     phi = load_phi(Path(args.model), cfg)
-    hits: dict[tuple[str, str], list[int]] = {}
+    hits: dict[tuple[str, str], list[float]] = {}
     for c, emb, boxes, ious in fixed_groups(model, cfg, split, args.groups):
         kind = "novel" if c in novel else "base"
         rows = torch.arange(len(ious))
         for name, method, guided in RULES:
             p = region_weights(method, emb, boxes, world.text[c], phi, guided)
-            h = hits.setdefault((name, kind), [0, 0])
+            h = hits.setdefault((name, kind), [0, 0, 0.0])
             h[0] += int((ious[rows, p.argmax(-1)] >= 0.5).sum())
             h[1] += len(ious)
-        h = hits.setdefault(("oracle (some region holds it)", kind), [0, 0])
+            h[2] += float(p.amax(-1).sum())
+        h = hits.setdefault(("oracle (some region holds it)", kind), [0, 0, float("nan")])
         h[0] += int((ious.amax(-1) >= 0.5).sum())
         h[1] += len(ious)
     print("concept text embeddings:", text_overlap(world.text))
     print(f"{args.model} ({cfg.phi_input} Phi input): hit rate (%)")
-    print(f"{'rule':<36}{'novel':>8}{'base':>8}")
+    print(f"{'rule':<36}{'novel':>8}{'base':>8}{'top p':>8}")
     for name in dict.fromkeys(n for n, _ in hits):
         novel_h, base_h = (hits[(name, k)] for k in ("novel", "base"))
-        print(f"{name:<36}{100 * novel_h[0] / novel_h[1]:8.1f}{100 * base_h[0] / base_h[1]:8.1f}")
+        top = (novel_h[2] + base_h[2]) / (novel_h[1] + base_h[1])
+        print(
+            f"{name:<36}{100 * novel_h[0] / novel_h[1]:8.1f}{100 * base_h[0] / base_h[1]:8.1f}"
+            f"{top:8.2f}"
+        )
 
 
 if __name__ == "__main__":
