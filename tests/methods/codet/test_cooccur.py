@@ -12,8 +12,10 @@ from ovdet.methods.codet.cooccur import (
     parameter_free,
     prototypes,
     region_weights,
+    straight_through,
     text_guidance,
 )
+from ovdet.methods.codet.train import CoDetTrainConfig
 
 
 def test_text_guidance_weights_are_the_magnitudes_over_their_mean():
@@ -186,3 +188,14 @@ def test_co_occurrence_weights_pass_gradients_to_the_embeddings():
         assert grad[1:, :6].abs().sum() > 0, method  # the support images' proposals too
         assert torch.equal(grad[:, 6], torch.zeros(4, 16)), method  # never the whole image
     assert not region_weights("max-score", f, boxes, text, None).requires_grad
+
+
+def test_straight_through_is_one_hot_forward_and_p_backward():
+    p = torch.tensor([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]], requires_grad=True)
+    hard = straight_through(p)
+    assert torch.equal(hard.detach(), torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
+    upstream = torch.randn(2, 3)
+    (grad,) = torch.autograd.grad((hard * upstream).sum(), p)
+    torch.testing.assert_close(grad, upstream)
+    with pytest.raises(Exception, match="prototype must be one of"):
+        CoDetTrainConfig(prototype="median")

@@ -87,6 +87,17 @@ def parameter_free(sim: torch.Tensor, regions: int, scale: float = 50.0) -> torc
     return (scale * best.mean(-1)).softmax(-1)
 
 
+PROTOTYPES = ("soft", "hard")
+
+
+def straight_through(p: torch.Tensor) -> torch.Tensor:
+    """(..., R) probabilities -> the one-hot of their argmax in the forward pass, with p's
+    gradient in the backward pass (a "hard" prototype: the chosen region alone takes the concept,
+    while Phi still learns from the loss as with the soft one)."""
+    hard = F.one_hot(p.argmax(-1), p.shape[-1]).to(p)
+    return hard + p - p.detach()
+
+
 def prototypes(features: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """(g, R, D) region embeddings and (g, R) probabilities -> (g, D) soft pseudo-regions."""
     return (p[..., None] * features).sum(-2)

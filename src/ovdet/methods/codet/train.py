@@ -43,10 +43,12 @@ from ovdet.losses.rkd import pms_loss
 from ovdet.methods.codet.concepts import ConceptIndex
 from ovdet.methods.codet.cooccur import (
     PHI_INPUTS,
+    PROTOTYPES,
     PSEUDO_REGIONS,
     CoOccurrence,
     prototypes,
     region_weights,
+    straight_through,
 )
 from ovdet.methods.vild.finetune import fine_tune_start
 from ovdet.methods.vild.model import ViLD
@@ -69,6 +71,8 @@ class CoDetTrainConfig:
     phi_lr: float = 10.0  # Phi's learning rate, relative to lr (official: 0.1 over 90k steps;
     # at 0.1 over 1,000 steps Phi's Adam steps move it about 0.015 against weights of about 0.08)
     phi_input: str = "sorted"  # each support image's similarities best first; "ordered": paper's
+    prototype: str = "soft"  # the paper's sum p_i f_i; "hard": the argmax region alone, with p's
+    # gradient (straight-through), a diagnostic of how much the soft mix costs
     weight_decay: float = 1e-4
     warmup: int = 50
     seed: int = 0
@@ -95,7 +99,12 @@ class CoDetTrainConfig:
                 "image_caption_weight",
                 "roi_batch",
             ),
-            choices={"pseudo": PSEUDO_REGIONS, "loss": LOSS_FORMS, "phi_input": PHI_INPUTS},
+            choices={
+                "pseudo": PSEUDO_REGIONS,
+                "loss": LOSS_FORMS,
+                "phi_input": PHI_INPUTS,
+                "prototype": PROTOTYPES,
+            },
         )
         if self.group_size < 2:
             raise OvdetError(
@@ -202,15 +211,13 @@ def train_codet(
         emb, boxes = groups.embed(images)
         emb = emb.view(cfg.groups, cfg.group_size, r, -1)
         boxes = boxes.view(cfg.groups, cfg.group_size, r, 4)
-        pseudo = [
-            prototypes(
-                emb[k],
-                region_weights(
-                    cfg.pseudo, emb[k], boxes[k], concept_text[c], phi, cfg.text_guidance
-                ),
-            )
+        weights = [
+            region_weights(cfg.pseudo, emb[k], boxes[k], concept_text[c], phi, cfg.text_guidance)
             for k, (c, _) in enumerate(drawn)
         ]
+        if cfg.prototype == "hard":  # the baselines' weights are one-hot already
+            weights = [straight_through(w) for w in weights]
+        pseudo = [prototypes(emb[k], w) for k, w in enumerate(weights)]
         labels = torch.tensor([c for c, _ in drawn], device=device)
         labels = labels.repeat_interleave(cfg.group_size)
         pseudo = torch.cat(pseudo)
