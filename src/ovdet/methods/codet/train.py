@@ -247,6 +247,8 @@ def train_codet(
         name = f"{cfg.pseudo}, {'' if cfg.text_guidance else 'no '}text guidance, {cfg.loss}"
     else:
         name = f"{cfg.pseudo}, {cfg.loss}"
+    if cfg.prototype == "hard" and cfg.caption_weight > 0:
+        name += ", hard prototype"
     train_resumable(
         step_losses,
         out,
