@@ -35,7 +35,7 @@ from ovdet.experiments.vild import FineTuneWorld
 from ovdet.io.atomic import write_json
 from ovdet.methods.codet.concepts import ConceptIndex
 from ovdet.methods.codet.cooccur import CoOccurrence, region_weights
-from ovdet.methods.codet.train import CaptionGroups, CoDetTrainConfig, train_codet
+from ovdet.methods.codet.train import CaptionGroups, CoDetTrainConfig, build_phi, train_codet
 from ovdet.methods.vild.detector import load_detector
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.ops.boxes import box_iou, xywh_to_xyxy
@@ -100,8 +100,7 @@ class CaptionSplit:
 
 def load_phi(folder: Path, cfg: CoDetTrainConfig) -> CoOccurrence:
     """The trained Phi stored under `aux.phi.` in a CoDet checkpoint."""
-    n = cfg.proposals  # Phi reads the proposals only, not the whole-image box
-    phi = CoOccurrence((cfg.group_size - 1) * n, n, cfg.phi_input)
+    phi = build_phi(cfg)
     state = load_file(Path(folder) / "model.safetensors")
     phi.load_state_dict(
         {k[len("aux.phi.") :]: v.float() for k, v in state.items() if k.startswith("aux.phi.")}

@@ -114,6 +114,12 @@ class CoDetTrainConfig:
             raise OvdetError("CoDet fine-tunes a ViLD-text checkpoint: give init")
 
 
+def build_phi(cfg: CoDetTrainConfig) -> CoOccurrence:
+    """The run's Phi, untrained: it reads the n proposals of each image, not the whole-image
+    box, so (g - 1) n similarities per proposal."""
+    return CoOccurrence((cfg.group_size - 1) * cfg.proposals, cfg.proposals, cfg.phi_input)
+
+
 def image_regions(proposals: torch.Tensor, size: tuple[int, int], n: int) -> torch.Tensor:
     """(P, 4) proposals, best first, of an image whose valid input area is `size` (h, w) ->
     (n + 1, 4): the top n (the whole image repeated where fewer) and the whole image last."""
@@ -180,9 +186,8 @@ def train_codet(
     model, spec, dataset = fine_tune_start(
         cfg.init, cfg.seed, gt, images_dir, "codet", fields, clip, cfg.roi_batch
     )
-    n = cfg.proposals  # Phi reads the proposals only, not the whole-image box
-    r = n + 1  # regions per caption image: the proposals and the whole image
-    phi = CoOccurrence((cfg.group_size - 1) * n, n, cfg.phi_input)
+    r = cfg.proposals + 1  # regions per caption image: the proposals and the whole image
+    phi = build_phi(cfg)
     model.aux = nn.ModuleDict({"phi": phi})  # training-only; loaders skip `aux.`
     model.to(device)
     concept_text = concept_text.to(device)

@@ -212,9 +212,8 @@ def train_rkd(
         if not cfg.train_backbone:
             return *memo.get(picked, batch), {}
         model.backbone.eval()  # BatchNorm keeps the init's statistics (FrozenBN)
-        features = model.backbone(torch.stack([s.pixels for s in batch]).to(device))
-        proposals, _, losses = model.rpn(features, [s.size for s in batch], gt_boxes)
-        return features, proposals, losses
+        pixels = torch.stack([s.pixels for s in batch]).to(device)
+        return model.propose(pixels, [s.size for s in batch], gt_boxes)
 
     def box_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
         pool = distilled or list(range(len(dataset)))

@@ -168,13 +168,25 @@ class ViLD(nn.Module):
         """All training losses of a batch; `distill_*` are the cached proposals of each image and
         their (M, D) CLIP crop embeddings (needed when image_weight > 0 or ensemble). A frozen
         backbone or RPN (no parameter requiring grad) runs without a graph and adds no loss."""
+        features, proposals, losses = self.propose(pixels, image_sizes, gt_boxes)
+        return losses | self.head_losses(
+            features, proposals, gt_boxes, gt_labels, distill_boxes, distill_embeddings
+        )
+
+    def propose(
+        self,
+        pixels: torch.Tensor,
+        image_sizes: Sequence[tuple[int, int]],
+        gt_boxes: Sequence[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
+        """(B, 3, H, W) pixels -> (B, C, h, w) backbone features, each image's (P, 4)
+        proposals and the RPN's losses (given `gt_boxes` and a trainable RPN; else none). A
+        frozen backbone runs without a graph."""
         with torch.set_grad_enabled(_trainable(self.backbone) and torch.is_grad_enabled()):
             features = self.backbone(pixels)
         rpn_targets = gt_boxes if _trainable(self.rpn) else None
         proposals, _, losses = self.rpn(features, image_sizes, rpn_targets)
-        return losses | self.head_losses(
-            features, proposals, gt_boxes, gt_labels, distill_boxes, distill_embeddings
-        )
+        return features, proposals, losses
 
     def head_losses(
         self,
