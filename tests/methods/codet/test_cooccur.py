@@ -9,6 +9,8 @@ from ovdet.losses.codet import PRIOR_BIAS, image_caption_loss, region_word_loss
 from ovdet.methods.codet.cooccur import (
     CoOccurrence,
     group_similarity,
+    hard_share,
+    harden,
     parameter_free,
     prototypes,
     region_weights,
@@ -199,3 +201,26 @@ def test_straight_through_is_one_hot_forward_and_p_backward():
     torch.testing.assert_close(grad, upstream)
     with pytest.raises(Exception, match="prototype must be one of"):
         CoDetTrainConfig(prototype="median")
+
+
+def test_harden_mixes_forward_and_keeps_p_gradient():
+    p = torch.tensor([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]], requires_grad=True)
+    onehot = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    upstream = torch.randn(2, 3)
+    for share in (0.0, 0.25, 1.0):
+        mixed = harden(p, share)
+        torch.testing.assert_close(mixed.detach(), (1 - share) * p.detach() + share * onehot)
+        torch.testing.assert_close(mixed.sum(-1), torch.ones(2))
+        (grad,) = torch.autograd.grad((mixed * upstream).sum(), p)
+        torch.testing.assert_close(grad, upstream)
+    with pytest.raises(ValueError, match="share must be in \\[0, 1\\], got 1.5"):
+        harden(p, 1.5)
+
+
+def test_hard_share_schedules():
+    assert [hard_share("soft", s, 5) for s in range(5)] == [0.0] * 5
+    assert [hard_share("hard", s, 5) for s in range(5)] == [1.0] * 5
+    assert [hard_share("anneal", s, 5) for s in range(5)] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert hard_share("anneal", 0, 1) == 0.0
+    with pytest.raises(ValueError, match="got 'median'"):
+        hard_share("median", 0, 5)

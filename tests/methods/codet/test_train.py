@@ -95,6 +95,12 @@ def test_caption_batches_train_phi_and_the_control_trains_none(setup, tmp_path):
     phi = "aux.phi.net.2.weight"
     assert torch.equal(control[phi], again[phi])  # untouched: the seed's initial Phi
     assert not torch.equal(codet[phi], control[phi])  # trained through the region-word loss
+    annealed = load_file(
+        run(setup, tmp_path / "a", steps=4, prototype="anneal") / "model.safetensors"
+    )
+    assert not torch.equal(annealed[phi], control[phi])  # Phi learns under a hardening prototype
+    # its caption batches (steps 1 and 3 of 4) are a third and fully one-hot: other head weights
+    assert any(not torch.equal(annealed[k], codet[k]) for k in codet if not k.startswith("aux."))
     spec = json.loads((tmp_path / "c" / "spec.json").read_text())
     assert spec["kind"] == "codet" and spec["codet"]["image_caption"]
 

@@ -87,15 +87,34 @@ def parameter_free(sim: torch.Tensor, regions: int, scale: float = 50.0) -> torc
     return (scale * best.mean(-1)).softmax(-1)
 
 
-PROTOTYPES = ("soft", "hard")
+PROTOTYPES = ("soft", "hard", "anneal")
+
+
+def harden(p: torch.Tensor, share: float) -> torch.Tensor:
+    """(..., R) probabilities -> `(1 - share) p + share onehot(argmax p)` in the forward pass,
+    with p's gradient in the backward pass: share 0 is the soft prototype's p, share 1 the hard
+    one's one-hot (the chosen region alone takes the concept, while Phi still learns from the
+    loss as with the soft one)."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    hard = F.one_hot(p.argmax(-1), p.shape[-1]).to(p)
+    return p + share * (hard - p).detach()
 
 
 def straight_through(p: torch.Tensor) -> torch.Tensor:
-    """(..., R) probabilities -> the one-hot of their argmax in the forward pass, with p's
-    gradient in the backward pass (a "hard" prototype: the chosen region alone takes the concept,
-    while Phi still learns from the loss as with the soft one)."""
-    hard = F.one_hot(p.argmax(-1), p.shape[-1]).to(p)
-    return hard + p - p.detach()
+    """(..., R) probabilities -> the one-hot of their argmax forward, p's gradient backward."""
+    return harden(p, 1.0)
+
+
+def hard_share(prototype: str, step: int, steps: int) -> float:
+    """How hard the prototype is at `step` of `steps`: "soft" 0, "hard" 1, "anneal" a linear ramp
+    from 0 at the first step to 1 at the last (soft while Phi learns the co-occurrence, one-hot
+    once it has: the hard prototype from the first step commits to an untrained Phi's picks)."""
+    if prototype not in PROTOTYPES:
+        raise ValueError(f"prototype must be one of {PROTOTYPES}, got {prototype!r}")
+    if prototype == "anneal":
+        return min(1.0, step / max(1, steps - 1))
+    return float(prototype == "hard")
 
 
 def prototypes(features: torch.Tensor, p: torch.Tensor) -> torch.Tensor:

@@ -46,9 +46,10 @@ from ovdet.methods.codet.cooccur import (
     PROTOTYPES,
     PSEUDO_REGIONS,
     CoOccurrence,
+    hard_share,
+    harden,
     prototypes,
     region_weights,
-    straight_through,
 )
 from ovdet.methods.vild.finetune import fine_tune_start
 from ovdet.methods.vild.model import ViLD
@@ -72,7 +73,8 @@ class CoDetTrainConfig:
     # at 0.1 over 1,000 steps Phi's Adam steps move it about 0.015 against weights of about 0.08)
     phi_input: str = "sorted"  # each support image's similarities best first; "ordered": paper's
     prototype: str = "soft"  # the paper's sum p_i f_i; "hard": the argmax region alone, with p's
-    # gradient (straight-through), a diagnostic of how much the soft mix costs
+    # gradient (straight-through), a diagnostic of how much the soft mix costs; "anneal": soft
+    # at the first step, hard at the last, a linear ramp between
     weight_decay: float = 1e-4
     warmup: int = 50
     seed: int = 0
@@ -210,7 +212,7 @@ def train_codet(
         features, proposals = box_features.get(picked, batch)
         return model.head_losses(features, proposals, *targets_on(batch, device))
 
-    def caption_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
+    def caption_batch(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         drawn = [concepts.sample_group(cfg.group_size, g) for _ in range(cfg.groups)]
         images = [i for _, group in drawn for i in group]
         emb, boxes = groups.embed(images)
@@ -220,8 +222,9 @@ def train_codet(
             region_weights(cfg.pseudo, emb[k], boxes[k], concept_text[c], phi, cfg.text_guidance)
             for k, (c, _) in enumerate(drawn)
         ]
-        if cfg.prototype == "hard":  # the baselines' weights are one-hot already
-            weights = [straight_through(w) for w in weights]
+        share = hard_share(cfg.prototype, step, cfg.steps)
+        if share > 0:  # the baselines' weights are one-hot already
+            weights = [harden(w, share) for w in weights]
         pseudo = [prototypes(emb[k], w) for k, w in enumerate(weights)]
         labels = torch.tensor([c for c, _ in drawn], device=device)
         labels = labels.repeat_interleave(cfg.group_size)
@@ -243,7 +246,7 @@ def train_codet(
 
     def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         if cfg.caption_weight > 0 and step % 2 == 1:
-            return caption_batch(g)
+            return caption_batch(step, g)
         return box_batch(g)  # caption weight 0: a detection batch every step (the control)
 
     if cfg.caption_weight == 0:
@@ -252,8 +255,8 @@ def train_codet(
         name = f"{cfg.pseudo}, {'' if cfg.text_guidance else 'no '}text guidance, {cfg.loss}"
     else:
         name = f"{cfg.pseudo}, {cfg.loss}"
-    if cfg.prototype == "hard" and cfg.caption_weight > 0:
-        name += ", hard prototype"
+    if cfg.prototype != "soft" and cfg.caption_weight > 0:
+        name += f", {cfg.prototype} prototype"
     train_resumable(
         step_losses,
         out,
