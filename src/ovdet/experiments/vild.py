@@ -47,9 +47,11 @@ def clip_on_crops(
     clip: VisionLanguageModel,
     text: torch.Tensor,
     top: int = 100,
+    scales: tuple[float, ...] = (1.0, 1.5),
 ):
-    """R-CNN-style baseline: the RPN's top proposals, each named by CLIP on its 1x + 1.5x crops."""
-    crops = CropEmbedder(clip)
+    """R-CNN-style baseline: the RPN's top proposals, each named by CLIP on its crops at `scales`
+    (ViLD's 1x + 1.5x by default; RKD's teacher is the 1x crop alone)."""
+    crops = CropEmbedder(clip, scales)
 
     @torch.no_grad()
     def detect(image: torch.Tensor) -> Regions:
