@@ -233,6 +233,7 @@ def run_reproduce_rkd(args: argparse.Namespace) -> int:
 
 def _register_reproduce_codet(shapes: argparse._SubParsersAction) -> None:
     from ovdet.experiments.codet import CoDetExperiment
+    from ovdet.methods.codet.cooccur import PHI_INPUTS, PROTOTYPES
     from ovdet.methods.codet.train import CoDetTrainConfig
 
     p = shapes.add_parser(
@@ -247,7 +248,10 @@ def _register_reproduce_codet(shapes: argparse._SubParsersAction) -> None:
         help="a minutes-long pass over the whole pipeline: few images, 40 steps",
     )
     add_dataclass_args(p, CoDetExperiment)
-    add_dataclass_args(p, CoDetTrainConfig, skip=("pseudo", "text_guidance", "loss"))
+    choices = {"prototype": PROTOTYPES, "phi_input": PHI_INPUTS}
+    add_dataclass_args(
+        p, CoDetTrainConfig, skip=("pseudo", "text_guidance", "loss"), choices=choices
+    )
     p.set_defaults(run=run_reproduce_codet)
 
 

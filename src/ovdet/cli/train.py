@@ -70,6 +70,7 @@ def _add_caption_args(p: argparse.ArgumentParser, required: bool, help: str) -> 
 
 
 def _register_codet(train: argparse._SubParsersAction) -> None:
+    from ovdet.methods.codet.cooccur import PHI_INPUTS, PROTOTYPES
     from ovdet.methods.codet.train import LOSS_FORMS, PSEUDO_REGIONS, CoDetTrainConfig
 
     p = train.add_parser(
@@ -89,7 +90,9 @@ def _register_codet(train: argparse._SubParsersAction) -> None:
     p.add_argument("--val-gt", default=None, help="evaluate on this set at the end")
     p.add_argument("--val-images", default=None)
     add_device_arg(p)
-    add_dataclass_args(p, CoDetTrainConfig, choices={"pseudo": PSEUDO_REGIONS, "loss": LOSS_FORMS})
+    choices = {"pseudo": PSEUDO_REGIONS, "loss": LOSS_FORMS}
+    choices |= {"prototype": PROTOTYPES, "phi_input": PHI_INPUTS}
+    add_dataclass_args(p, CoDetTrainConfig, choices=choices)
     p.set_defaults(run=run_codet)
 
 
