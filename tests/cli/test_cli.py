@@ -114,6 +114,7 @@ def test_a_box_partly_outside_the_image_may_start_with_a_minus(photo, tiny_clip_
         (["--vocab", "cat,,dog"], "empty entry"),
         (["--vocab", "cat", "--boxes", "BOXES_BAD"], "outside"),
         (["--vocab", "cat", "--image", "missing.png"], "image file not found"),
+        (["--vocab", "cat", "--query", " , "], "--query names no phrase: ' , '"),
     ],
 )
 def test_errors_are_one_line(photo, tiny_clip_dir, tmp_path, capsys, args, message):

@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     image = load_image(args.image)
     size = tuple(image.shape[-2:])
     vocab = parse_vocabulary(args.vocab, args.attributes)
+    queries = _queries(args.query)
     if args.points is not None:
         from ovdet.api import checkpoint_kind
 
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     for e in entries:
         e["category_name"] = names[e["category_id"] - 1]
     picture = encode_png(draw_regions(image, regions, names))  # drawn before anything is written
-    _print(regions, names, args, embedder, clip.logit_scale)
+    _print(regions, names, queries, args, embedder, clip.logit_scale)
     write_bytes(out / f"{stem}.png", picture)
     write_json(out / f"{stem}.json", entries, indent=1)  # the JSON last: it marks a finished run
     Console().print(f"wrote {out / f'{stem}.json'} and {out / f'{stem}.png'}")
@@ -156,8 +157,23 @@ def _points(text: str, size: tuple[int, int]):
     return check_points(parse_points(text), size)
 
 
+def _queries(text: str | None) -> list[str]:
+    """--query's comma-separated phrases ([] when not given); given with none is refused."""
+    if text is None:
+        return []
+    queries = [q.strip() for q in text.split(",") if q.strip()]
+    if not queries:
+        raise OvdetError(f"--query names no phrase: {text!r}")
+    return queries
+
+
 def _print(
-    regions: Regions, names: list[str], args: argparse.Namespace, embedder, logit_scale
+    regions: Regions,
+    names: list[str],
+    queries: list[str],
+    args: argparse.Namespace,
+    embedder,
+    logit_scale,
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -167,7 +183,6 @@ def _print(
     table = Table(title=f"{args.image}: {len(regions)} regions ({args.method})")
     for col in ("#", "box (xyxy)", "label", "score"):
         table.add_column(col)
-    queries = [q.strip() for q in args.query.split(",") if q.strip()] if args.query else []
     if queries:
         q_emb = embedder.embed_groups([(q,) for q in queries])
         cos = regions.embeddings @ q_emb.t()

@@ -344,7 +344,7 @@ def run_codet(args: argparse.Namespace) -> int:
     gt = load_gt(args.gt)
     concepts = (
         parse_vocabulary(args.concepts)
-        if args.concepts
+        if args.concepts is not None  # given empty: refused, not the default
         else vocabulary_from_categories(sorted(gt["categories"], key=lambda c: c["id"]))
     )
     items = load_captions(args.captions)

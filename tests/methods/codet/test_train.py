@@ -146,19 +146,22 @@ def test_cli_trains_on_captions_and_refuses_bad_input(setup, tmp_path, capsys):
     spec = json.loads((tmp_path / "run" / "spec.json").read_text())
     assert spec["codet"]["steps"] == 2 and spec["codet"]["group_size"] == 2
     capsys.readouterr()
-    cases = {
-        "--captions": (str(tmp_path / "missing.json"), "missing.json"),
-        "--group-size": ("1", "group-size must be >= 2"),
-        "--pseudo": ("biggest", "invalid choice"),
-        "--concepts": ("zebra, giraffe", "no concept is named by 2 captioned images"),
-    }
-    for flag, (value, message) in cases.items():
+    cases = [
+        ("--captions", str(tmp_path / "missing.json"), "missing.json"),
+        ("--group-size", "1", "group-size must be >= 2"),
+        ("--pseudo", "biggest", "invalid choice"),
+        ("--prototype", "median", "invalid choice"),
+        ("--concepts", "zebra, giraffe", "no concept is named by 2 captioned images"),
+        ("--concepts", "", "vocabulary is empty"),  # given empty: refused, not the default
+        ("--concepts", " , ", "vocabulary is empty"),
+    ]
+    for flag, value, message in cases:
         bad = list(args)
         if flag in bad:
             bad[bad.index(flag) + 1] = value
         else:
             bad += [flag, value]
-        if flag == "--pseudo":  # argparse's own refusal
+        if flag in ("--pseudo", "--prototype"):  # argparse's own refusal
             with pytest.raises(SystemExit):
                 main(bad)
         else:
