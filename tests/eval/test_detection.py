@@ -55,6 +55,31 @@ def test_base_novel_means_of_per_category_ap():
         make_split("unicorn", gt)
 
 
+def test_split_files_give_the_inline_split_and_bad_ones_one_line(tmp_path):
+    gt, _ = synthetic(4)
+    want = make_split("thing1, thing4", gt)
+    thing4 = next(c["id"] for c in gt["categories"] if c["name"] == "thing4")
+    files = {
+        "n.txt": "\ufeffthing1\n\nthing4\n".encode(),  # a BOM, a blank line
+        "n.json": f'\ufeff["thing1", {thing4}]'.encode(),  # names and ids
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        assert make_split(str(tmp_path / name), gt) == want, name
+    bad = {
+        "bad.json": (b"{oops", "is not valid JSON"),
+        "dict.json": (b'{"novel": ["thing1"]}', "holds a JSON list .* got dict"),
+        "bool.json": (b"[true]", "a name or an id, got True"),
+        "bin.txt": (b"thing1 \xff\xfe", "is not UTF-8 text"),
+    }
+    for name, (data, message) in bad.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(FormatError, match=message):
+            make_split(str(tmp_path / name), gt)
+    with pytest.raises(FormatError, match="split file not found: .*missing.json"):
+        make_split(str(tmp_path / "missing.json"), gt)
+
+
 def test_coco_ovd_split_is_48_17():
     split = coco_ovd_split()
     assert len(split.base) == 48 and len(split.novel) == 17 and not split.base & split.novel

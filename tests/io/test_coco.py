@@ -75,6 +75,13 @@ def test_malformed_json(tmp_path, content, message):
         read_boxes(tmp_path / "f.json")
 
 
+def test_json_with_a_byte_order_mark_and_non_ascii_reads_as_utf8(tmp_path):
+    """Files saved by Windows tools start with a BOM; names may be any language."""
+    f = tmp_path / "gt.json"
+    f.write_bytes("\ufeff".encode() + json.dumps({"n": "猫"}, ensure_ascii=False).encode())
+    assert read_json(f) == {"n": "猫"}
+
+
 def test_missing_file_and_non_list():
     with pytest.raises(FormatError, match="not found"):
         read_json("/nonexistent/f.json")

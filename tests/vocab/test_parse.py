@@ -14,6 +14,30 @@ def test_inline_list_with_synonyms_and_attributes():
     assert v.attributes == ("red", "blue")
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "cat|kitty\ndog\nred umbrella",  # a pasted file: one name a line
+        "cat|kitty,\ndog,\nred umbrella,\n",  # ... with trailing commas
+        "cat|kitty, dog\n\nred umbrella\r\n",  # mixed, blank line, CRLF
+        '[{"name": "cat", "synonyms": ["kitty"]}, "dog", "red umbrella"]',  # JSON, as in a file
+        '"cat"|\'kitty\', "dog", "red umbrella"',  # quoted names, as copied from code
+        "\ufeffcat|kitty, dog, red umbrella",  # a BOM from a Windows clipboard
+    ],
+)
+def test_inline_forms_people_paste(spec):
+    """Never one class named "cat dog" or '[cat': each form gives the same three classes."""
+    v = parse_vocabulary(spec)
+    assert v.names == ("cat", "dog", "red umbrella") and v.synonyms == (("kitty",), (), ())
+
+
+def test_files_with_a_byte_order_mark(tmp_path):
+    (tmp_path / "v.txt").write_text("\ufeffcat\ndog\n", encoding="utf-8")
+    (tmp_path / "v.json").write_text('\ufeff["cat", "dog"]', encoding="utf-8")
+    for name in ("v.txt", "v.json"):
+        assert parse_vocabulary(tmp_path / name).names == ("cat", "dog"), name
+
+
 def test_text_file(tmp_path):
     f = tmp_path / "v.txt"
     f.write_text("# my classes\ncat | kitty | house cat\n\ndog  # pets\n")
@@ -66,6 +90,10 @@ def test_builtin_coco():
         ("cat, Cat", "appears twice"),
         ("missing.txt", "not found"),
         ("some/dir/missing.json", "not found"),
+        ("[cat, dog]", 'not valid JSON .*a plain list is "cat, dog"'),
+        ('["cat", "Cat"]', "appears twice"),
+        ("cat,,dog\nbird", "empty entry at position 1"),
+        (" \n \n", "empty"),
     ],
 )
 def test_malformed_inline(spec, message):

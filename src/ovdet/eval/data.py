@@ -269,6 +269,23 @@ def _coco_ovd_on(gt: dict[str, Any]) -> Split:
     return Split("coco-ovd", frozenset(base), frozenset(novel))
 
 
+def _split_file(path: str) -> list[Any]:
+    """A split file's entries: a .json file's list, or a text file's lines (UTF-8, BOM or not)."""
+    if path.lower().endswith(".json"):
+        items = read_json(path)
+        if not isinstance(items, list):
+            raise FormatError(
+                f"{path}: a split file holds a JSON list of novel category names or ids, "
+                f"got {type(items).__name__}"
+            )
+        return items
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{path} is not UTF-8 text: {e}") from None
+    return [ln.strip() for ln in text.splitlines()]
+
+
 def make_split(spec: str | Sequence[str | int] | None, gt: dict[str, Any]) -> Split | None:
     """A split from a spec: "coco-ovd", "lvis" (novel = rare), a .json/.txt file or a comma list
     of novel category names or ids (base = the other categories of `gt`)."""
@@ -288,16 +305,19 @@ def make_split(spec: str | Sequence[str | int] | None, gt: dict[str, Any]) -> Sp
         return Split("lvis", all_ids - novel, novel)
     items: Sequence[str | int]
     if isinstance(spec, str) and is_file(spec):
-        text = Path(spec).read_text()
-        items = (
-            json.loads(text) if spec.endswith(".json") else [ln.strip() for ln in text.splitlines()]
-        )
+        items = _split_file(spec)
+    elif isinstance(spec, str) and "," not in spec and spec.lower().endswith((".json", ".txt")):
+        raise FormatError(f"split file not found: {spec}")
     elif isinstance(spec, str):
         items = [s.strip() for s in spec.split(",")]
     else:
         items = list(spec)
     novel = set()
     for item in (x for x in items if str(x).strip()):
+        if not isinstance(item, (str, int)) or isinstance(item, bool):
+            raise FormatError(
+                f"the split {spec!r}: a novel category is a name or an id, got {item!r}"
+            )
         if isinstance(item, int) or str(item).isdigit():
             if int(item) not in all_ids:
                 raise FormatError(f"novel category id {item} is not in the ground truth")

@@ -109,7 +109,7 @@ def read_json(path: str | os.PathLike) -> Any:
         raise FormatError(f"JSON file not found: {path}")
     path = Path(path).expanduser()
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8-sig") as f:  # UTF-8 with or without a BOM, any locale
             return json.load(f)
     except json.JSONDecodeError as e:
         raise FormatError(f"{path} is not valid JSON: {e}") from None

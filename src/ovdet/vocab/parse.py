@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -153,7 +154,7 @@ def parse_vocabulary(spec: str | os.PathLike, attributes: str | None = None) -> 
     elif "," not in text and Path(text).suffix.lower() in (".json", ".txt"):
         raise VocabularyError(f"vocabulary file not found: {text}")
     else:  # an inline list; a name may hold "/" ("AC/DC") and the list may be long
-        base = _from_entries(_split_list(text), f"vocabulary {text[:80]!r}")
+        base = _from_inline(text)
     return Vocabulary(base.names, base.synonyms, attrs or base.attributes)
 
 
@@ -164,7 +165,27 @@ def parse_inline_vocabulary(text: str) -> Vocabulary:
         raise VocabularyError(f"vocabulary must be text, got {type(text).__name__}")
     if text.strip() in BUILTIN:
         return BUILTIN[text.strip()]
-    return _from_entries(_split_list(text), f"vocabulary {text[:80]!r}")
+    return _from_inline(text)
+
+
+def _from_inline(text: str) -> Vocabulary:
+    """An inline list: comma and/or newline separated ("cat|kitty, dog", or a pasted file's
+    lines; blank lines are skipped), or JSON text in any of the file forms ('["cat", "dog"]')."""
+    text = text.removeprefix("\ufeff")
+    source = f"vocabulary {text[:80]!r}"
+    if text.lstrip().startswith(("[", "{")):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise VocabularyError(
+                f'{source} starts like JSON but is not valid JSON ({e}); a plain list is "cat, dog"'
+            ) from None
+        return _from_json_data(data, source)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1:  # a pasted list, one or more names a line ("cat,\ndog,\n" too)
+        lines = [ln.removesuffix(",") for ln in lines]
+    entries = [e for ln in lines or [text] for e in _split_list(ln)]
+    return _from_entries(entries, source)
 
 
 def _split_list(text: str) -> list[str]:
@@ -180,7 +201,7 @@ def _split_list(text: str) -> list[str]:
 def _from_entries(entries: list[str], source: str) -> Vocabulary:
     names, synonyms = [], []
     for i, entry in enumerate(entries):
-        parts = [p.strip() for p in entry.split("|")]
+        parts = [_unquoted(p.strip()) for p in entry.split("|")]
         if not all(parts):
             raise VocabularyError(f"{source}: entry {i} {entry!r} has an empty name or synonym")
         names.append(parts[0])
@@ -188,9 +209,16 @@ def _from_entries(entries: list[str], source: str) -> Vocabulary:
     return Vocabulary(tuple(names), tuple(synonyms))
 
 
+def _unquoted(text: str) -> str:
+    """'"cat"' -> 'cat': one pair of matching quotes around a whole name is not part of it."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1].strip()
+    return text
+
+
 def _from_lines(path: Path) -> Vocabulary:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM is not a name
     except UnicodeDecodeError as e:
         raise VocabularyError(f"vocabulary file {path} is not UTF-8 text: {e}") from None
     entries = [ln.split("#", 1)[0].strip() for ln in lines]
@@ -207,7 +235,12 @@ def _from_json(path: Path) -> Vocabulary:
         data = read_json(path)
     except ValueError as e:
         raise VocabularyError(str(e)) from None
-    source = str(path)
+    return _from_json_data(data, str(path))
+
+
+def _from_json_data(data: Any, source: str) -> Vocabulary:
+    """A vocabulary from parsed JSON: a list of names or {'name', 'synonyms'}, {'names': [...]}
+    or a COCO file's 'categories'."""
     if isinstance(data, dict) and "categories" in data:
         data = sorted(
             data["categories"], key=lambda c: c.get("id", 0) if isinstance(c, dict) else 0
