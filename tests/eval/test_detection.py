@@ -9,7 +9,7 @@ from pycocotools.cocoeval import COCOeval
 from synthetic import synthetic
 
 from ovdet.errors import FormatError
-from ovdet.eval.data import cap_per_image, coco_ovd_split, make_split
+from ovdet.eval.data import cap_per_image, coco_ovd_split, load_detections, make_split
 from ovdet.eval.detection import evaluate_detections
 
 
@@ -324,6 +324,34 @@ def test_file_name_image_ids_from_detect_map_to_the_ground_truth():
         [_det(image_id="val/images/a.png"), _det(image_id="b.png", bbox=[2, 2, 8, 8])],
     )
     assert by_name.metrics == by_id.metrics and by_id.metrics["AP"] == pytest.approx(100.0)
+
+
+def test_detect_without_gt_chains_into_eval_by_category_name():
+    """`ovdet detect` without --gt writes the image's path and its vocabulary's index + 1 as
+    category_id: the names decide, whatever order the vocabulary had."""
+    gt = _gt()
+    gt["categories"] = [
+        {"id": 1, "name": "a", "frequency": "f"},
+        {"id": 7, "name": "traffic_cone", "synonyms": ["pylon"], "frequency": "r"},
+    ]
+    gt["annotations"][1]["category_id"] = 7
+    by_id = evaluate_detections(gt, [_det(), _det(image_id=2, category_id=7, bbox=[2, 2, 8, 8])])
+    # the vocabulary "pylon, a": category_id 1 is "pylon", 2 is "a"
+    named = [
+        _det(image_id="a.png", category_id=2, category_name="a"),
+        _det(image_id="b.png", category_id=1, category_name="Pylon", bbox=[2, 2, 8, 8]),
+    ]
+    assert evaluate_detections(gt, named).metrics == by_id.metrics
+    assert by_id.metrics["AP"] == pytest.approx(100.0)
+    spaced = [dict(named[0]), {**named[1], "category_name": "traffic  cone"}]
+    assert evaluate_detections(gt, spaced).metrics == by_id.metrics
+    # a name alone (no category_id) is read too; integer image ids keep their category_id
+    only_name = [{k: v for k, v in d.items() if k != "category_id"} for d in named]
+    assert evaluate_detections(gt, only_name).metrics == by_id.metrics
+    kept = load_detections([_det(category_name="pylon")], gt)
+    assert kept[0]["category_id"] == 1  # with an integer image id the id decides, as in COCO
+    with pytest.raises(FormatError, match="detection 0 names category 'zebra', which the"):
+        evaluate_detections(gt, [_det(image_id="a.png", category_name="zebra")])
 
 
 def test_whole_float_ids_are_ids_and_fractional_ones_are_refused():

@@ -128,8 +128,11 @@ def load_detections(
     """Read detections (path or list) and check every entry against `gt`.
 
     An image_id that is a string (what `ovdet detect` writes without --gt: the image's path) is
-    mapped to the ground truth's integer id by file name (`io.coco.match_name`). For segm, boxes
-    are dropped when only some entries carry one (the box is recomputed from the mask).
+    mapped to the ground truth's integer id by file name (`io.coco.match_name`), and that entry's
+    category by its `category_name` (its category_id is then the detector's vocabulary index + 1,
+    not the ground truth's id); an entry with a name and no category_id is mapped by name too.
+    For segm, boxes are dropped when only some entries carry one (the box is recomputed from
+    the mask).
     Returns a new list of new dicts (the caller's entries are not modified).
     """
     data = read_json(dt) if not isinstance(dt, list) else dt
@@ -139,12 +142,18 @@ def load_detections(
     images = {im["id"]: im for im in gt["images"]}
     categories = {c["id"] for c in gt["categories"]}
     by_name = _name_resolver(gt, source)
+    category_of = _category_resolver(gt, source)
     out = []
     for i, e in enumerate(data):
         if isinstance(e, dict):
             e = {**e, **_integral_ids(e)}
+            named = "category_name" in e and (
+                isinstance(e.get("image_id"), str) or e.get("category_id") is None
+            )
             if isinstance(e.get("image_id"), str):
                 e["image_id"] = by_name(e["image_id"], i)  # e is already a new dict
+            if named:  # a path-keyed entry's id is its vocabulary's, not the ground truth's
+                e["category_id"] = category_of(e["category_name"], i)
         _check_detection(i, e, images, categories, iou_type, source)
         out.append(dict(e))
     if iou_type == "segm" and 0 < sum("bbox" in e for e in out) < len(out):
@@ -180,6 +189,29 @@ def _name_resolver(gt: dict[str, Any], source: str):
                 )
             memo[name] = gt["images"][hit]["id"]
         return memo[name]
+
+    return resolve
+
+
+def _category_resolver(gt: dict[str, Any], source: str):
+    """(category_name, index) -> the ground truth's id of the category of that name or, failing
+    that, synonym (case-insensitive, LVIS underscores read as spaces)."""
+    ids: dict[str, int] = {}
+    for c in sorted(gt["categories"], key=lambda c: c["id"]):
+        for syn in c.get("synonyms") or []:
+            if isinstance(syn, str):
+                ids.setdefault(syn.replace("_", " ").lower(), c["id"])
+    for c in gt["categories"]:  # names before synonyms
+        ids[str(c["name"]).replace("_", " ").lower()] = c["id"]
+
+    def resolve(name: Any, i: int) -> int:
+        key = " ".join(name.replace("_", " ").split()).lower() if isinstance(name, str) else None
+        if key not in ids:
+            raise FormatError(
+                f"{source}: detection {i} names category {name!r}, which the ground truth lacks "
+                f"(its names: {sorted(ids)[:8]}...)"
+            )
+        return ids[key]
 
     return resolve
 
