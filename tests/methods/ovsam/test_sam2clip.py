@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from resume import assert_resumes
 from safetensors.torch import load_file
 from torch import nn
 
@@ -108,11 +109,12 @@ def test_backend_segments_with_clip_alone_and_reloads_exactly(sam2clip_run, teac
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
     cfg = Sam2ClipConfig(steps=4, warmup=1, batch_size=2, val_scenes=2, checkpoint_every=0)
-    train_sam2clip(tmp_path / "whole", cfg, progress=False)
-    train_sam2clip(tmp_path / "cut", cfg, progress=False, stop=lambda done: done == 2)
-    train_sam2clip(tmp_path / "cut", cfg, progress=False)
-    a, b = (load_file(tmp_path / d / "model.safetensors") for d in ("whole", "cut"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    def train(out, stop):
+        train_sam2clip(out, cfg, progress=False, stop=stop)
+        return out
+
+    assert_resumes(train, tmp_path, 4, kill_at=2)
 
 
 def test_adapter_refuses_mismatched_layouts(teachers):

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 from once import built_once
+from resume import assert_resumes
 
 from ovdet.data.shapes.generate import WorldConfig, generate_world
 from ovdet.methods.regionspot.recognizer import (
@@ -95,19 +96,17 @@ def test_training_raises_ap_on_novel_and_all(cached, tmp_path):
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(cached, tmp_path):
-    from safetensors.torch import load_file
 
     root, gts, clip = cached
     base = gts["det-train"]["ovd"]["base"]
     c = cfg(steps=6, checkpoint_every=3)
     args = (root / "det-train", gts["det-train"])
-    straight = train_regionspot(*args, tmp_path / "a", clip, base, c, False)
-    train_regionspot(*args, tmp_path / "b", clip, base, c, False, stop=lambda done: done >= 3)
-    assert torch.load(tmp_path / "b" / "train_state.pt", weights_only=True)["step"] == 3
-    resumed = train_regionspot(*args, tmp_path / "b", clip, base, c, False)
-    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], msg=k)
+    assert_resumes(
+        lambda out, stop: train_regionspot(*args, out, clip, base, c, False, stop=stop),
+        tmp_path,
+        6,
+        kill_at=3,
+    )
 
 
 def test_recognizer_names_boxes_with_masks(cached, tmp_path):

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from resume import assert_resumes
 from safetensors.torch import load_file
 
 from ovdet.data.captions import CaptionDataset, load_captions
@@ -116,16 +117,11 @@ def _folder(name):
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(setup, tmp_path):
-    straight = run(setup, tmp_path / "a", irm_weight=15.0)
-    run(setup, tmp_path / "b", stop=lambda done: done >= 3, irm_weight=15.0)  # killed at step 3
-    assert torch.load(tmp_path / "b" / "train_state.pt", weights_only=True)["step"] == 3
-    resumed = run(setup, tmp_path / "b", irm_weight=15.0)
-    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], msg=k)
+    resumed = assert_resumes(
+        lambda out, stop: run(setup, out, stop, irm_weight=15.0), tmp_path, 6, kill_at=3
+    )
     with pytest.raises(Exception, match="another configuration"):
-        run(setup, tmp_path / "b", irm_weight=0.0)
+        run(setup, resumed, irm_weight=0.0)
 
 
 @pytest.mark.parametrize("form", ["sigmoid", "softmax"])
