@@ -1,18 +1,24 @@
-"""The measured effect ViLD exists for: distilling CLIP's crop embeddings into the detector's
-region embeddings (here ViLD-ensemble: a text head plus a distilled image head) lets a detector
-trained on base categories only name novel objects, which ViLD-text does poorly. Measured as
-novel top-1 accuracy of the detector's own heads naming the ground-truth boxes of scenes with
-uniformly drawn shapes (so that novel objects are many), which isolates recognition from the
-(shared) proposal quality. At this short schedule novel AP is too noisy to separate the two
-(every label of every box is ranked); the AP comparison is the README's reproduction table
-(AP_r 12.0 -> 17.9 after 1,200 steps on 4,000 images).
+"""The measured effect ViLD exists for: distilling CLIP's crop embeddings into a detector's region
+embeddings (ViLD-ensemble: a text head plus a distilled image head) lets a detector trained on
+base categories only name novel objects, which ViLD-text, trained on the same base boxes, does
+not. Measured as top-1 accuracy of the detector's own heads naming the ground-truth boxes of
+scenes with uniformly drawn shapes (so that novel objects are many), per class, which isolates
+recognition from the (shared) proposal quality. The AP comparison is the README's reproduction
+table.
 
-To fit the suite's budget the scenes are 64 px and the backbone narrow ([16, 32, 64, 64]): the
-same two runs at 128 px with the default backbone cost twice as much and measured 0.00 vs 0.17.
-Smaller RoI batches or a frozen shared backbone lost the effect (measured). The distillation
-proposals come from the bundled base-trained `shapes-vild-text` (ViLD's setting: a base-trained
-RPN supplies them), so the two runs do not depend on each other: each is built once, by
-whichever test process asks first, and the two processes train them at the same time."""
+Both runs fine-tune the RoI heads on the bundled base-trained `shapes-vild-text`'s frozen
+backbone and RPN (so a short run learns to name at all: from scratch, 70 steps at 64 px named
+base shapes at chance, and the distilled run then answered one novel class for every box). The
+distillation proposals come from the same checkpoint (ViLD's setting: a base-trained RPN supplies
+them). Measured at 150 steps (one thread), per novel class 12-16:
+- ViLD-text: 0.00 on every novel class; base classes 0.44 (class mean).
+- ViLD-ensemble: 0.00, 0.00, 0.50, 0.15, 0.13 (0.16 of all novel boxes); base 0.52.
+- untrained (0 steps): base 0.10; the ensemble answers novel class 13 on a fifth of the novel
+  boxes and no other novel class (0.13 of all novel boxes): the bars below need base naming and
+  two novel classes, so neither an untrained nor a one-class detector clears them.
+At 300 steps ViLD-text starts naming novel class 15 through its text embeddings (0.19 of all
+novel boxes vs the ensemble's 0.20), so the contrast is the short schedule's.
+Each run is built once, by whichever test process asks first."""
 
 import json
 from pathlib import Path
@@ -20,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from novel import novel_top1
+from novel import novel_answers, per_class
 from once import built_once
 from PIL import Image
 
@@ -60,15 +66,16 @@ def uniform_val(folder: Path, count: int, seed: int, size: int = 128) -> dict:
     return {"images": images, "annotations": anns, "categories": category_records()}
 
 
-SIZE = 64
+SIZE = 128
 CFG = ViLDTrainConfig(
-    steps=70,
+    steps=150,
     batch_size=8,
-    checkpoint_every=70,
+    checkpoint_every=150,
     distill_proposals=8,
-    warmup=20,
+    warmup=10,
     side=SIZE,
-    backbone_channels=[16, 32, 64, 64],
+    init="shapes-vild-text",
+    freeze_backbone=True,
 )
 
 
@@ -78,7 +85,7 @@ def _build_world(folder: Path) -> None:
         WorldConfig(
             seed=11,
             captions=1,
-            det_train=300,
+            det_train=200,
             det_val=1,
             det_style=0,
             det_captions=0,
@@ -112,7 +119,9 @@ def _train(root: Path, train: dict, folder: Path, image_weight: float) -> None:
             folder / "cache",
             CFG.distill_proposals,
         )
-    vild = ViLDConfig(embed_dim=clip.embed_dim, hidden=256, image_weight=image_weight)
+    vild = ViLDConfig(
+        embed_dim=clip.embed_dim, hidden=256, image_weight=image_weight, ensemble=image_weight > 0
+    )
     base = train["ovd"]["base"]
     train_vild(train, images, folder / "run", clip, "shapes-clip", base, vild, CFG, distill=cache)
 
@@ -128,29 +137,41 @@ def _trained(tmp_path_factory, worker_id, image_weight: float) -> Path:
     )
 
 
-def _novel_top1(tmp_path_factory, worker_id, folder: Path) -> float:
+def _accuracy(tmp_path_factory, worker_id, folder: Path) -> dict[str, dict[int, float]]:
+    """Top-1 accuracy per novel and per base class on the uniform scenes' ground-truth boxes."""
     root, train, val = _world(tmp_path_factory, worker_id)
     clip = load_model("shapes-clip")
     cats = sorted(val["categories"], key=lambda c: c["id"])
     text = embed_vocabulary(clip, vocabulary_from_categories(cats), "ensemble")
     novel = torch.tensor([c["id"] not in train["ovd"]["base"] for c in cats])
-    return novel_top1(folder, val, root / "val", text, novel)
+    pairs, ids = novel_answers(folder, val, root / "val", text, novel)
+    base = {c["id"] for c in cats} - ids
+    on_novel = [t == p for t, p in pairs if t in ids]
+    return {
+        "novel": per_class(pairs, ids),
+        "base": per_class(pairs, base),
+        "all_novel": sum(on_novel) / len(on_novel),
+    }
 
 
-@pytest.mark.slow(seconds=45)
-def test_vild_text_names_no_novel_shape(tmp_path_factory, worker_id):
-    text_only = _trained(tmp_path_factory, worker_id, 0.0)
-    # measured 0.02 at 70 steps (0.00 at 100, 0.04 at 200): trained with base names only, its
-    # background takes nearly every novel shape
-    assert _novel_top1(tmp_path_factory, worker_id, text_only) < 0.10
+def _mean(values: dict) -> float:
+    return sum(values.values()) / len(values)
 
 
-@pytest.mark.slow(seconds=60)
+@pytest.mark.slow(seconds=30)
+def test_vild_text_learns_base_names_but_no_novel_one(tmp_path_factory, worker_id):
+    text_only = _accuracy(tmp_path_factory, worker_id, _trained(tmp_path_factory, worker_id, 0.0))
+    # measured: base 0.44 (untrained 0.10), novel 0.00: its background takes every novel shape
+    assert _mean(text_only["base"]) >= 0.30, text_only
+    assert text_only["all_novel"] < 0.10, text_only
+
+
+@pytest.mark.slow(seconds=40)
 def test_distillation_names_novel_shapes_better_than_vild_text(tmp_path_factory, worker_id):
-    distilled = _trained(tmp_path_factory, worker_id, 1.0)
-    text_only = _trained(tmp_path_factory, worker_id, 0.0)
-    acc_vild = _novel_top1(tmp_path_factory, worker_id, distilled)
-    acc_text = _novel_top1(tmp_path_factory, worker_id, text_only)
-    # measured here at 70 steps: 0.02 (ViLD-text almost never names a novel shape) vs 0.20 (0.00
-    # vs 0.20 at 100 and 150 steps; 0.04 vs 0.18 at 200)
-    assert acc_vild >= 0.10 and acc_vild > acc_text + 0.08, (acc_text, acc_vild)
+    distilled = _accuracy(tmp_path_factory, worker_id, _trained(tmp_path_factory, worker_id, 1.0))
+    text_only = _accuracy(tmp_path_factory, worker_id, _trained(tmp_path_factory, worker_id, 0.0))
+    named = [c for c, acc in distilled["novel"].items() if acc >= 0.10]
+    # measured: classes 14, 15, 16 (0.50, 0.15, 0.13); 0.16 of all novel boxes vs 0.00
+    assert len(named) >= 2, distilled
+    assert distilled["all_novel"] >= text_only["all_novel"] + 0.08, (text_only, distilled)
+    assert _mean(distilled["base"]) >= 0.30, distilled
