@@ -68,23 +68,44 @@ def test_short_run_learns_names_and_masks(clip2sam):
         assert crop == t["before"][(prompt, "feature-crop")]  # the baseline trains nothing
 
 
-def test_ovsam_names_and_segments_from_boxes_and_points(clip2sam):
+def _names_and_masks(folder, scenes=range(6)) -> dict[str, dict[str, float]]:
+    """`OVSam` prompted by each visible object's box and by a point inside it, on det-val scenes:
+    top-1 naming accuracy among all 16 names and mean mask IoU, per prompt."""
     from ovdet.data.shapes.generate import WorldConfig, scene_for
 
-    folders, _ = clip2sam
-    model = OVSam(folders["after"], text_cache=None)
+    model = OVSam(folder, text_cache=None)
     vocab, _ = shapes_vocabulary()
-    scene = scene_for(0, "det-val", 3, WorldConfig())
-    image = torch.from_numpy(scene.image).permute(2, 0, 1)
-    truth = torch.from_numpy(np.stack(scene.masks))
-    by_box = model.recognize_regions(
-        image, Regions(masks_to_boxes(truth).float(), (128, 128)), vocab
-    )
-    by_point = model.segment_points(image, interior_points(truth), vocab)
-    for regions in (by_box, by_point):
-        assert regions.masks.shape == truth.shape and regions.labels.max() < len(vocab)
-        assert float(mask_iou(regions.masks, truth).mean()) >= 0.5
-        torch.testing.assert_close(regions.data["class_scores"].max(1).values, regions.scores)
+    right, ious = {"box": [], "point": []}, {"box": [], "point": []}
+    for index in scenes:
+        scene = scene_for(0, "det-val", index, WorldConfig())
+        seen = [i for i, m in enumerate(scene.masks) if m.any()]
+        image = torch.from_numpy(scene.image).permute(2, 0, 1)
+        truth = torch.from_numpy(np.stack([scene.masks[i] for i in seen]))
+        names = torch.tensor([scene.objects[i].category for i in seen])
+        found = {
+            "box": model.recognize_regions(
+                image, Regions(masks_to_boxes(truth).float(), (128, 128)), vocab
+            ),
+            "point": model.segment_points(image, interior_points(truth), vocab),
+        }
+        for prompt, regions in found.items():
+            assert regions.masks.shape == truth.shape
+            torch.testing.assert_close(regions.data["class_scores"].max(1).values, regions.scores)
+            right[prompt] += (regions.labels == names).tolist()
+            ious[prompt] += mask_iou(regions.masks, truth).tolist()
+    return {
+        p: {"top1": float(np.mean(right[p])), "mIoU": float(np.mean(ious[p]))} for p in right
+    }
+
+
+def test_ovsam_names_and_segments_from_boxes_and_points(clip2sam):
+    folders, _ = clip2sam
+    before, after = (_names_and_masks(folders[k]) for k in ("before", "after"))
+    # measured on 6 scenes (15 objects, named among all 16 names): top-1 box 0.00 -> 0.67, point 0.07 -> 0.67;
+    # mIoU box 0.729 -> 0.743, point 0.707 -> 0.758 (the 20-scene table: box 0.749 -> 0.784)
+    for prompt in ("box", "point"):
+        assert after[prompt]["top1"] >= before[prompt]["top1"] + 0.4, (prompt, before, after)
+        assert after[prompt]["mIoU"] >= before[prompt]["mIoU"] + 0.005, (prompt, before, after)
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(sam2clip_run, tmp_path):
