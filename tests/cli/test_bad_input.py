@@ -3,6 +3,7 @@ leaves nothing half-written. One table per kind of input; each row is (arguments
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,27 +208,34 @@ def test_file_system_refusals_name_the_path(tmp_path, photo, boxes, tiny_clip_di
 def test_a_read_only_text_cache_warns_once_and_the_result_stands(
     tmp_path, photo, boxes, tiny_clip_dir, capsys, monkeypatch, caplog
 ):
+    """The cache folder refuses every write; the results are written anyway and equal a run
+    without a cache."""
     from ovdet.io import atomic
 
-    def refuse(*a, **k):
-        raise PermissionError(13, "Permission denied", str(tmp_path / "cache"))
+    cache, real = tmp_path / "cache", atomic.tempfile.mkstemp
+
+    def refuse(*a, dir=None, **k):
+        if dir is not None and Path(dir).is_relative_to(cache):
+            raise PermissionError(13, "Permission denied", str(cache))
+        return real(*a, dir=dir, **k)
 
     monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
-    monkeypatch.setattr("ovdet.viz.write_bytes", lambda path, data: None)
-    monkeypatch.setattr("ovdet.io.atomic.write_json", lambda *a, **k: None)
-    code, err = run(
-        [
-            *recognize(photo, boxes, tiny_clip_dir),
-            "--cache-dir",
-            tmp_path / "cache",
-            "--out",
-            tmp_path / "out",
-        ],
-        capsys,
-    )
+    command = recognize(photo, boxes, tiny_clip_dir)
+    code, err = run([*command, "--cache-dir", cache, "--out", tmp_path / "out"], capsys)
     assert code == 0
     warnings = [r.getMessage() for r in caplog.records if "cache not written" in r.getMessage()]
     assert len(warnings) == 1 and "Permission denied" in warnings[0], caplog.records
+    assert not any(p.is_file() for p in cache.rglob("*"))  # nothing was cached
+    code, err = run([*command, "--no-cache", "--out", tmp_path / "plain"], capsys)
+    assert code == 0
+    written = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*"))
+    assert any(n.suffix == ".json" for n in written) and written == sorted(
+        p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("*")
+    )
+    for name in written:
+        if name.suffix == ".json":
+            want = json.loads((tmp_path / "plain" / name).read_text())
+            assert json.loads((tmp_path / "out" / name).read_text()) == want, name
 
 
 def test_extreme_aspect_ratios_are_refused_or_bounded(tmp_path, tiny_clip_dir, capsys):

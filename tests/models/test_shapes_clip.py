@@ -44,11 +44,20 @@ def test_text_pools_at_eos_not_at_padding(random_shapes_clip):
     assert vlm.tokenizer(["zzz"]).input_ids[0][1] == vlm.tokenizer.unk_token_id
 
 
-def test_dense_mean_is_the_image_embedding(random_shapes_clip):
-    _, model = random_shapes_clip
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        torch.testing.assert_close(model.dense_features(x).mean((2, 3)), model.image_features(x))
+def test_dense_map_is_local_and_pools_to_the_image_embedding(random_shapes_clip):
+    """What dense recognition relies on, through the public wrapper: each cell of the dense map
+    sees its neighbourhood only (a change in one corner leaves the far cells as they were), and
+    the map's global vector is the image embedding of a separate `encode_image` pass."""
+    folder, _ = random_shapes_clip
+    vlm = load_model(str(folder))
+    x = torch.randn(1, 3, 128, 128)
+    y = x.clone()
+    y[..., :16, :16] = torch.randn(3, 16, 16)  # the top-left corner changes
+    dense_x, global_x = vlm.encode_dense(x, with_global=True)
+    dense_y, _ = vlm.encode_dense(y, with_global=True)
+    torch.testing.assert_close(dense_y[..., 8:, 8:], dense_x[..., 8:, 8:])  # far cells: same
+    assert not torch.allclose(dense_y[..., :2, :2], dense_x[..., :2, :2])  # near cells: changed
+    torch.testing.assert_close(global_x, vlm.encode_image(x))
 
 
 def test_bundled_model_loads_offline(monkeypatch):

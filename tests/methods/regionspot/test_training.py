@@ -6,6 +6,7 @@ from once import built_once
 from resume import assert_resumes
 
 from ovdet.data.shapes.generate import WorldConfig, generate_world
+from ovdet.io.images import load_image
 from ovdet.methods.regionspot.recognizer import (
     FeatureExtractor,
     RegionSpotRecognizer,
@@ -14,6 +15,7 @@ from ovdet.methods.regionspot.recognizer import (
 from ovdet.methods.regionspot.train import (
     RegionSpotTrainConfig,
     build_cache,
+    cached_class_scores,
     evaluate_cached,
     train_regionspot,
 )
@@ -122,24 +124,22 @@ def test_recognizer_names_boxes_with_masks(cached, tmp_path):
     )
     spot = RegionSpotRecognizer(folder)
     assert spot.spec["sam"] == "shapes-sam" and spot.spec["clip"] == "shapes-clip"
-    image = torch.randint(0, 255, (3, 90, 120), dtype=torch.uint8)
-    boxes = torch.tensor([[5.0, 5, 60, 50], [40, 20, 110, 85]])
     from ovdet.vocab.parse import parse_vocabulary
 
     text = spot.text_embeddings(parse_vocabulary("circle, star, heart"))
+    # the live recognizer on a cached image equals the model on the features read from the cache
+    im = gts["det-val"]["images"][0]
+    reader = ShardedCache(root / "det-val").reader()
+    cached = cached_class_scores(spot.model, reader, text, spot.spec["token"])[str(im["id"])]
+    image = load_image(root / "world" / "det-val" / im["file_name"])
+    live = spot.recognize(image, cached[0], text)
+    assert len(live) == len(cached[0]) >= 2
+    torch.testing.assert_close(live.data["class_scores"], cached[1], atol=1e-5, rtol=0)
+    image = torch.randint(0, 255, (3, 90, 120), dtype=torch.uint8)
+    boxes = torch.tensor([[5.0, 5, 60, 50], [40, 20, 110, 85]])
     regions = spot.recognize(image, boxes, text)
     assert regions.masks.shape == (2, 90, 120) and regions.data["class_scores"].shape == (2, 3)
     assert torch.equal(regions.scores, regions.data["class_scores"].max(1).values)
-    # the same boxes through the cached path give the same scores
-    feats = FeatureExtractor(spot.sam, spot.clip, spot.spec["clip_size"])(image, boxes)
-    emb = spot.model(
-        feats["tok_transformer"][None],
-        (feats["xyxy"] * feats["norm"])[None],
-        feats["clip_map"].float()[None],
-        feats["clip_global"][None],
-        feats["mask_cover"].float()[None],
-    )[0]
-    torch.testing.assert_close(spot.model.logits(emb, text).sigmoid(), regions.data["class_scores"])
     detected = spot.detect(image, text, boxes)
     # given boxes without scores: each keeps its best class and score, same-class NMS at 0.5
     from ovdet.ops.nms import batched_nms
