@@ -14,6 +14,14 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
+def worker_id() -> str:
+    """This process's pytest-xdist worker ("gw0", ...), or "master" without xdist: the plugin's
+    own fixture is missing under `-p no:xdist`, and a developer running one file by hand should
+    not need `-n`."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "master")
+
+
+@pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory):
     from random_clip import save_random_clip
 

@@ -43,9 +43,13 @@ def test_baseline_rows_on_fresh_scenes(tmp_path):
     )  # README (top 100, 500 scenes) 41.4; boxes in a wrong frame: ~0
     boxes = evaluate_recognizer(gt, world / "det-val", clip_box_scorer(clip, text, "dense"))
     assert boxes["AP"] >= 70 and boxes["AP"] > row["AP"], (boxes, row)  # README: 86.8 (dense)
-    regions = detect(torch.zeros(3, 90, 120, dtype=torch.uint8))  # boxes in the image's frame
-    assert regions.image_size == (90, 120)
-    assert len(regions) == 0 or float(regions.xyxy[:, 2].max()) <= 120
+    # boxes in the image's frame: a scene cut to 90 x 120 (letterboxed to the model's side)
+    from ovdet.io.images import load_image
+
+    scene = load_image(world / "det-val" / gt["images"][0]["file_name"])[:, :90, :120]
+    regions = detect(scene)
+    assert regions.image_size == (90, 120) and len(regions) > 0
+    assert float(regions.xyxy[:, 2].max()) <= 120 and float(regions.xyxy[:, 3].max()) <= 90
 
 
 def test_vild_rows_keep_the_tables_order_and_unknown_names_are_refused(tmp_path, capsys):

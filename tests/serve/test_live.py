@@ -54,6 +54,24 @@ def test_load_of_100_detections_from_20_clients_has_no_errors(server):
     assert report.percentile(50) <= report.percentile(95) <= report.percentile(99)
 
 
+def test_percentiles_are_nearest_ranks():
+    """The smallest latency with at least q% of all at or below it (checked by counting)."""
+    import math
+    import random
+
+    from ovdet.serve.load import LoadReport
+
+    latencies = [float(x) for x in range(100)]
+    random.Random(0).shuffle(latencies)
+    report = LoadReport(requests=100, clients=1, latencies=latencies)
+    # 0..99 shuffled: p50 is 49 (50 values at or below), p95 94, p99 98 (it was 95 for p95)
+    assert [report.percentile(q) for q in (50, 95, 99, 100)] == [49.0, 94.0, 98.0, 99.0]
+    for q in (1, 33.3, 50, 66.7, 95, 99.5):
+        value = report.percentile(q)
+        assert sum(x <= value for x in latencies) >= q and sum(x < value for x in latencies) < q
+    assert report.percentile(0) == 0.0 and math.isnan(LoadReport(1, 1).percentile(50))
+
+
 @pytest.mark.slow(seconds=5, group="live-server")
 def test_page_detects_the_demo_scene_in_a_real_browser(server, tmp_path):
     if not shutil.which(CHROMIUM):

@@ -7,6 +7,7 @@ other non-200 answer or a failed connection is an error.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,12 +26,13 @@ class LoadReport:
     wall_s: float = 0.0
 
     def percentile(self, q: float) -> float:
-        """The q-th percentile latency in seconds (nearest rank)."""
+        """The q-th percentile latency in seconds: the nearest rank, the smallest latency with at
+        least q% of the latencies at or below it."""
         ordered = sorted(self.latencies)
         if not ordered:
             return float("nan")
-        rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-        return ordered[rank]
+        rank = math.ceil(q * len(ordered) / 100)  # 1-based
+        return ordered[max(1, min(len(ordered), rank)) - 1]
 
     def summary(self) -> dict[str, Any]:
         return {
