@@ -101,7 +101,8 @@ def _names_and_masks(folder, scenes=range(6)) -> dict[str, dict[str, float]]:
 def test_ovsam_names_and_segments_from_boxes_and_points(clip2sam):
     folders, _ = clip2sam
     before, after = (_names_and_masks(folders[k]) for k in ("before", "after"))
-    # measured on 6 scenes (15 objects, named among all 16 names): top-1 box 0.00 -> 0.67, point 0.07 -> 0.67;
+    # measured on 6 scenes (15 objects, named among all 16): top-1 box 0.00 -> 0.67, point 0.07
+    # -> 0.67;
     # mIoU box 0.729 -> 0.743, point 0.707 -> 0.758 (the 20-scene table: box 0.749 -> 0.784)
     for prompt in ("box", "point"):
         assert after[prompt]["top1"] >= before[prompt]["top1"] + 0.4, (prompt, before, after)
