@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from ovdet.data.coco import letterbox
-from ovdet.detect.backbone import ConvBackbone
+from ovdet.detect.build import build_backbone
 from ovdet.detect.rpn import RPNConfig
 from ovdet.errors import WeightsNotFoundError
 from ovdet.methods.vild.model import ViLD, ViLDConfig
@@ -24,9 +24,17 @@ from ovdet.types import Regions
 from ovdet.vocab.parse import VocabularyInput, as_vocabulary
 
 
-def build_model(spec: dict[str, Any], base_text: torch.Tensor) -> ViLD:
-    backbone = ConvBackbone(spec["backbone_channels"])
-    return ViLD(backbone, base_text, ViLDConfig(**spec["vild"]), RPNConfig(**spec["rpn"]))
+def build_model(
+    spec: dict[str, Any], base_text: torch.Tensor, backbone: torch.nn.Module | None = None
+) -> ViLD:
+    """The ViLD a spec describes, on `backbone` (default: the spec's, randomly initialised)."""
+    if backbone is None:
+        backbone = build_backbone(spec)
+    rpn = spec["rpn"] | {
+        "sizes": tuple(spec["rpn"]["sizes"]),
+        "ratios": tuple(spec["rpn"]["ratios"]),
+    }
+    return ViLD(backbone, base_text, ViLDConfig(**spec["vild"]), RPNConfig(**rpn))
 
 
 def load_detector(folder: str | os.PathLike, device: str = "cpu") -> tuple[ViLD, dict[str, Any]]:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ovdet.detect.box_coder import BoxCoder
+from ovdet.detect.levels import device_of
 from ovdet.detect.matcher import match, sample
 from ovdet.detect.rpn import RPN, RPNConfig
 from ovdet.heads.roi_head import RoIHead
@@ -102,12 +103,14 @@ class ViLD(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = backbone
-        self.rpn = RPN(backbone.out_channels, backbone.stride, rpn_config)
+        rpn_strides = getattr(backbone, "strides", None) or backbone.stride
+        roi_strides = getattr(backbone, "roi_strides", None) or rpn_strides
+        self.rpn = RPN(backbone.out_channels, rpn_strides, rpn_config)
         self.text_head = RoIHead(
-            backbone.out_channels, backbone.stride, config.embed_dim, hidden=config.hidden
+            backbone.out_channels, roi_strides, config.embed_dim, hidden=config.hidden
         )
         self.image_head = (
-            RoIHead(backbone.out_channels, backbone.stride, config.embed_dim, hidden=config.hidden)
+            RoIHead(backbone.out_channels, roi_strides, config.embed_dim, hidden=config.hidden)
             if config.ensemble
             else None
         )
@@ -199,7 +202,7 @@ class ViLD(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """The RoI heads' losses given (B, C, h, w) backbone features and each image's (P, 4)
         proposals (what `losses` computes after the backbone and RPN)."""
-        device = features.device
+        device = device_of(features)
         losses: dict[str, torch.Tensor] = {}
         rois, labels, targets, fg = self.sample_rois(proposals, gt_boxes, gt_labels)
         emb, deltas = self.class_outputs(features, rois)

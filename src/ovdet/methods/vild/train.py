@@ -22,7 +22,15 @@ from typing import Any
 import torch
 
 from ovdet.data.coco import CocoDetection
-from ovdet.detect.rpn import RPNConfig
+from ovdet.detect.build import (
+    DEFAULT_OUT_FEATURES,
+    SHAPES,
+    backbone_entry,
+    describe,
+    same_architecture,
+)
+from ovdet.detect.levels import image_of, stack_images
+from ovdet.detect.rpn import FPN_SIZES, RPNConfig
 from ovdet.errors import OvdetError
 from ovdet.methods.vild.detector import build_model, load_detector
 from ovdet.methods.vild.model import ViLD, ViLDConfig
@@ -46,7 +54,12 @@ class ViLDTrainConfig:
     checkpoint_every: int = 250
     distill_proposals: int = 32  # M cached proposals per image for ViLD-image
     templates: str = "ensemble"
-    backbone_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    backbone: str = "shapes"  # "shapes" (the shapes world's ConvBackbone) or any transformers
+    # backbone by alias, hub id or folder (pretrained weights; FPN neck)
+    backbone_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])  # shapes
+    out_features: list[str] = field(default_factory=lambda: list(DEFAULT_OUT_FEATURES))  # C2..C5
+    freeze_at: int = 2  # stem + first stage frozen (detectron2's FREEZE_AT); 0: none
+    fpn_channels: int = 256
     init: str = ""  # checkpoint (folder or bundled name) whose backbone and RPN start the run
     freeze_backbone: bool = False  # keep the backbone and RPN fixed; train the RoI heads only
 
@@ -56,8 +69,16 @@ class ViLDTrainConfig:
 
         check_fields(
             self,
-            positive=("batch_size", "lr", "side", "checkpoint_every", "distill_proposals"),
-            nonnegative=("steps", "weight_decay", "warmup", "seed"),  # steps 0: the initial model
+            positive=(
+                "batch_size",
+                "lr",
+                "side",
+                "checkpoint_every",
+                "distill_proposals",
+                "fpn_channels",
+            ),
+            nonnegative=("steps", "weight_decay", "warmup", "seed", "freeze_at"),  # steps 0: the
+            # initial model
             choices={"templates": sorted(TEMPLATE_SETS)},
         )
         if self.freeze_backbone and not self.init:
@@ -127,11 +148,17 @@ def train_vild(
         "train": asdict(cfg),
     }
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed alone
-    model = build_model(spec, base_text)
+    backbone = None
+    if cfg.backbone != SHAPES:  # pretrained weights, an FPN, one anchor size per level
+        backbone, spec["backbone"] = backbone_entry(
+            cfg.backbone, cfg.out_features, cfg.freeze_at, "fpn", cfg.fpn_channels
+        )
+        spec["rpn"] = asdict(RPNConfig(sizes=FPN_SIZES))
+    model = build_model(spec, base_text, backbone)
     if cfg.init:
-        _init_backbone(model, cfg.init, cfg.backbone_channels)
+        _init_backbone(model, cfg.init, spec)
     model.to(device)
-    trained = [p for n, p in model.named_parameters() if not _frozen(n, cfg)]
+    trained = [p for n, p in model.named_parameters() if p.requires_grad and not _frozen(n, cfg)]
     dataset = CocoDetection(gt, images_dir, order, cfg.side)
     opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
@@ -202,20 +229,23 @@ class FrozenFeatures:
             features = self.model.backbone(pixels)
             proposals, _, _ = self.model.rpn(features, [s.size for _, s in todo])
             for k, (i, _) in enumerate(todo):
-                self.memo[i] = (features[k], proposals[k])
-        return torch.stack([self.memo[i][0] for i in picked]), [self.memo[i][1] for i in picked]
+                self.memo[i] = (image_of(features, k), proposals[k])
+        features = stack_images([self.memo[i][0] for i in picked])
+        return features, [self.memo[i][1] for i in picked]
 
 
 def _frozen(name: str, cfg: ViLDTrainConfig) -> bool:
     return cfg.freeze_backbone and name.startswith(("backbone.", "rpn."))
 
 
-def _init_backbone(model: ViLD, init: str, channels: list[int]) -> None:
-    """Copy the backbone and RPN weights of checkpoint `init` into `model` (heads stay fresh)."""
-    source, spec = load_detector(init)
-    if spec["backbone_channels"] != channels:
+def _init_backbone(model: ViLD, init: str, spec: dict[str, Any]) -> None:
+    """Copy the backbone and RPN weights of checkpoint `init` into `model` (heads stay fresh);
+    refuse (one line, naming both) an init of another backbone or neck."""
+    source, source_spec = load_detector(init)
+    if not same_architecture(source_spec, spec):
         raise OvdetError(
-            f"--init {init} has backbone channels {spec['backbone_channels']}, this run {channels}"
+            f"--init {init} has the backbone {describe(source_spec)}, this run "
+            f"{describe(spec)}; give an init of the same backbone and neck, or none"
         )
     model.backbone.load_state_dict(source.backbone.state_dict())
     model.rpn.load_state_dict(source.rpn.state_dict())
