@@ -3,6 +3,7 @@ leaves nothing half-written. One table per kind of input; each row is (arguments
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -340,16 +341,21 @@ def test_training_sets_without_base_boxes_are_refused_before_any_model_loads(tmp
         ({**data, "annotations": []}, [], "no annotation of its 1 base categories"),
         ({**data, "ovd": {"base": []}}, [], "ovd.base lists no category"),
         ({**data, "ovd": {"base": [7]}}, [], "must list category ids of the file, got [7]"),
-        (data, ["--base", "circle"], "--base circle holds out every category"),
+        (data, ["--novel", "circle"], "--novel circle holds out every category"),
+        (data, ["--base", "circle"], "--novel circle holds out every category"),  # deprecated
     ]
     for i, (bad, extra, message) in enumerate(cases):
         path = tmp_path / f"bad{i}.json"
         path.write_text(json.dumps(bad))
         args = ["train", "vild", "--gt", path, "--images", tmp_path, "--out", tmp_path / "r"]
-        code, err = run([*args, "--clip", "not-a-model", *extra], capsys)  # refused before it
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code, err = run([*args, "--clip", "not-a-model", *extra], capsys)  # refused first
         assert code == 2
         one_line(err, message)
         assert not (tmp_path / "r").exists()
+        renamed = [w for w in caught if "renamed --novel" in str(w.message)]
+        assert len(renamed) == (extra[:1] == ["--base"])
 
 
 def test_serve_refuses_a_bad_or_busy_port_before_loading_models(capsys):

@@ -42,12 +42,24 @@ def add_dataclass_args(
     choices: Mapping[str, Iterable[Any]] | None = None,
 ) -> None:
     """One `--field-name` option per field of dataclass `cls` (defaults from the class; booleans
-    as --x/--no-x; list fields skipped). Ranges are the dataclass's own `__post_init__` checks."""
+    as --x/--no-x; lists as comma-separated values). Ranges are the dataclass's own
+    `__post_init__` checks."""
     skip, choices = set(skip), choices or {}
     for f in fields(cls):
-        if f.name in skip or f.default is MISSING:
+        if f.name in skip or (f.default is MISSING and f.default_factory is MISSING):
             continue
         flag = f"--{f.name.replace('_', '-')}"
+        if f.default is MISSING:
+            default = f.default_factory()
+            if not isinstance(default, list) or not default:
+                continue
+            p.add_argument(
+                flag,
+                type=comma_list(type(default[0])),
+                default=default,
+                help=f"comma-separated (default {','.join(map(str, default))})",
+            )
+            continue
         if isinstance(f.default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
             continue
@@ -65,9 +77,27 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, skip: Iterable[str]
         **{
             f.name: getattr(args, f.name)
             for f in fields(cls)
-            if f.name not in skip and f.default is not MISSING and hasattr(args, f.name)
+            if f.name not in skip and hasattr(args, f.name)
         }
     )
+
+
+def comma_list(kind: type) -> Callable[[str], list]:
+    """An option type: "a,b,c" -> [kind(a), kind(b), kind(c)] (no empty entries)."""
+
+    def parse(text: str) -> list:
+        items = [t.strip() for t in text.split(",")]
+        if not text.strip() or any(not t for t in items):
+            raise argparse.ArgumentTypeError(f"expected comma-separated values, got {text!r}")
+        try:
+            return [kind(t) for t in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind.__name__} values, got {text!r}"
+            ) from None
+
+    parse.__name__ = f"comma-separated {kind.__name__} list"
+    return parse
 
 
 def device(text: str) -> str:

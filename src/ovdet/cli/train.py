@@ -14,15 +14,32 @@ from ovdet.errors import OvdetError
 from ovdet.eval.data import load_gt, make_split
 
 
+class _DeprecatedBase(argparse.Action):
+    """--base, the old name of --novel (it always took the novel names): warns, then sets it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        import warnings
+
+        warnings.warn(
+            "--base takes the novel categories and is renamed --novel; --base will be removed",
+            FutureWarning,
+            stacklevel=2,
+        )
+        namespace.novel = values
+
+
 def _add_data_args(p: argparse.ArgumentParser, gt_help: str) -> None:
-    """--gt, --out and --base, shared by every trainer."""
+    """--gt, --out and --novel, shared by every trainer."""
     p.add_argument("--gt", required=True, help=gt_help)
     p.add_argument("--out", required=True, help="checkpoint folder (resumed if it holds a run)")
     p.add_argument(
-        "--base",
+        "--novel",
         default=None,
         help='novel categories to hold out: names/ids, "lvis" (rare) or "coco-ovd"; '
         "default: the file's 'ovd' field, else every category is base",
+    )
+    p.add_argument(
+        "--base", action=_DeprecatedBase, help="deprecated name of --novel", dest="novel"
     )
 
 
@@ -51,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--val-gt",
         default=None,
-        help="evaluate on this set at the end (LVIS protocol if it has frequencies)",
+        help="evaluate on this set at the end (LVIS protocol if it has frequencies, else COCO)",
     )
     p.add_argument("--val-images", default=None)
     add_device_arg(p)
@@ -144,7 +161,8 @@ def _register_regionspot(train: argparse._SubParsersAction) -> None:
 
 
 def base_ids_of(gt: dict, spec: str | None, source: str = "--gt") -> list[int]:
-    """Base category ids: `spec` (see --base), else the file's 'ovd' field, else all; refused in
+    """Base category ids: all but the novel ones `spec` names (see --novel), else the file's
+    'ovd' field, else all; refused in
     one line when there are none, when the 'ovd' field names unknown ids, or when no annotation
     has a base category (nothing to train on)."""
     ids = [c["id"] for c in gt["categories"]]
@@ -158,9 +176,9 @@ def base_ids_of(gt: dict, spec: str | None, source: str = "--gt") -> list[int]:
             )
     if not base:
         raise OvdetError(
-            f"{source}: --base {spec} holds out every category; none is left to train on"
+            f"{source}: --novel {spec} holds out every category; none is left to train on"
             if spec is not None
-            else f"{source}: its ovd.base lists no category; name the base ones with --base"
+            else f"{source}: its ovd.base lists no category; name the novel ones with --novel"
         )
     wanted = set(base)
     if not any(a.get("category_id") in wanted for a in gt["annotations"]):
@@ -184,7 +202,7 @@ def run_regionspot(args: argparse.Namespace) -> int:
         raise OvdetError("--val-cache and --val-gt go together: give both or neither")
     cfg = dataclass_from_args(RegionSpotTrainConfig, args)
     gt = load_gt(args.gt)
-    base = base_ids_of(gt, args.base, args.gt)
+    base = base_ids_of(gt, args.novel, args.gt)
     clip_name = args.clip or ShardedCache(args.cache).metadata().get("clip")
     if not clip_name:
         raise OvdetError(f"{args.cache} is not an `ovdet cache` folder (no shards)")
@@ -204,6 +222,8 @@ def run_regionspot(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ovdet.data.coco import CocoDetection
+    from ovdet.detect.build import SHAPES
+    from ovdet.detect.hf_backbone import check_backbone
     from ovdet.methods.vild.detector import load_detector
     from ovdet.methods.vild.model import ViLDConfig
     from ovdet.methods.vild.train import ViLDTrainConfig, build_distill_cache, train_vild
@@ -212,8 +232,10 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.val_gt) != bool(args.val_images):
         raise OvdetError("--val-gt and --val-images go together: give both or neither")
     cfg = dataclass_from_args(ViLDTrainConfig, args)
+    if cfg.backbone != SHAPES:  # a bad --backbone is one line before any data loads
+        check_backbone(cfg.backbone, cfg.out_features)
     gt = load_gt(args.gt)
-    base = base_ids_of(gt, args.base, args.gt)
+    base = base_ids_of(gt, args.novel, args.gt)
     clip = load_model(args.clip, device=args.device)
     vild = ViLDConfig(
         embed_dim=clip.embed_dim, image_weight=args.image_weight, ensemble=args.ensemble
@@ -284,7 +306,7 @@ def run_rkd(args: argparse.Namespace) -> int:
         raise OvdetError(f"--top-proposals must be >= 1, got {args.top_proposals}")
     cfg = dataclass_from_args(RKDTrainConfig, args)
     gt = load_gt(args.gt)
-    spec = _init_spec(cfg, gt, args.base, "RKD")
+    spec = _init_spec(cfg, gt, args.novel, "RKD")
     clip = load_model(spec["clip"])
     vocab = vocabulary_from_categories(sorted(gt["categories"], key=lambda c: c["id"]))
     labeler = make_labeler(args.pseudo_labeler, vocab, clip, spec["templates"])
@@ -350,7 +372,7 @@ def run_codet(args: argparse.Namespace) -> int:
     items = load_captions(args.captions)
     index = ConceptIndex.build(items, concepts)
     index.require(cfg.group_size)  # fail before any model loads
-    spec = _init_spec(cfg, gt, args.base, "CoDet")
+    spec = _init_spec(cfg, gt, args.novel, "CoDet")
     clip = load_model(spec["clip"])
     images = args.caption_images or str(Path(args.captions).parent)
     captions = CaptionDataset(items, images, spec["side"])

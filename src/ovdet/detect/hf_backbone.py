@@ -114,6 +114,21 @@ def load_hf_backbone(
     return load_weights(load, name, ALIASES, "backbone")
 
 
+def check_backbone(name: str, out_features: list[str]) -> None:
+    """Refuse (one line) a name that cannot be had, a non-backbone checkpoint or stages it lacks,
+    reading the config alone (no weights)."""
+    from transformers import AutoConfig
+
+    from ovdet.models.registry import load_weights
+
+    def check(target: str) -> None:
+        config = AutoConfig.from_pretrained(target)
+        backbone_class(config)
+        _check_out_features(config, out_features)
+
+    load_weights(check, name, ALIASES, "backbone")
+
+
 def build_hf_backbone(
     config: dict[str, Any], freeze_at: int = 2, frozen_bn: bool = True
 ) -> HFBackbone:

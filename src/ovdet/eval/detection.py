@@ -233,15 +233,25 @@ def _summary(
 TABLE_KEYS = ("AP", "AP50", "APr", "APc", "APf")
 
 
-def timed_lvis_row(gt: dict[str, Any], produce: Any, extra: Any = None) -> dict[str, float]:
+def timed_lvis_row(
+    gt: dict[str, Any], produce: Any, extra: Any = None, protocol: str = "lvis"
+) -> dict[str, float]:
     """One row of a method table: run `produce()` (every image's detections of `gt`, a list of
-    COCO results), score it with the LVIS protocol; AP, AP50, AP_r/c/f and seconds per image,
-    plus what `extra(detections) -> dict` adds."""
+    COCO results), score it with the LVIS protocol (AP, AP50, AP_r/c/f) or, with
+    `protocol="coco"`, COCO's (AP, AP50, AP75); seconds per image, plus what
+    `extra(detections) -> dict` adds."""
     import time
 
     start = time.perf_counter()
     dets = produce()
     seconds = (time.perf_counter() - start) / max(1, len(gt["images"]))
-    m = evaluate_detections(gt, dets, protocol="lvis").metrics
-    row = {k: m[k] for k in TABLE_KEYS} | {"s_per_image": round(seconds, 4)}
+    m = evaluate_detections(gt, dets, protocol=protocol).metrics
+    keys = TABLE_KEYS if protocol == "lvis" else ("AP", "AP50", "AP75")
+    row = {k: m[k] for k in keys} | {"s_per_image": round(seconds, 4)}
     return row | (extra(dets) if extra else {})
+
+
+def protocol_of(gt: dict[str, Any]) -> str:
+    """"lvis" when every category has a frequency (r/c/f), else "coco"."""
+    cats = gt.get("categories") or []
+    return "lvis" if cats and all("frequency" in c for c in cats) else "coco"

@@ -154,10 +154,15 @@ def evaluate_detector(
     category_ids: list[int],
 ) -> dict[str, float]:
     """One table row for a detector: `detect(image) -> Regions` on every image of `gt`, scored
-    with the LVIS protocol (AP, AP50, AP_r/c/f and seconds per image)."""
-    from ovdet.eval.detection import timed_lvis_row
+    with the LVIS protocol (AP, AP50, AP_r/c/f and seconds per image) when every category has a
+    frequency, else with COCO's (AP, AP50, AP75)."""
+    from ovdet.eval.detection import protocol_of, timed_lvis_row
 
-    return timed_lvis_row(gt, lambda: detect_dataset(gt, images_dir, detect, category_ids))
+    return timed_lvis_row(
+        gt,
+        lambda: detect_dataset(gt, images_dir, detect, category_ids),
+        protocol=protocol_of(gt),
+    )
 
 
 def evaluate_recognizer(

@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -121,8 +122,12 @@ def run_steps(
     checkpoint: Callable[[int], None] | None = None,
     checkpoint_every: int = 0,
     stop: Callable[[int], bool] | None = None,
+    log: Path | None = None,
 ) -> int:
     """Train steps `start` .. `steps` - 1; returns the number of steps done when it ended.
+
+    The progress bar shows each loss's running mean over the last `WINDOW` steps; `log` (a
+    JSON-lines file) gets one line per step: the step, the learning rate and every loss.
 
     Args:
         step_losses: (step, generator) -> named scalar losses; their sum is minimised. The
@@ -132,6 +137,8 @@ def run_steps(
             end, and when stopping.
         stop: called after each step with the steps done; True checkpoints and ends the run
             (a time budget, a signal; tests simulate a kill with it).
+        log: the loss log; lines of steps >= `start` (run before a kill, not checkpointed) are
+            dropped first, so a resumed run's log has each step once.
     """
     bar = tqdm(
         range(start, steps),
@@ -142,6 +149,8 @@ def run_steps(
         disable=not progress,
     )
     done = start
+    recent: deque[dict[str, float]] = deque(maxlen=WINDOW)
+    writer = LossLog(log, start) if log is not None else None
     for step in bar:
         torch.manual_seed(step_seed(seed, step))
         losses = step_losses(step, torch.Generator().manual_seed(step_seed(seed, step)))
@@ -153,10 +162,14 @@ def run_steps(
         loss.backward()
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        lr = opt.param_groups[0]["lr"]
         opt.step()
         sched.step()
-        if step % 10 == 0:
-            bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
+        values = {k: v.item() for k, v in losses.items()}
+        recent.append(values)
+        bar.set_postfix(running_means(recent))
+        if writer is not None:
+            writer.write({"step": step, "lr": lr, "loss": sum(values.values())} | values)
         done = step + 1
         stopping = stop is not None and stop(done)
         if checkpoint is not None and (
@@ -165,7 +178,48 @@ def run_steps(
             checkpoint(done)
         if stopping:
             break
+    if writer is not None:
+        writer.close()
     return done
+
+
+WINDOW = 20  # steps in the progress bar's running means
+
+
+def running_means(recent: deque[dict[str, float]]) -> dict[str, str]:
+    """Each loss's mean over the recent steps that had it (methods alternate batch kinds)."""
+    names = list(dict.fromkeys(k for r in recent for k in r))
+    means = {k: [r[k] for r in recent if k in r] for k in names}
+    return {k: f"{sum(v) / len(v):.3f}" for k, v in means.items()}
+LOSS_LOG = "losses.jsonl"
+
+
+class LossLog:
+    """An append-only JSON-lines log that first drops the lines of steps >= `start`."""
+
+    def __init__(self, path: Path, start: int) -> None:
+        path = Path(path)
+        lines = path.read_text().splitlines() if path.is_file() else []
+        kept = []
+        for line in lines:
+            try:
+                if json.loads(line)["step"] >= start:
+                    break
+            except (ValueError, KeyError, TypeError):
+                break  # a line cut by a kill ends the usable log
+            kept.append(line)
+        if len(kept) < len(lines):
+            with atomic_path(path) as tmp:
+                tmp.write_text("".join(f"{line}\n" for line in kept))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = path.open("a")
+
+    def write(self, record: dict[str, float]) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -266,6 +320,7 @@ def train_resumable(
         checkpoint=lambda done: save_checkpoint(out, model, spec, opt, sched, done),
         checkpoint_every=cfg.checkpoint_every,
         stop=stop,
+        log=Path(out) / LOSS_LOG,
     )
     if start >= cfg.steps:
         save_checkpoint(out, model, spec)

@@ -234,7 +234,7 @@ class ViLD(nn.Module):
         box deltas of the boxes of every image."""
 
         def probabilities(embeddings: torch.Tensor) -> torch.Tensor:
-            return self.class_probabilities(embeddings, text.to(features))
+            return self.class_probabilities(embeddings, text.to(embeddings))
 
         emb, deltas = self.class_outputs(features, boxes)
         p_text = probabilities(emb)
