@@ -61,6 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--ensemble", action="store_true", help="separate text and image heads")
     p.add_argument(
+        "--mask",
+        action="store_true",
+        help="train a class-agnostic mask head too (needs instance masks: polygons or RLE)",
+    )
+    p.add_argument(
         "--proposals",
         default=None,
         help="checkpoint whose RPN supplies the cached proposals for L_image",
@@ -238,7 +243,10 @@ def run(args: argparse.Namespace) -> int:
     base = base_ids_of(gt, args.novel, args.gt)
     clip = load_model(args.clip, device=args.device)
     vild = ViLDConfig(
-        embed_dim=clip.embed_dim, image_weight=args.image_weight, ensemble=args.ensemble
+        embed_dim=clip.embed_dim,
+        image_weight=args.image_weight,
+        ensemble=args.ensemble,
+        mask=args.mask,
     )
     cache = None
     if args.image_weight > 0 or args.ensemble:

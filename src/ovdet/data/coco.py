@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from ovdet.errors import FormatError
 from ovdet.io.images import load_image
 from ovdet.ops.boxes import xywh_to_xyxy
 from ovdet.ops.letterbox import Letterbox
+from ovdet.ops.masks import annotation_mask
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -23,7 +25,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 @dataclass
 class Sample:
     """One training image: (3, S, S) normalised pixels, the scale from original to input pixels,
-    the valid (h, w) inside the padded square, (G, 4) xyxy boxes and (G,) label indices."""
+    the valid (h, w) inside the padded square, (G, 4) xyxy boxes, (G,) label indices and, when
+    the dataset reads masks, (G, S, S) bool masks in the input's pixels."""
 
     image_id: Any
     pixels: torch.Tensor
@@ -31,6 +34,7 @@ class Sample:
     size: tuple[int, int]
     boxes: torch.Tensor
     labels: torch.Tensor
+    masks: torch.Tensor | None = None
 
 
 def letterbox(image: torch.Tensor, side: int) -> tuple[torch.Tensor, Letterbox]:
@@ -57,6 +61,7 @@ class CocoDetection:
             (their objects stay in the images, as the open-vocabulary protocol requires).
         side: input side after letterboxing.
         cache: keep decoded images in memory (small datasets).
+        masks: read each annotation's "segmentation" (polygons or RLE) as a mask too.
     """
 
     def __init__(
@@ -66,15 +71,18 @@ class CocoDetection:
         category_ids: Sequence[int],
         side: int,
         cache: bool = True,
+        masks: bool = False,
     ) -> None:
         self.images = sorted(gt["images"], key=lambda im: im["id"])
         self.images_dir, self.side, self.cache = Path(images_dir), side, cache
+        self.with_masks = masks
         index = {int(c): i for i, c in enumerate(category_ids)}
         unknown = set(index) - {c["id"] for c in gt["categories"]}
         if unknown:
             raise FormatError(f"training categories {sorted(unknown)} are not in the dataset")
         self.boxes: dict[Any, list[list[float]]] = {im["id"]: [] for im in self.images}
         self.labels: dict[Any, list[int]] = {im["id"]: [] for im in self.images}
+        self.segments: dict[Any, list[Any]] = {im["id"]: [] for im in self.images}
         for a in gt["annotations"]:
             if (
                 a["category_id"] in index
@@ -82,8 +90,14 @@ class CocoDetection:
                 and a["bbox"][2] >= 1
                 and a["bbox"][3] >= 1
             ):
+                if masks and not a.get("segmentation"):
+                    raise FormatError(
+                        f"annotation {a.get('id')!r} has no segmentation; a mask head trains "
+                        "on instance masks (polygons or RLE)"
+                    )
                 self.boxes[a["image_id"]].append(a["bbox"])
                 self.labels[a["image_id"]].append(index[a["category_id"]])
+                self.segments[a["image_id"]].append(a.get("segmentation"))
         self._decoded: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -102,4 +116,16 @@ class CocoDetection:
         pixels, box = letterbox(self.image(i), self.side)
         xyxy = xywh_to_xyxy(torch.tensor(self.boxes[im["id"]], dtype=torch.float32).reshape(-1, 4))
         labels = torch.tensor(self.labels[im["id"]], dtype=torch.int64)
-        return Sample(im["id"], pixels[0], box.scale, box.resized, box.boxes(xyxy), labels)
+        masks = self.masks(i, box) if self.with_masks else None
+        return Sample(im["id"], pixels[0], box.scale, box.resized, box.boxes(xyxy), labels, masks)
+
+    def masks(self, i: int, box: Letterbox) -> torch.Tensor:
+        """(G, S, S) bool masks of image i's annotations in the letterboxed input's pixels."""
+        h, w = box.original
+        segments = self.segments[self.images[i]["id"]]
+        if not segments:
+            return torch.zeros(0, self.side, self.side, dtype=torch.bool)
+        full = torch.stack([annotation_mask(s, h, w) for s in segments])[:, None].float()
+        resized = F.interpolate(full, size=box.resized, mode="bilinear", align_corners=False)
+        nh, nw = box.resized
+        return F.pad(resized[:, 0], (0, self.side - nw, 0, self.side - nh)) >= 0.5

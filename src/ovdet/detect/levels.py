@@ -27,11 +27,13 @@ def device_of(features: Features) -> torch.device:
     return as_levels(features)[0].device
 
 
-def image_of(features: Features, i: int) -> Features:
-    """Image i's features, without the batch dimension (per level for a pyramid)."""
+def image_of(features: Features, i: int, keep: bool = False) -> Features:
+    """Image i's features, without the batch dimension (per level for a pyramid); with `keep`,
+    as a batch of one."""
+    pick = slice(i, i + 1) if keep else i
     if isinstance(features, list | tuple):
-        return [f[i] for f in features]
-    return features[i]
+        return [f[pick] for f in features]
+    return features[pick]
 
 
 def stack_images(per_image: Sequence[Features]) -> Features:

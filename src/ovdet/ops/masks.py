@@ -157,3 +157,56 @@ def _rle_size(rle: Any) -> tuple[int, int]:
     if len(size) != 2 or min(size) < 0:
         raise FormatError(f"RLE size must be [H, W], got {size}")
     return int(size[0]), int(size[1])
+
+
+def polygons_to_mask(polygons: list[list[float]], h: int, w: int) -> torch.Tensor:
+    """COCO polygons (each [x1, y1, x2, y2, ...] in pixels) -> (h, w) bool mask, their union.
+
+    Rasterised by PIL (a pixel is in when its centre is inside, up to PIL's edge rule)."""
+    from PIL import Image, ImageDraw
+
+    canvas = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(canvas)
+    for poly in polygons:
+        if len(poly) < 6 or len(poly) % 2:
+            raise FormatError(f"a polygon needs >= 3 (x, y) pairs, got {len(poly)} numbers")
+        points = zip(poly[::2], poly[1::2], strict=True)
+        draw.polygon([(float(x), float(y)) for x, y in points], fill=1)
+    return torch.from_numpy(np.array(canvas, dtype=bool))
+
+
+def annotation_mask(segmentation: Any, h: int, w: int) -> torch.Tensor:
+    """A COCO annotation's "segmentation" (polygons, or RLE compressed or not) -> (h, w) bool."""
+    if isinstance(segmentation, list):
+        return polygons_to_mask(segmentation, h, w)
+    if isinstance(segmentation, dict):
+        mask = rle_decode(segmentation)
+        if tuple(mask.shape) != (h, w):
+            raise FormatError(f"an RLE of size {tuple(mask.shape)} on a {h}x{w} image")
+        return mask
+    raise FormatError(f"segmentation must be polygons or RLE, got {type(segmentation).__name__}")
+
+
+def paste_masks(
+    probs: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], threshold: float = 0.5
+) -> torch.Tensor:
+    """(N, M, M) mask probabilities over their boxes, (N, 4) xyxy boxes in an (H, W) image ->
+    (N, H, W) bool masks: each grid resized bilinearly into its box (pixel centres sampled,
+    Mask R-CNN's paste), thresholded; nothing outside the box."""
+    import torch.nn.functional as F
+
+    h, w = size
+    out = torch.zeros(len(probs), h, w, dtype=torch.bool, device=probs.device)
+    for i, (p, box) in enumerate(zip(probs, boxes, strict=True)):
+        x1, y1, x2, y2 = box.tolist()
+        c0, r0 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
+        c1, r1 = min(w, int(np.ceil(x2))), min(h, int(np.ceil(y2)))
+        if c1 <= c0 or r1 <= r0 or x2 <= x1 or y2 <= y1:
+            continue
+        xs = (torch.arange(c0, c1, device=p.device) + 0.5 - x1) / (x2 - x1) * 2 - 1
+        ys = (torch.arange(r0, r1, device=p.device) + 0.5 - y1) / (y2 - y1) * 2 - 1
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        grid = torch.stack([gx, gy], -1)[None].to(p.dtype)
+        window = F.grid_sample(p[None, None], grid, align_corners=False, padding_mode="zeros")
+        out[i, r0:r1, c0:c1] = window[0, 0] >= threshold
+    return out

@@ -19,6 +19,7 @@ from ovdet.detect.rpn import RPNConfig
 from ovdet.errors import WeightsNotFoundError
 from ovdet.methods.vild.model import ViLD, ViLDConfig
 from ovdet.models.bundled import checkpoint_folder
+from ovdet.ops.masks import paste_masks
 from ovdet.recognize.inputs import ImageInput, as_image, as_regions
 from ovdet.types import Regions
 from ovdet.vocab.parse import VocabularyInput, as_vocabulary
@@ -87,18 +88,17 @@ def detect_images(
     fitted = [letterbox(image, spec["side"]) for image in images]
     pixels = torch.cat([p for p, _ in fitted]).to(next(model.parameters()).device)
     found = model.detect(pixels, [box.resized for _, box in fitted], text, novel)
-    return [
-        Regions(
-            box.invert_boxes(regions.xyxy),
-            box.original,
-            regions.scores,
-            regions.labels,
-            None,
-            regions.embeddings,
-            regions.data,
+    out = []
+    for (_, box), regions in zip(fitted, found, strict=True):
+        xyxy, data = box.invert_boxes(regions.xyxy), dict(regions.data)
+        probs = data.pop("mask_probs", None)  # a mask head's grids over the boxes
+        masks = paste_masks(probs, xyxy, box.original) if probs is not None else None
+        out.append(
+            Regions(
+                xyxy, box.original, regions.scores, regions.labels, masks, regions.embeddings, data
+            )
         )
-        for (_, box), regions in zip(fitted, found, strict=True)
-    ]
+    return out
 
 
 class ViLDDetector:

@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ovdet.detect.box_coder import BoxCoder
-from ovdet.detect.levels import device_of
+from ovdet.detect.levels import device_of, image_of
 from ovdet.detect.matcher import match, sample
 from ovdet.detect.rpn import RPN, RPNConfig
+from ovdet.heads.mask_head import MaskHead, mask_loss
 from ovdet.heads.roi_head import RoIHead
 from ovdet.heads.text_classifier import TextClassifier
 from ovdet.heads.weight_transfer import WeightTransfer
@@ -55,6 +56,9 @@ class ViLDConfig:
     hidden: int = 512
     weight_transfer: bool = False  # RKD's: classify with `heads.weight_transfer` (W_D frozen)
     classification: str = "softmax"  # or "sigmoid": per-class BCE, no background (Detic, RKD)
+    mask: bool = False  # a class-agnostic mask head (Mask R-CNN's), trained on instance masks
+    mask_channels: int = 256
+    mask_weight: float = 1.0
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
@@ -117,6 +121,11 @@ class ViLD(nn.Module):
         self.classifier = TextClassifier(base_text, config.temperature, background=True)
         self.coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
         self.transfer = WeightTransfer(self.text_head.embed) if config.weight_transfer else None
+        self.mask_head = (
+            MaskHead(backbone.out_channels, roi_strides, config.mask_channels)
+            if config.mask
+            else None
+        )
 
     def class_outputs(
         self, features: torch.Tensor, boxes: list[torch.Tensor]
@@ -135,14 +144,15 @@ class ViLD(nn.Module):
         proposals: list[torch.Tensor],
         gt_boxes: Sequence[torch.Tensor],
         gt_labels: Sequence[torch.Tensor],
-    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Per image: proposals + ground truth, matched at IoU 0.5, `roi_batch` sampled.
 
-        Returns RoIs per image, (N,) labels (0 background, c + 1 base class c), (N, 4) regression
-        targets and an (N,) bool mask of foreground rows.
+        Returns RoIs per image (foreground first), (N,) labels (0 background, c + 1 base class
+        c), (N, 4) regression targets, an (N,) bool mask of foreground rows and, per image, the
+        (n_fg,) indices of the ground truth its foreground RoIs matched.
         """
         c = self.config
-        rois, labels, targets, fg = [], [], [], []
+        rois, labels, targets, fg, matched = [], [], [], [], []
         for props, boxes, cls in zip(proposals, gt_boxes, gt_labels, strict=True):
             cand = torch.cat([props, boxes.to(props)])
             m = match(cand, boxes.to(props), c.roi_fg_iou, c.roi_fg_iou)
@@ -157,7 +167,8 @@ class ViLD(nn.Module):
                 tgt[: len(pos)] = self.coder.encode(boxes.to(props)[m[pos]], cand[pos])
             targets.append(tgt)
             fg.append(torch.arange(len(idx), device=props.device) < len(pos))
-        return rois, torch.cat(labels), torch.cat(targets), torch.cat(fg)
+            matched.append(m[pos])
+        return rois, torch.cat(labels), torch.cat(targets), torch.cat(fg), matched
 
     def losses(
         self,
@@ -167,13 +178,15 @@ class ViLD(nn.Module):
         gt_labels: Sequence[torch.Tensor],
         distill_boxes: Sequence[torch.Tensor] | None = None,
         distill_embeddings: Sequence[torch.Tensor] | None = None,
+        gt_masks: Sequence[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """All training losses of a batch; `distill_*` are the cached proposals of each image and
-        their (M, D) CLIP crop embeddings (needed when image_weight > 0 or ensemble). A frozen
+        their (M, D) CLIP crop embeddings (needed when image_weight > 0 or ensemble); `gt_masks`
+        each image's (G, H, W) bool masks in the input's pixels (for the mask head). A frozen
         backbone or RPN (no parameter requiring grad) runs without a graph and adds no loss."""
         features, proposals, losses = self.propose(pixels, image_sizes, gt_boxes)
         return losses | self.head_losses(
-            features, proposals, gt_boxes, gt_labels, distill_boxes, distill_embeddings
+            features, proposals, gt_boxes, gt_labels, distill_boxes, distill_embeddings, gt_masks
         )
 
     def propose(
@@ -199,12 +212,21 @@ class ViLD(nn.Module):
         gt_labels: Sequence[torch.Tensor],
         distill_boxes: Sequence[torch.Tensor] | None = None,
         distill_embeddings: Sequence[torch.Tensor] | None = None,
+        gt_masks: Sequence[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """The RoI heads' losses given (B, C, h, w) backbone features and each image's (P, 4)
         proposals (what `losses` computes after the backbone and RPN)."""
         device = device_of(features)
         losses: dict[str, torch.Tensor] = {}
-        rois, labels, targets, fg = self.sample_rois(proposals, gt_boxes, gt_labels)
+        rois, labels, targets, fg, matched = self.sample_rois(proposals, gt_boxes, gt_labels)
+        if self.mask_head is not None:
+            if gt_masks is None:
+                raise ValueError("a detector with a mask head trains on gt_masks")
+            fg_boxes = [r[: len(m)] for r, m in zip(rois, matched, strict=True)]
+            logits = self.mask_head(features, fg_boxes)
+            losses["mask"] = self.config.mask_weight * mask_loss(
+                logits, gt_masks, fg_boxes, matched
+            )
         emb, deltas = self.class_outputs(features, rois)
         if self.config.text_weight > 0:
             losses["text"] = self.config.text_weight * self.classification_loss(emb, labels)
@@ -298,6 +320,10 @@ class ViLD(nn.Module):
             p, e = probs[rows_of], emb[rows_of]
             boxes = clip_boxes(self.coder.decode(deltas[rows_of], props), size)
             rows, cls, s = select_detections(boxes, p, obj, c)
+            data = {"class_scores": p[rows].cpu()}
+            if self.mask_head is not None:  # (K, 28, 28) over each box, pasted by the caller
+                probs_i = self.mask_head(image_of(features, i, keep=True), [boxes[rows]])
+                data["mask_probs"] = probs_i.sigmoid().cpu()
             out.append(
                 Regions(
                     boxes[rows].cpu(),
@@ -305,7 +331,7 @@ class ViLD(nn.Module):
                     scores=s.cpu(),
                     labels=cls.cpu(),
                     embeddings=e[rows].cpu(),
-                    data={"class_scores": p[rows].cpu()},
+                    data=data,
                 )
             )
         return out

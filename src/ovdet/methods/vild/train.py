@@ -159,7 +159,7 @@ def train_vild(
         _init_backbone(model, cfg.init, spec)
     model.to(device)
     trained = [p for n, p in model.named_parameters() if p.requires_grad and not _frozen(n, cfg)]
-    dataset = CocoDetection(gt, images_dir, order, cfg.side)
+    dataset = CocoDetection(gt, images_dir, order, cfg.side, masks=vild.mask)
     opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     cached = distill.load() if distill is not None else None
@@ -181,6 +181,8 @@ def train_vild(
                 "distill_embeddings": [cached[str(i)]["embeddings"].to(device) for i in picked],
             }
         targets = targets_on(batch, device)
+        if vild.mask:
+            kwargs["gt_masks"] = [s.masks.to(device) for s in batch]
         if frozen is not None:  # the fixed backbone and RPN run once per image, then are reused
             features, proposals = frozen.get(picked, batch)
             return model.head_losses(features, proposals, *targets, **kwargs)
