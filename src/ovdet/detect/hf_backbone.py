@@ -74,11 +74,16 @@ class HFBackbone(nn.Module):
         self.model = freeze_batchnorm(model) if frozen_bn else model
         self.config = model.config
         self.channels = list(model.channels)
+        self.freeze_at = freeze_at
+        self.freeze_stages()
+        self.strides = self._measure_strides()
+
+    def freeze_stages(self) -> None:
+        """Stop the gradients of the stem and the stages before `freeze_at`."""
         for name, p in self.model.named_parameters():
             stage = stage_of(name)
-            if stage is not None and stage < freeze_at:
+            if stage is not None and stage < self.freeze_at:
                 p.requires_grad_(False)
-        self.strides = self._measure_strides()
 
     @torch.no_grad()
     def _measure_strides(self) -> list[int]:

@@ -1,17 +1,15 @@
-"""ViLD through the real-size code path: a transformers ResNet (tiny random config saved and
-re-loaded offline) with an FPN and a mask head at 256 px on the shapes world. Measured effects:
-base box AP and base mask AP on det-val rise over the first steps (from an untrained
-detector's). The run is built once and shared: RKD and CoDet fine-tune from it (their tests)."""
+"""ViLD through the real-size code path (the shared run of tests/real_scale.py: a tiny random
+transformers ResNet with an FPN and a mask head at 256 px on the shapes world). Measured
+effects: base box AP and base mask AP on det-val rise over the first steps (from an untrained
+detector's)."""
 
 import json
 import math
 
 import pytest
 import torch
-from once import built_once
-from tiny_backbones import save_tiny_backbone
+from real_scale import STEPS
 
-from ovdet.data.shapes.generate import WorldConfig, generate_world
 from ovdet.methods.vild.detector import detect_image, load_detector
 from ovdet.methods.vild.model import ViLDConfig
 from ovdet.methods.vild.train import ViLDTrainConfig, train_vild
@@ -19,59 +17,6 @@ from ovdet.models.loader import load_model
 from ovdet.ops.masks import rle_encode
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
-
-STEPS = 150
-
-
-def fpn_config(backbone, **kw) -> ViLDTrainConfig:
-    return ViLDTrainConfig(
-        **{
-            "steps": STEPS,
-            "batch_size": 2,
-            "side": 256,
-            "warmup": 10,
-            "lr": 2e-3,
-            "checkpoint_every": STEPS,
-            "backbone": str(backbone),
-            "templates": "single",
-            "freeze_at": 0,
-            "fpn_channels": 32,
-        }
-        | kw
-    )
-
-
-def _build(root) -> None:
-    generate_world(
-        root / "w",
-        WorldConfig(
-            seed=3,
-            captions=1,
-            det_train=100,
-            det_val=20,
-            det_style=0,
-            det_captions=0,
-            det_val_uniform=0,
-            det_captions_companion=0,
-        ),
-    )
-    save_tiny_backbone(root / "resnet", "resnet")
-    gt = json.loads((root / "w" / "det-train" / "annotations.json").read_text())
-    clip = load_model("shapes-clip")
-    vild = ViLDConfig(
-        embed_dim=clip.embed_dim, image_weight=0.0, hidden=128, mask=True, mask_channels=32
-    )
-    for steps in (0, STEPS):
-        cfg = fpn_config(root / "resnet", steps=steps, checkpoint_every=max(1, steps))
-        args = (gt, root / "w" / "det-train", root / f"vild-{steps}", clip, "shapes-clip")
-        train_vild(*args, gt["ovd"]["base"], vild, cfg)
-
-
-@pytest.fixture(scope="session")
-def fpn_run(tmp_path_factory, worker_id):
-    """(root, {0: untrained folder, STEPS: trained folder}), built once for all workers."""
-    root = built_once(tmp_path_factory, worker_id, "vild-fpn", _build)
-    return root, {s: root / f"vild-{s}" for s in (0, STEPS)}
 
 
 def base_ap(root, folder, iou_type: str = "bbox", box_masks: bool = False) -> float:

@@ -219,9 +219,9 @@ class ViLD(nn.Module):
         device = device_of(features)
         losses: dict[str, torch.Tensor] = {}
         rois, labels, targets, fg, matched = self.sample_rois(proposals, gt_boxes, gt_labels)
-        if self.mask_head is not None:
-            if gt_masks is None:
-                raise ValueError("a detector with a mask head trains on gt_masks")
+        if self.mask_head is not None and (gt_masks is not None or _trainable(self.mask_head)):
+            if gt_masks is None:  # a frozen mask head (fine-tuning without masks) is skipped
+                raise ValueError("a detector with a trainable mask head trains on gt_masks")
             fg_boxes = [r[: len(m)] for r, m in zip(rois, matched, strict=True)]
             logits = self.mask_head(features, fg_boxes)
             losses["mask"] = self.config.mask_weight * mask_loss(
