@@ -67,8 +67,9 @@ def fine_tune_start(
         raise OvdetError(f"{init} does not fit this detector: {missing or unexpected}")
     model.backbone.requires_grad_(train_backbone)
     model.rpn.requires_grad_(train_backbone)
-    if train_backbone and hasattr(model.backbone, "body"):  # a pretrained backbone's early
-        model.backbone.body.freeze_stages()  # stages stay frozen (its freeze_at)
+    body = getattr(model.backbone, "body", None)
+    if train_backbone and hasattr(body, "freeze_stages"):  # a pretrained backbone's early
+        body.freeze_stages()  # stages stay frozen (its freeze_at)
     if model.mask_head is not None:  # no method fine-tunes on masks: the init's head is kept
         model.mask_head.requires_grad_(False)
     dataset = CocoDetection(gt, images_dir, init_spec["base_ids"], init_spec["side"])
