@@ -9,7 +9,12 @@ from pathlib import Path
 from rich.console import Console
 
 from ovdet.cli.common import add_device_arg
-from ovdet.cli.options import add_dataclass_args, dataclass_from_args, nonnegative_float
+from ovdet.cli.options import (
+    add_dataclass_args,
+    dataclass_from_args,
+    nonnegative_float,
+    positive_int,
+)
 from ovdet.errors import OvdetError
 from ovdet.eval.data import load_gt, make_split
 
@@ -44,7 +49,9 @@ def _add_data_args(p: argparse.ArgumentParser, gt_help: str) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ovdet.data.pipeline import SAMPLINGS
     from ovdet.methods.vild.train import ViLDTrainConfig
+    from ovdet.train.precision import PRECISIONS
     from ovdet.vocab.prompts import TEMPLATE_SETS
 
     train = sub.add_parser("train", help="train a detector head").add_subparsers(
@@ -76,8 +83,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate on this set at the end (LVIS protocol if it has frequencies, else COCO)",
     )
     p.add_argument("--val-images", default=None)
+    p.add_argument(
+        "--stop-at",
+        type=positive_int,
+        default=None,
+        help="checkpoint and exit once this many steps are done (a preemptible job's slice); "
+        "the command without it (or with a larger one) goes on from there",
+    )
     add_device_arg(p)
-    add_dataclass_args(p, ViLDTrainConfig, choices={"templates": TEMPLATE_SETS})
+    choices = {"templates": TEMPLATE_SETS, "sampling": SAMPLINGS, "precision": PRECISIONS}
+    add_dataclass_args(p, ViLDTrainConfig, choices=choices)
     p.set_defaults(run=run)
     _register_regionspot(train)
     _register_rkd(train)
@@ -233,12 +248,14 @@ def run(args: argparse.Namespace) -> int:
     from ovdet.methods.vild.model import ViLDConfig
     from ovdet.methods.vild.train import ViLDTrainConfig, build_distill_cache, train_vild
     from ovdet.models.loader import load_model
+    from ovdet.train.distributed import barrier, init_distributed
 
     if bool(args.val_gt) != bool(args.val_images):
         raise OvdetError("--val-gt and --val-images go together: give both or neither")
     cfg = dataclass_from_args(ViLDTrainConfig, args)
     if cfg.backbone != SHAPES:  # a bad --backbone is one line before any data loads
         check_backbone(cfg.backbone, cfg.out_features)
+    where = init_distributed(args.device)  # torchrun's processes join here
     gt = load_gt(args.gt)
     base = base_ids_of(gt, args.novel, args.gt)
     clip = load_model(args.clip, device=args.device)
@@ -257,15 +274,20 @@ def run(args: argparse.Namespace) -> int:
             )
         proposer, spec = load_detector(args.proposals, device=args.device)
         dataset = CocoDetection(gt, args.images, spec["base_ids"], cfg.side)
-        cache = build_distill_cache(
-            proposer, clip, dataset, Path(args.out) / "distill-cache", cfg.distill_proposals
-        )
+        for turn in ("main", "others"):  # rank 0 builds the shared cache, the others read it
+            if where.main == (turn == "main"):
+                cache = build_distill_cache(
+                    proposer, clip, dataset, Path(args.out) / "distill-cache", cfg.distill_proposals
+                )
+            barrier(where)
     folder = train_vild(
         gt, args.images, args.out, clip, args.clip, base, vild, cfg, distill=cache,
-        device=args.device,
+        device=where.device, where=where,
+        stop=(lambda done: done >= args.stop_at) if args.stop_at else None,
     )  # fmt: skip
-    Console().print(f"checkpoint: {folder}")
-    _evaluate(args, folder, clip)
+    if where.main:
+        Console().print(f"checkpoint: {folder}")
+        _evaluate(args, folder, clip)
     return 0
 
 

@@ -92,18 +92,25 @@ class RPN(nn.Module):
         features: Features,
         image_sizes: Sequence[tuple[int, int]],
         targets: Sequence[torch.Tensor] | None = None,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[str, torch.Tensor]]:
         """Proposals (list of (P, 4) xyxy), their objectness (list of (P,) in [0, 1]) and, given
-        `targets` (list of (G, 4) xyxy ground truth), the losses."""
+        `targets` (list of (G, 4) xyxy ground truth), the losses; `generators` (one per image)
+        draw each image's anchor sample (default: torch's global generator)."""
         levels = as_levels(features)
         if len(levels) != len(self.strides):
             raise ValueError(f"the RPN has {len(self.strides)} levels, got {len(levels)} maps")
         heads = [self.head(f) for f in levels]
+        heads = [(a.float(), b.float()) for a, b in heads]  # losses and decoding in float32
         anchors = [self.anchors(tuple(f.shape[-2:]), f.device, k) for k, f in enumerate(levels)]
         logits = torch.cat([h[0] for h in heads], 1)
         deltas = torch.cat([h[1] for h in heads], 1)
         all_anchors = torch.cat(anchors)
-        losses = self.losses(logits, deltas, all_anchors, targets) if targets is not None else {}
+        losses = (
+            self.losses(logits, deltas, all_anchors, targets, generators)
+            if targets is not None
+            else {}
+        )
         counts = [len(a) for a in anchors]
         boxes, scores = [], []
         with torch.no_grad():
@@ -151,12 +158,14 @@ class RPN(nn.Module):
         deltas: torch.Tensor,
         anchors: torch.Tensor,
         targets: Sequence[torch.Tensor],
+        generators: Sequence[torch.Generator] | None = None,
     ) -> dict[str, torch.Tensor]:
         c = self.config
         obj_losses, box_losses, count = [], [], 0
         for i, gt in enumerate(targets):
             matches = match(anchors, gt.to(anchors), c.fg_iou, c.bg_iou, allow_low_quality=True)
-            pos, neg = sample(matches, c.batch_per_image, c.positive_fraction)
+            g = generators[i] if generators is not None else None
+            pos, neg = sample(matches, c.batch_per_image, c.positive_fraction, g)
             idx = torch.cat([pos, neg])
             labels = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).to(logits)
             obj_losses.append(

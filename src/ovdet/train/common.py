@@ -34,6 +34,8 @@ from tqdm import tqdm
 
 from ovdet.errors import FormatError, OvdetError
 from ovdet.io.atomic import atomic_path, write_json
+from ovdet.train.distributed import Distributed, average_gradients, barrier
+from ovdet.train.precision import Precision
 
 STATE = "train_state.pt"
 log = logging.getLogger(__name__)
@@ -123,6 +125,8 @@ def run_steps(
     checkpoint_every: int = 0,
     stop: Callable[[int], bool] | None = None,
     log: Path | None = None,
+    precision: Precision | None = None,
+    world: int = 1,
 ) -> int:
     """Train steps `start` .. `steps` - 1; returns the number of steps done when it ended.
 
@@ -139,7 +143,10 @@ def run_steps(
             (a time budget, a signal; tests simulate a kill with it).
         log: the loss log; lines of steps >= `start` (run before a kill, not checkpointed) are
             dropped first, so a resumed run's log has each step once.
+        precision: autocast and loss scaling (default fp32).
+        world: the number of processes training together (their gradients are averaged).
     """
+    amp = precision or Precision()
     bar = tqdm(
         range(start, steps),
         desc=desc,
@@ -153,17 +160,21 @@ def run_steps(
     writer = LossLog(log, start) if log is not None else None
     for step in bar:
         torch.manual_seed(step_seed(seed, step))
-        losses = step_losses(step, torch.Generator().manual_seed(step_seed(seed, step)))
+        with amp.autocast():
+            losses = step_losses(step, torch.Generator().manual_seed(step_seed(seed, step)))
+        losses = {k: v.float() for k, v in losses.items()}
         loss = sum(losses.values())
         if not torch.isfinite(loss):
             parts = {k: round(v.item(), 4) for k, v in losses.items()}
             raise FloatingPointError(f"loss is {loss.item()} at step {step}: {parts}")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        amp.backward(loss)
+        average_gradients(model.parameters(), world)
         if grad_clip is not None:
+            amp.unscale(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         lr = opt.param_groups[0]["lr"]
-        opt.step()
+        amp.step(opt)
         sched.step()
         values = {k: v.item() for k, v in losses.items()}
         recent.append(values)
@@ -233,6 +244,7 @@ def save_checkpoint(
     opt: torch.optim.Optimizer | None = None,
     sched: Any = None,
     step: int | None = None,
+    precision: Precision | None = None,
 ) -> None:
     """Write the resume unit (when `opt` is given) and then the inference view of `folder`."""
     folder = Path(folder)
@@ -245,6 +257,8 @@ def save_checkpoint(
             "step": int(step or 0),
             "spec": json.dumps(spec, sort_keys=True),
         }
+        if precision is not None and precision.scaler is not None:
+            state["scaler"] = precision.state_dict()
         with atomic_path(folder / STATE) as tmp:
             torch.save(state, tmp)
     with atomic_path(folder / "model.safetensors") as tmp:
@@ -259,9 +273,11 @@ def resume(
     opt: torch.optim.Optimizer,
     sched: Any,
     same: tuple[str, ...],
+    precision: Precision | None = None,
 ) -> int:
-    """Load `folder`'s resume unit into model, optimizer and schedule; return its step (0 if the
-    folder holds no run). Refuses a run whose spec differs from `spec` in any key of `same`."""
+    """Load `folder`'s resume unit into model, optimizer, schedule (and fp16 loss scaler);
+    return its step (0 if the folder holds no run). Refuses a run whose spec differs from `spec`
+    in any key of `same`."""
     path = Path(folder) / STATE
     if not path.is_file():
         return 0
@@ -281,6 +297,8 @@ def resume(
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
+    if precision is not None:
+        precision.load_state_dict(state.get("scaler", {}))
     return int(state["step"])
 
 
@@ -296,17 +314,31 @@ def train_resumable(
     desc: str,
     progress: bool = True,
     stop: Callable[[int], bool] | None = None,
+    precision: Precision | None = None,
+    where: Distributed | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> None:
     """`run_steps` for a trainer that checkpoints into `out` and resumes from it.
 
     `cfg` gives `steps`, `seed` and `checkpoint_every`; a run in `out` is resumed (refused if
     its spec differs in a key of `same`). A run that trains no step now (steps 0, or one killed
-    after its last state) still leaves the inference view of the state it holds.
+    after its last state) still leaves the inference view of the state it holds. With several
+    processes (`where`), each resumes from the same file and rank 0 alone writes; `started`
+    is told the step the run resumes at (a data loader starts there).
     """
-    start = resume(out, model, spec, opt, sched, same=same)
+    where = where or Distributed()
+    start = resume(out, model, spec, opt, sched, same=same, precision=precision)
     if start:
         log.info("resuming %s at step %d", out, start)
+    if started is not None:
+        started(start)
     model.train()
+
+    def checkpoint(done: int) -> None:
+        if where.main:
+            save_checkpoint(out, model, spec, opt, sched, done, precision)
+        barrier(where)  # no rank runs ahead of a checkpoint it might resume from
+
     run_steps(
         step_losses,
         model,
@@ -316,11 +348,14 @@ def train_resumable(
         cfg.seed,
         start=start,
         desc=desc,
-        progress=progress,
-        checkpoint=lambda done: save_checkpoint(out, model, spec, opt, sched, done),
+        progress=progress and where.main,
+        checkpoint=checkpoint,
         checkpoint_every=cfg.checkpoint_every,
         stop=stop,
-        log=Path(out) / LOSS_LOG,
+        log=Path(out) / LOSS_LOG if where.main else None,
+        precision=precision,
+        world=where.world,
     )
-    if start >= cfg.steps:
+    if start >= cfg.steps and where.main:
         save_checkpoint(out, model, spec)
+    barrier(where)

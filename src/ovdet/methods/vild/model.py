@@ -144,6 +144,7 @@ class ViLD(nn.Module):
         proposals: list[torch.Tensor],
         gt_boxes: Sequence[torch.Tensor],
         gt_labels: Sequence[torch.Tensor],
+        generators: Sequence[torch.Generator] | None = None,
     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Per image: proposals + ground truth, matched at IoU 0.5, `roi_batch` sampled.
 
@@ -153,10 +154,11 @@ class ViLD(nn.Module):
         """
         c = self.config
         rois, labels, targets, fg, matched = [], [], [], [], []
-        for props, boxes, cls in zip(proposals, gt_boxes, gt_labels, strict=True):
+        for i, (props, boxes, cls) in enumerate(zip(proposals, gt_boxes, gt_labels, strict=True)):
             cand = torch.cat([props, boxes.to(props)])
             m = match(cand, boxes.to(props), c.roi_fg_iou, c.roi_fg_iou)
-            pos, neg = sample(m, c.roi_batch, c.roi_positive_fraction)
+            g = generators[i] if generators is not None else None
+            pos, neg = sample(m, c.roi_batch, c.roi_positive_fraction, g)
             idx = torch.cat([pos, neg])
             rois.append(cand[idx])
             lab = torch.zeros(len(idx), dtype=torch.int64, device=props.device)
@@ -179,14 +181,24 @@ class ViLD(nn.Module):
         distill_boxes: Sequence[torch.Tensor] | None = None,
         distill_embeddings: Sequence[torch.Tensor] | None = None,
         gt_masks: Sequence[torch.Tensor] | None = None,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> dict[str, torch.Tensor]:
         """All training losses of a batch; `distill_*` are the cached proposals of each image and
         their (M, D) CLIP crop embeddings (needed when image_weight > 0 or ensemble); `gt_masks`
-        each image's (G, H, W) bool masks in the input's pixels (for the mask head). A frozen
-        backbone or RPN (no parameter requiring grad) runs without a graph and adds no loss."""
-        features, proposals, losses = self.propose(pixels, image_sizes, gt_boxes)
+        each image's (G, H, W) bool masks in the input's pixels (for the mask head);
+        `generators` (one per image) draw its anchor and RoI samples (default: torch's global
+        generator). A frozen backbone or RPN (no parameter requiring grad) runs without a graph
+        and adds no loss."""
+        features, proposals, losses = self.propose(pixels, image_sizes, gt_boxes, generators)
         return losses | self.head_losses(
-            features, proposals, gt_boxes, gt_labels, distill_boxes, distill_embeddings, gt_masks
+            features,
+            proposals,
+            gt_boxes,
+            gt_labels,
+            distill_boxes,
+            distill_embeddings,
+            gt_masks,
+            generators,
         )
 
     def propose(
@@ -194,6 +206,7 @@ class ViLD(nn.Module):
         pixels: torch.Tensor,
         image_sizes: Sequence[tuple[int, int]],
         gt_boxes: Sequence[torch.Tensor] | None = None,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
         """(B, 3, H, W) pixels -> (B, C, h, w) backbone features, each image's (P, 4)
         proposals and the RPN's losses (given `gt_boxes` and a trainable RPN; else none). A
@@ -201,7 +214,7 @@ class ViLD(nn.Module):
         with torch.set_grad_enabled(_trainable(self.backbone) and torch.is_grad_enabled()):
             features = self.backbone(pixels)
         rpn_targets = gt_boxes if _trainable(self.rpn) else None
-        proposals, _, losses = self.rpn(features, image_sizes, rpn_targets)
+        proposals, _, losses = self.rpn(features, image_sizes, rpn_targets, generators)
         return features, proposals, losses
 
     def head_losses(
@@ -213,21 +226,24 @@ class ViLD(nn.Module):
         distill_boxes: Sequence[torch.Tensor] | None = None,
         distill_embeddings: Sequence[torch.Tensor] | None = None,
         gt_masks: Sequence[torch.Tensor] | None = None,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> dict[str, torch.Tensor]:
         """The RoI heads' losses given (B, C, h, w) backbone features and each image's (P, 4)
         proposals (what `losses` computes after the backbone and RPN)."""
         device = device_of(features)
         losses: dict[str, torch.Tensor] = {}
-        rois, labels, targets, fg, matched = self.sample_rois(proposals, gt_boxes, gt_labels)
+        rois, labels, targets, fg, matched = self.sample_rois(
+            proposals, gt_boxes, gt_labels, generators
+        )
         if self.mask_head is not None and (gt_masks is not None or _trainable(self.mask_head)):
             if gt_masks is None:  # a frozen mask head (fine-tuning without masks) is skipped
                 raise ValueError("a detector with a trainable mask head trains on gt_masks")
             fg_boxes = [r[: len(m)] for r, m in zip(rois, matched, strict=True)]
-            logits = self.mask_head(features, fg_boxes)
+            logits = self.mask_head(features, fg_boxes).float()
             losses["mask"] = self.config.mask_weight * mask_loss(
                 logits, gt_masks, fg_boxes, matched
             )
-        emb, deltas = self.class_outputs(features, rois)
+        emb, deltas = (x.float() for x in self.class_outputs(features, rois))  # losses in fp32
         if self.config.text_weight > 0:
             losses["text"] = self.config.text_weight * self.classification_loss(emb, labels)
         losses["box"] = F.smooth_l1_loss(deltas[fg], targets[fg], beta=1.0, reduction="sum") / max(

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ovdet.data.coco import CocoDetection
+from ovdet.data.pipeline import SAMPLINGS, Augment, StepBatches, StepLoader, repeat_factors
 from ovdet.detect.build import (
     DEFAULT_OUT_FEATURES,
     SHAPES,
@@ -37,7 +38,9 @@ from ovdet.methods.vild.model import ViLD, ViLDConfig
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.recognize.crop import CropEmbedder
 from ovdet.train.common import check_batch_size, flushes_denormals, train_resumable, warmup_cosine
+from ovdet.train.distributed import Distributed
 from ovdet.train.feature_cache import ShardedCache
+from ovdet.train.precision import PRECISIONS, Precision
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
 
@@ -60,6 +63,14 @@ class ViLDTrainConfig:
     out_features: list[str] = field(default_factory=lambda: list(DEFAULT_OUT_FEATURES))  # C2..C5
     freeze_at: int = 2  # stem + first stage frozen (detectron2's FREEZE_AT); 0: none
     fpn_channels: int = 256
+    workers: int = 0  # DataLoader processes decoding and augmenting (results do not depend on it)
+    flip: bool = False  # random horizontal flips
+    lsj: bool = False  # large-scale jitter: scale 0.1-2.0, then crop or pad to the input side
+    sampling: str = "uniform"  # or "repeat-factor" (LVIS; with replacement, weights r_i)
+    repeat_threshold: float = 0.001  # t of repeat-factor sampling
+    precision: str = "fp32"  # fp32, bf16 (CPU or CUDA) or fp16 (CUDA, with loss scaling)
+    scale_lr: bool = False  # linear scaling rule: lr is for a global batch of lr_batch
+    lr_batch: int = 16
     init: str = ""  # checkpoint (folder or bundled name) whose backbone and RPN start the run
     freeze_backbone: bool = False  # keep the backbone and RPN fixed; train the RoI heads only
 
@@ -76,10 +87,16 @@ class ViLDTrainConfig:
                 "checkpoint_every",
                 "distill_proposals",
                 "fpn_channels",
+                "repeat_threshold",
+                "lr_batch",
             ),
-            nonnegative=("steps", "weight_decay", "warmup", "seed", "freeze_at"),  # steps 0: the
-            # initial model
-            choices={"templates": sorted(TEMPLATE_SETS)},
+            nonnegative=("steps", "weight_decay", "warmup", "seed", "freeze_at", "workers"),
+            # steps 0: the initial model
+            choices={
+                "templates": sorted(TEMPLATE_SETS),
+                "sampling": SAMPLINGS,
+                "precision": PRECISIONS,
+            },
         )
         if self.freeze_backbone and not self.init:
             raise OvdetError("freeze_backbone needs init: a checkpoint to take the backbone from")
@@ -121,11 +138,31 @@ def train_vild(
     distill: ShardedCache | None = None,
     stop: Callable[[int], bool] | None = None,
     device: str | torch.device = "cpu",
+    where: Distributed | None = None,
 ) -> Path:
     """Train (or resume) into `out`; returns the checkpoint folder. `stop(steps done)` returning
     True checkpoints and ends the run early (see `train.common.run_steps`). `device` holds the
     model and each batch (the data, the caches and the checkpoints stay on the CPU; a run may
-    resume on another device)."""
+    resume on another device). `where`: this process's place among several (torchrun).
+
+    The shapes world's ConvBackbone in one process draws each step's batch in the loop (the
+    reproductions' path); a transformers backbone, or several processes, goes through
+    `data.pipeline` (workers, flips, jitter, repeat-factor sampling, per-image randomness)."""
+    where = where or Distributed(device=str(device))
+    pipeline = cfg.backbone != SHAPES or where.active
+    legacy_only = {"workers": cfg.workers > 0, "flip": cfg.flip, "lsj": cfg.lsj}
+    legacy_only["sampling"] = cfg.sampling != "uniform"
+    if cfg.freeze_backbone and (cfg.flip or cfg.lsj):
+        raise OvdetError(
+            "--freeze-backbone computes each image's features once; --flip and --lsj change "
+            "them every step: use one or the other"
+        )
+    if not pipeline and any(legacy_only.values()):
+        asked = next(k for k, v in legacy_only.items() if v)
+        raise OvdetError(
+            f"--{asked} needs the real-scale data pipeline: give a transformers --backbone "
+            "(the shapes backbone keeps the reproductions' in-loop sampling)"
+        )
     out = Path(out)
     names = [
         c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"]) if c["id"] in base_ids
@@ -145,7 +182,7 @@ def train_vild(
         "side": cfg.side,
         "base_names": names,
         "base_ids": order,
-        "train": asdict(cfg),
+        "train": {k: v for k, v in asdict(cfg).items() if k != "workers"},  # not a result's
     }
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed alone
     backbone = None
@@ -159,8 +196,9 @@ def train_vild(
         _init_backbone(model, cfg.init, spec)
     model.to(device)
     trained = [p for n, p in model.named_parameters() if p.requires_grad and not _frozen(n, cfg)]
-    dataset = CocoDetection(gt, images_dir, order, cfg.side, masks=vild.mask)
-    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    dataset = CocoDetection(gt, images_dir, order, cfg.side, cache=not pipeline, masks=vild.mask)
+    lr = cfg.lr * cfg.batch_size / cfg.lr_batch if cfg.scale_lr else cfg.lr
+    opt = torch.optim.AdamW(trained, lr=lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     cached = distill.load() if distill is not None else None
     frozen = None
@@ -170,13 +208,33 @@ def train_vild(
         frozen = FrozenFeatures(model)
 
     check_batch_size(cfg.batch_size, len(dataset))
+    loader: list[StepLoader] = []
+
+    def start_loader(start: int) -> None:
+        if pipeline:
+            weights = repeat_factors(dataset, cfg.repeat_threshold)
+            batches = StepBatches(
+                dataset,
+                cfg.seed,
+                cfg.batch_size,
+                where.rank,
+                where.world,
+                Augment(flip=cfg.flip, lsj=cfg.lsj),
+                weights if cfg.sampling == "repeat-factor" else None,
+            )
+            loader.append(StepLoader(batches, start, cfg.steps, cfg.workers))
 
     def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-        picked = torch.randint(len(dataset), (cfg.batch_size,)).tolist()  # dataset indices
-        batch = [dataset[i] for i in picked]
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
+        if pipeline:  # this rank's share, decoded ahead; per-image samplers
+            piece = loader[0].next_batch(step)
+            picked, batch = piece.indices, piece.samples
+            kwargs["generators"] = piece.generators
+        else:
+            picked = torch.randint(len(dataset), (cfg.batch_size,)).tolist()  # dataset indices
+            batch = [dataset[i] for i in picked]
         if cached is not None:
-            kwargs = {
+            kwargs |= {
                 "distill_boxes": [cached[str(i)]["boxes"].to(device) for i in picked],
                 "distill_embeddings": [cached[str(i)]["embeddings"].to(device) for i in picked],
             }
@@ -200,6 +258,9 @@ def train_vild(
         same=tuple(k for k in spec if k != "kind"),  # runs from before `kind` resume too
         desc=f"train ViLD (w={vild.image_weight}, ensemble={vild.ensemble})",
         stop=stop,
+        precision=Precision(cfg.precision, torch.device(device).type),
+        where=where,
+        started=start_loader,
     )
     return out
 

@@ -1,0 +1,77 @@
+"""Several processes training one model (torchrun): the process group, gradient averaging, and
+which process writes.
+
+`torchrun --nproc-per-node N -m ovdet train vild ...` sets RANK, LOCAL_RANK, WORLD_SIZE,
+MASTER_ADDR and MASTER_PORT; `init_distributed` joins the group (NCCL on GPUs, gloo on CPUs).
+Each process computes the losses of its share of the global batch; after the backward pass
+`average_gradients` all-reduces every gradient (one flat buffer) and divides by N, which is what
+DistributedDataParallel's reducer does. ovdet does it itself because a method's step calls
+several of the model's methods (propose, head losses, distillation), not one `forward`, and DDP
+only hooks `forward`. Rank 0 alone writes checkpoints, the loss log and the progress bar;
+every rank resumes from the same state file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place: `rank` of `world`, and the device it trains on."""
+
+    rank: int = 0
+    world: int = 1
+    device: str = "cpu"
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device: str = "cpu") -> Distributed:
+    """Join torchrun's process group when WORLD_SIZE > 1 (once per process); a single process
+    otherwise. On CUDA each process takes the GPU of its LOCAL_RANK."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed(0, 1, device)
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        device = f"cuda:{local}"
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return Distributed(rank, world, device)
+
+
+def average_gradients(parameters: Iterable[torch.nn.Parameter], world: int) -> None:
+    """All-reduce the gradients of `parameters` (a missing one counts as zero) and divide by
+    `world`: every process then holds the gradient of the mean of the processes' losses."""
+    params = [p for p in parameters if p.requires_grad]
+    if not params or world <= 1:
+        return
+    flat = torch.cat(
+        [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+    )
+    dist.all_reduce(flat)
+    flat /= world
+    start = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[start : start + n].view_as(p).clone()
+        start += n
+
+
+def barrier(where: Distributed) -> None:
+    if where.active:
+        dist.barrier()
