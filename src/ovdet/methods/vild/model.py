@@ -52,6 +52,7 @@ class ViLDConfig:
     objectness_weight: float = 0.5  # score = p_class^(1 - a) * objectness^a
     nms_iou: float = 0.5
     max_detections: int = 100  # per image
+    candidates: int = 5000  # (box, class) pairs kept for NMS, the best by score (per image)
     min_score: float = 1e-4
     hidden: int = 512
     weight_transfer: bool = False  # RKD's: classify with `heads.weight_transfer` (W_D frozen)
@@ -73,7 +74,7 @@ def select_detections(
     boxes: torch.Tensor, probs: torch.Tensor, objectness: torch.Tensor, config: ViLDConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Score every (box, class) pair as p^(1 - a) * objectness^a, drop those below `min_score`,
-    per-class NMS, keep the best `max_detections`.
+    keep the best `candidates` pairs, per-class NMS, keep the best `max_detections`.
 
     Args:
         boxes: (n, 4) xyxy; probs: (n, C); objectness: (n,).
@@ -85,6 +86,9 @@ def select_detections(
     scores = probs ** (1 - a) * objectness[:, None] ** a  # (n, C)
     rows, cls = (scores > config.min_score).nonzero(as_tuple=True)
     s = scores[rows, cls]
+    if len(s) > config.candidates:  # 1,000 boxes x 1,203 names: NMS on the best pairs only
+        best = s.topk(config.candidates).indices.sort().values  # in their original order
+        rows, cls, s = rows[best], cls[best], s[best]
     keep = batched_nms(boxes[rows], s, cls, config.nms_iou)[: config.max_detections]
     return rows[keep], cls[keep], s[keep]
 
