@@ -19,6 +19,7 @@ from ovdet.cli import (
     shapes,
     train,
 )
+from ovdet.cli.presets import expand_preset
 from ovdet.errors import OvdetError
 
 
@@ -65,6 +66,13 @@ def attach_coordinates(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = attach_coordinates(list(sys.argv[1:] if argv is None else argv))
+    try:
+        argv, preset = expand_preset(argv)
+    except OvdetError as e:
+        print(f"ovdet: error: {e}", file=sys.stderr)
+        return 2
+    if argv[:1] == ["train"] and "--print-config" in argv:
+        return print_config(build_parser(), argv, preset)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
@@ -85,6 +93,38 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ovdet: interrupted", file=sys.stderr)
         return 130
+
+
+def print_config(parser: argparse.ArgumentParser, argv: list[str], preset: dict | None) -> int:
+    """Print the options a `train` command line resolves to (JSON; the options it needs but
+    lacks shown as <required>), the preset's description and differences, and exit."""
+    import json
+
+    argv = [a for a in argv if a != "--print-config"]
+    command = argv[1] if len(argv) > 1 else ""
+    sub = _subparser(_subparser(parser, "train"), command)
+    if sub is None:
+        message = "--print-config goes with `ovdet train vild|rkd|codet`"
+        print(f"ovdet: error: {message}", file=sys.stderr)
+        return 2
+    missing = []
+    for action in sub._actions:
+        if action.required and not any(o in argv for o in action.option_strings):
+            missing += [action.option_strings[0], "<required>"]
+    args = parser.parse_args([*argv, *missing])
+    skip = {"run", "command", "train_command", "verbose", "preset", "print_config"}
+    config = {k: v for k, v in vars(args).items() if k not in skip}
+    if preset is not None:
+        config = {"preset": {k: preset.get(k) for k in ("description", "differs")}} | config
+    print(json.dumps(config, indent=1, default=str))
+    return 0
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(name)
+    return None
 
 
 def os_error_line(e: OSError) -> str:

@@ -34,7 +34,16 @@ class _DeprecatedBase(argparse.Action):
 
 
 def _add_data_args(p: argparse.ArgumentParser, gt_help: str) -> None:
-    """--gt, --out and --novel, shared by every trainer."""
+    """--gt, --out and --novel, shared by every trainer; --preset and --print-config (read
+    before parsing, by `cli.presets` and `cli.main`: listed here for --help)."""
+    p.add_argument(
+        "--preset",
+        help="a paper's configuration (vild-r50-fpn-lvis, rkd-r50-fpn-coco-ovd, "
+        "codet-r50-fpn-lvis, or a preset JSON file); options typed after it override it",
+    )
+    p.add_argument(
+        "--print-config", action="store_true", help="print the resolved options and exit"
+    )
     p.add_argument("--gt", required=True, help=gt_help)
     p.add_argument("--out", required=True, help="checkpoint folder (resumed if it holds a run)")
     p.add_argument(
