@@ -21,9 +21,9 @@ from torch import nn
 
 from ovdet.detect.anchors import grid_anchors
 from ovdet.detect.box_coder import BoxCoder
-from ovdet.detect.levels import Features, as_levels
 from ovdet.detect.matcher import match, sample
 from ovdet.ops.boxes import clip_boxes
+from ovdet.ops.levels import Features, as_levels
 from ovdet.ops.nms import batched_nms, nms
 
 FPN_SIZES = (32.0, 64.0, 128.0, 256.0, 512.0)  # one anchor side per level, P2..P6

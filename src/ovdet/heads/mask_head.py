@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ovdet.detect.levels import Features, pooled_regions
+from ovdet.ops.levels import Features, pooled_regions
 from ovdet.ops.roi_align import roi_align
 
 

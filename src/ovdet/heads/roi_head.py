@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ovdet.detect.levels import Features, pooled_regions
+from ovdet.ops.levels import Features, pooled_regions
 
 
 class RoIHead(nn.Module):

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ovdet.detect.box_coder import BoxCoder
-from ovdet.detect.levels import device_of, image_of
 from ovdet.detect.matcher import match, sample
 from ovdet.detect.rpn import RPN, RPNConfig
 from ovdet.heads.mask_head import MaskHead, mask_loss
@@ -34,6 +33,7 @@ from ovdet.heads.text_classifier import TextClassifier
 from ovdet.heads.weight_transfer import WeightTransfer
 from ovdet.losses.vild import sigmoid_text_loss, vild_image_loss, vild_text_loss
 from ovdet.ops.boxes import clip_boxes
+from ovdet.ops.levels import device_of, image_of
 from ovdet.ops.nms import batched_nms
 from ovdet.types import Regions
 

@@ -30,12 +30,12 @@ from ovdet.detect.build import (
     describe,
     same_architecture,
 )
-from ovdet.detect.levels import image_of, stack_images
 from ovdet.detect.rpn import FPN_SIZES, RPNConfig
 from ovdet.errors import OvdetError
 from ovdet.methods.vild.detector import build_model, load_detector
 from ovdet.methods.vild.model import ViLD, ViLDConfig
 from ovdet.models.vlm import VisionLanguageModel
+from ovdet.ops.levels import image_of, stack_images
 from ovdet.recognize.crop import CropEmbedder
 from ovdet.train.common import check_batch_size, flushes_denormals, train_resumable, warmup_cosine
 from ovdet.train.distributed import Distributed

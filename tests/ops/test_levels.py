@@ -5,8 +5,8 @@ import math
 
 import torch
 
-from ovdet.detect.levels import pooled_regions, roi_levels
 from ovdet.detect.rpn import RPN, RPNConfig
+from ovdet.ops.levels import pooled_regions, roi_levels
 from ovdet.ops.roi_align import roi_align
 
 
