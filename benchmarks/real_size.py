@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from timing import timed  # benchmarks/timing.py
 
 ROWS = ("train-bs1", "train-bs2", "infer-80", "infer-1203", "loader-w0", "loader-w2")
 
@@ -140,16 +140,6 @@ def row_loader(args: argparse.Namespace, workers: int) -> dict:
 def sync(device: str) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
-
-
-def timed(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def run_row(args: argparse.Namespace) -> dict:

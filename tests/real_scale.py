@@ -57,3 +57,13 @@ def build_fpn_runs(root) -> None:
         cfg = fpn_config(root / "resnet", steps=steps, checkpoint_every=max(1, steps))
         args = (gt, root / "w" / "det-train", root / f"vild-{steps}", clip, "shapes-clip")
         train_vild(*args, gt["ovd"]["base"], vild, cfg)
+
+
+def training_set(root):
+    """The shared run's det-train annotations, the shapes CLIP and the vocabulary of its
+    categories (what RKD's and CoDet's fine-tuning tests start from)."""
+    from ovdet.vocab.parse import vocabulary_from_categories
+
+    gt = json.loads((root / "w" / "det-train" / "annotations.json").read_text())
+    vocab = vocabulary_from_categories(sorted(gt["categories"], key=lambda c: c["id"]))
+    return gt, load_model("shapes-clip"), vocab

@@ -5,15 +5,13 @@ loss log's first quarter of caption batches against its last)."""
 import json
 
 import pytest
-from real_scale import STEPS
+from real_scale import STEPS, training_set
 
 from ovdet.data.captions import CaptionDataset, load_captions
 from ovdet.methods.codet.concepts import ConceptIndex
 from ovdet.methods.codet.train import CoDetTrainConfig, train_codet
 from ovdet.methods.vild.detector import load_detector
-from ovdet.models.loader import load_model
 from ovdet.vocab.embed import embed_vocabulary
-from ovdet.vocab.parse import vocabulary_from_categories
 
 
 def quarters(folder, name) -> tuple[float, float]:
@@ -27,9 +25,7 @@ def quarters(folder, name) -> tuple[float, float]:
 @pytest.mark.slow(seconds=15)
 def test_codet_losses_fall_on_the_fpn_path(fpn_run, tmp_path):
     root, folders = fpn_run
-    gt = json.loads((root / "w" / "det-train" / "annotations.json").read_text())
-    clip = load_model("shapes-clip")
-    vocab = vocabulary_from_categories(sorted(gt["categories"], key=lambda c: c["id"]))
+    gt, clip, vocab = training_set(root)
     items = load_captions(root / "w" / "det-captions" / "captions.json")
     cfg = CoDetTrainConfig(
         init=str(folders[STEPS]),

@@ -2,11 +2,10 @@
 moves the student's region embeddings towards the teacher's (shapes-clip on the FPN RPN's
 proposals): the distillation loss over every cached region falls."""
 
-import json
 
 import pytest
 import torch
-from real_scale import STEPS
+from real_scale import STEPS, training_set
 
 from ovdet.data.coco import CocoDetection
 from ovdet.losses.rkd import rkd_l1_loss
@@ -14,10 +13,8 @@ from ovdet.methods.rkd.cache import build_region_cache
 from ovdet.methods.rkd.labelers import ClipScoredLabeler, RPNProposals
 from ovdet.methods.rkd.train import RKDTrainConfig, train_rkd
 from ovdet.methods.vild.detector import load_detector
-from ovdet.models.loader import load_model
 from ovdet.recognize.dense import DenseEmbedder
 from ovdet.vocab.embed import embed_vocabulary
-from ovdet.vocab.parse import vocabulary_from_categories
 
 
 @torch.no_grad()
@@ -36,9 +33,7 @@ def region_l1(folder, dataset, cache) -> float:
 @pytest.mark.slow(seconds=30)
 def test_rkd_distillation_moves_regions_towards_the_teacher_on_the_fpn_path(fpn_run, tmp_path):
     root, folders = fpn_run
-    gt = json.loads((root / "w" / "det-train" / "annotations.json").read_text())
-    clip = load_model("shapes-clip")
-    vocab = vocabulary_from_categories(sorted(gt["categories"], key=lambda c: c["id"]))
+    gt, clip, vocab = training_set(root)
     proposer, spec = load_detector(folders[STEPS])
     labeler = ClipScoredLabeler(
         RPNProposals(proposer, spec),
