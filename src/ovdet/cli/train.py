@@ -59,6 +59,7 @@ def _add_data_args(p: argparse.ArgumentParser, gt_help: str) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ovdet.data.pipeline import SAMPLINGS
+    from ovdet.detect.build import NECKS
     from ovdet.methods.vild.train import ViLDTrainConfig
     from ovdet.train.precision import PRECISIONS
     from ovdet.vocab.prompts import TEMPLATE_SETS
@@ -101,6 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_device_arg(p)
     choices = {"templates": TEMPLATE_SETS, "sampling": SAMPLINGS, "precision": PRECISIONS}
+    choices |= {"neck": NECKS}
     add_dataclass_args(p, ViLDTrainConfig, choices=choices)
     p.set_defaults(run=run)
     _register_regionspot(train)
@@ -263,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
         raise OvdetError("--val-gt and --val-images go together: give both or neither")
     cfg = dataclass_from_args(ViLDTrainConfig, args)
     if cfg.backbone != SHAPES:  # a bad --backbone is one line before any data loads
-        check_backbone(cfg.backbone, cfg.out_features)
+        check_backbone(cfg.backbone, ["stage4"] if cfg.neck == "c4" else cfg.out_features)
     where = init_distributed(args.device)  # torchrun's processes join here
     gt = load_gt(args.gt)
     base = base_ids_of(gt, args.novel, args.gt)

@@ -1,10 +1,10 @@
 """A detector's backbone from its spec: the shapes world's ConvBackbone, or a transformers
-backbone with an FPN.
+backbone with an FPN, or cut at C4 (its fourth stage then the RoI head's: `detect.c4`).
 
 A spec's `backbone` entry (absent in the shapes world's checkpoints, which keep their
 `backbone_channels`) is what rebuilds the architecture offline:
 `{"name": <hub id or folder it came from>, "config": <the transformers config>, "out_features":
-[...], "freeze_at": k, "neck": "fpn", "channels": 256}`.
+[...], "freeze_at": k, "neck": "fpn" or "c4", "channels": 256}`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ovdet.detect.backbone import ConvBackbone
 from ovdet.errors import OvdetError
 
 SHAPES = "shapes"  # the name of the shapes world's ConvBackbone
-NECKS = ("fpn",)
+NECKS = ("fpn", "c4")
 DEFAULT_OUT_FEATURES = ("stage1", "stage2", "stage3", "stage4")  # C2..C5
 
 
@@ -26,11 +26,14 @@ def backbone_entry(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A pretrained transformers backbone by alias, hub id or folder, with its neck, and the spec
     entry that rebuilds it."""
+    from ovdet.detect.c4 import C4Backbone
     from ovdet.detect.fpn import PyramidBackbone
     from ovdet.detect.hf_backbone import config_dict, load_hf_backbone
 
     if neck not in NECKS:
         raise OvdetError(f"--neck must be one of {', '.join(NECKS)}, got {neck!r}")
+    if neck == "c4":
+        out_features = ["stage4"]  # every stage is loaded; C4 is the third's output
     body = load_hf_backbone(name, list(out_features), freeze_at)
     entry = {
         "name": name,
@@ -40,6 +43,8 @@ def backbone_entry(
         "neck": neck,
         "channels": channels,
     }
+    if neck == "c4":
+        return C4Backbone(body.model), entry
     return PyramidBackbone(body, channels), entry
 
 
@@ -48,10 +53,13 @@ def build_backbone(spec: dict[str, Any]) -> nn.Module:
     entry = spec.get("backbone")
     if not entry:
         return ConvBackbone(spec["backbone_channels"])
+    from ovdet.detect.c4 import C4Backbone
     from ovdet.detect.fpn import PyramidBackbone
     from ovdet.detect.hf_backbone import build_hf_backbone
 
     body = build_hf_backbone(entry["config"], entry["freeze_at"])
+    if entry["neck"] == "c4":
+        return C4Backbone(body.model)
     return PyramidBackbone(body, entry["channels"])
 
 

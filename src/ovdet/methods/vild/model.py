@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ovdet.detect.box_coder import BoxCoder
+from ovdet.detect.c4 import Res5RoIHead
 from ovdet.detect.matcher import match, sample
 from ovdet.detect.rpn import RPN, RPNConfig
 from ovdet.heads.mask_head import MaskHead, mask_loss
@@ -114,14 +115,17 @@ class ViLD(nn.Module):
         rpn_strides = getattr(backbone, "strides", None) or backbone.stride
         roi_strides = getattr(backbone, "roi_strides", None) or rpn_strides
         self.rpn = RPN(backbone.out_channels, rpn_strides, rpn_config)
-        self.text_head = RoIHead(
-            backbone.out_channels, roi_strides, config.embed_dim, hidden=config.hidden
-        )
-        self.image_head = (
-            RoIHead(backbone.out_channels, roi_strides, config.embed_dim, hidden=config.hidden)
-            if config.ensemble
-            else None
-        )
+
+        def roi_head() -> nn.Module:  # C4: the backbone's res5 is the head; else two fc layers
+            if hasattr(backbone, "res5"):
+                res5, width = backbone.res5[0], backbone.res5_channels
+                return Res5RoIHead(res5, width, config.embed_dim, backbone.stride)
+            return RoIHead(
+                backbone.out_channels, roi_strides, config.embed_dim, hidden=config.hidden
+            )
+
+        self.text_head = roi_head()
+        self.image_head = roi_head() if config.ensemble else None
         self.classifier = TextClassifier(base_text, config.temperature, background=True)
         self.coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
         self.transfer = WeightTransfer(self.text_head.embed) if config.weight_transfer else None

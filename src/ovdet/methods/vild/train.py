@@ -25,6 +25,7 @@ from ovdet.data.coco import CocoDetection
 from ovdet.data.pipeline import SAMPLINGS, Augment, StepBatches, StepLoader, repeat_factors
 from ovdet.detect.build import (
     DEFAULT_OUT_FEATURES,
+    NECKS,
     SHAPES,
     backbone_entry,
     describe,
@@ -62,6 +63,7 @@ class ViLDTrainConfig:
     backbone_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])  # shapes
     out_features: list[str] = field(default_factory=lambda: list(DEFAULT_OUT_FEATURES))  # C2..C5
     freeze_at: int = 2  # stem + first stage frozen (detectron2's FREEZE_AT); 0: none
+    neck: str = "fpn"  # or "c4": the RPN on C4, res5 as the RoI head (ResNet, ConvNeXt)
     fpn_channels: int = 256
     workers: int = 0  # DataLoader processes decoding and augmenting (results do not depend on it)
     flip: bool = False  # random horizontal flips
@@ -94,6 +96,7 @@ class ViLDTrainConfig:
             # steps 0: the initial model
             choices={
                 "templates": sorted(TEMPLATE_SETS),
+                "neck": NECKS,
                 "sampling": SAMPLINGS,
                 "precision": PRECISIONS,
             },
@@ -186,9 +189,9 @@ def train_vild(
     }
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed alone
     backbone = None
-    if cfg.backbone != SHAPES:  # pretrained weights, an FPN, one anchor size per level
+    if cfg.backbone != SHAPES:  # pretrained weights; FPN (one anchor size a level) or C4
         backbone, spec["backbone"] = backbone_entry(
-            cfg.backbone, cfg.out_features, cfg.freeze_at, "fpn", cfg.fpn_channels
+            cfg.backbone, cfg.out_features, cfg.freeze_at, cfg.neck, cfg.fpn_channels
         )
         spec["rpn"] = asdict(RPNConfig(sizes=FPN_SIZES))
     model = build_model(spec, base_text, backbone)
