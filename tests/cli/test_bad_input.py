@@ -393,3 +393,25 @@ def test_a_dataset_pass_over_the_wrong_folder_is_refused_before_any_work(tmp_pat
     assert code == 2
     one_line(err, "none of the 1 images")
     assert not list(tmp_path.glob("r*.json"))
+
+
+def test_a_bad_backbone_is_one_line_before_any_data_loads(tmp_path, tiny_clip_dir, capsys):
+    """An unknown hub id offline, a checkpoint that is not a backbone, stages it lacks, and a
+    --gt that does not exist: the backbone is refused first, nothing is written."""
+    from tiny_backbones import save_tiny_backbone
+
+    resnet = save_tiny_backbone(tmp_path / "resnet", "resnet")
+    base = ["train", "vild", "--gt", tmp_path / "missing.json", "--images", tmp_path]
+    base += ["--out", tmp_path / "r"]
+    cases = [
+        (["--backbone", "nobody/no-such-backbone"], "not cached and the hub is unreachable"),
+        (["--backbone", tiny_clip_dir], "'clip' checkpoint is not a backbone"),
+        (["--backbone", resnet, "--out-features", "stage2,stage9"], "are not stages"),
+        (["--backbone", resnet, "--neck", "c5"], "argument --neck: invalid choice"),
+        (["--backbone", "shapes", "--lsj"], "--lsj needs the real-scale data pipeline"),
+    ]
+    for extra, message in cases:
+        code, err = run([*base, *extra], capsys)
+        assert code == 2, extra
+        one_line(err, message)
+        assert not (tmp_path / "r").exists()

@@ -257,7 +257,12 @@ def run(args: argparse.Namespace) -> int:
     from ovdet.detect.hf_backbone import check_backbone
     from ovdet.methods.vild.detector import load_detector
     from ovdet.methods.vild.model import ViLDConfig
-    from ovdet.methods.vild.train import ViLDTrainConfig, build_distill_cache, train_vild
+    from ovdet.methods.vild.train import (
+        ViLDTrainConfig,
+        build_distill_cache,
+        train_vild,
+        uses_pipeline,
+    )
     from ovdet.models.loader import load_model
     from ovdet.train.distributed import barrier, init_distributed
 
@@ -267,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
     if cfg.backbone != SHAPES:  # a bad --backbone is one line before any data loads
         check_backbone(cfg.backbone, ["stage4"] if cfg.neck == "c4" else cfg.out_features)
     where = init_distributed(args.device)  # torchrun's processes join here
+    uses_pipeline(cfg, where)  # its options' conflicts, before the data loads
     gt = load_gt(args.gt)
     base = base_ids_of(gt, args.novel, args.gt)
     clip = load_model(args.clip, device=args.device)

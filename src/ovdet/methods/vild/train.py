@@ -152,20 +152,7 @@ def train_vild(
     reproductions' path); a transformers backbone, or several processes, goes through
     `data.pipeline` (workers, flips, jitter, repeat-factor sampling, per-image randomness)."""
     where = where or Distributed(device=str(device))
-    pipeline = cfg.backbone != SHAPES or where.active
-    legacy_only = {"workers": cfg.workers > 0, "flip": cfg.flip, "lsj": cfg.lsj}
-    legacy_only["sampling"] = cfg.sampling != "uniform"
-    if cfg.freeze_backbone and (cfg.flip or cfg.lsj):
-        raise OvdetError(
-            "--freeze-backbone computes each image's features once; --flip and --lsj change "
-            "them every step: use one or the other"
-        )
-    if not pipeline and any(legacy_only.values()):
-        asked = next(k for k, v in legacy_only.items() if v)
-        raise OvdetError(
-            f"--{asked} needs the real-scale data pipeline: give a transformers --backbone "
-            "(the shapes backbone keeps the reproductions' in-loop sampling)"
-        )
+    pipeline = uses_pipeline(cfg, where)
     out = Path(out)
     names = [
         c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"]) if c["id"] in base_ids
@@ -266,6 +253,27 @@ def train_vild(
         started=start_loader,
     )
     return out
+
+
+def uses_pipeline(cfg: ViLDTrainConfig, where: Distributed) -> bool:
+    """Whether a run goes through `data.pipeline`: a transformers backbone, or several
+    processes. The shapes backbone in one process keeps the reproductions' in-loop sampling, and
+    the pipeline's options are refused there (one line)."""
+    pipeline = cfg.backbone != SHAPES or where.active
+    only = {"workers": cfg.workers > 0, "flip": cfg.flip, "lsj": cfg.lsj}
+    only["sampling"] = cfg.sampling != "uniform"
+    if cfg.freeze_backbone and (cfg.flip or cfg.lsj):
+        raise OvdetError(
+            "--freeze-backbone computes each image's features once; --flip and --lsj change "
+            "them every step: use one or the other"
+        )
+    if not pipeline and any(only.values()):
+        asked = next(k for k, v in only.items() if v)
+        raise OvdetError(
+            f"--{asked} needs the real-scale data pipeline: give a transformers --backbone "
+            "(the shapes backbone keeps the reproductions' in-loop sampling)"
+        )
+    return pipeline
 
 
 def targets_on(batch: list[Any], device: str | torch.device) -> tuple[list, list]:
