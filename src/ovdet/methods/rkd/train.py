@@ -173,8 +173,8 @@ def train_rkd(
     opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     box_features, caption_features = FrozenFeatures(model), FrozenFeatures(model)
-    cached = regions.load() if regions is not None else None
-    distilled = sorted(int(k) for k in cached) if cached is not None else []
+    cached = regions.reader() if regions is not None else None  # memory-mapped, read per batch
+    distilled = sorted(int(k) for k in cached.ids()) if cached is not None else []
     labelled = []
     if pseudo is not None:
         entries = pseudo.load()
@@ -190,10 +190,10 @@ def train_rkd(
         check_batch_size(cfg.batch_size, len(labelled), "captioned images with a pseudo-box")
     check_batch_size(cfg.batch_size, len(distilled or dataset))
 
-    caption_cached = caption_regions.load() if cfg.distill_captions else None
+    caption_cached = caption_regions.reader() if cfg.distill_captions else None
 
     def distillation(
-        features: torch.Tensor, picked: list[int], cache: dict[str, Any]
+        features: torch.Tensor, picked: list[int], cache: Any
     ) -> dict[str, torch.Tensor]:
         boxes = [cache[str(i)]["boxes"].to(device) for i in picked]
         student, _ = model.text_head(features, boxes)  # W_D phi(r)

@@ -190,7 +190,8 @@ def train_vild(
     lr = cfg.lr * cfg.batch_size / cfg.lr_batch if cfg.scale_lr else cfg.lr
     opt = torch.optim.AdamW(trained, lr=lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
-    cached = distill.load() if distill is not None else None
+    # memory-mapped, read per batch: at LVIS size the crops' embeddings do not fit in memory
+    cached = distill.reader() if distill is not None else None
     frozen = None
     if cfg.freeze_backbone:
         model.backbone.requires_grad_(False)
