@@ -121,3 +121,23 @@ def test_c4_detector_reads_one_stride_16_map_with_res5_as_its_head(fpn_run, tmp_
     assert features.shape[-2:] == (16, 16)
     before, after = base_ap(root, folders[0], masks=False), base_ap(root, folders[150], masks=False)
     assert after >= before + 0.5, (before, after)  # measured 0.004 -> 1.04
+
+
+def test_detect_and_eval_take_the_fpn_checkpoint_with_masks(fpn_run, tmp_path):
+    """The command line on the real-size checkpoint: `ovdet detect --images --gt --eval
+    --iou-type segm` writes RLE masks and scores them; `ovdet eval --iou-type segm` agrees."""
+    from ovdet.cli.main import main
+
+    root, folders = fpn_run
+    val = root / "w" / "det-val"
+    out = tmp_path / "results.json"
+    args = ["detect", "--images", val, "--gt", val / "annotations.json", "--vocab"]
+    args += [val / "annotations.json", "--model", folders[STEPS], "--out", out, "--eval"]
+    assert main([str(a) for a in [*args, "--iou-type", "segm", "--protocol", "lvis"]]) == 0
+    results = json.loads(out.read_text())
+    assert results and all(r["segmentation"]["counts"] for r in results)
+    written = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    again = ["eval", "--gt", val / "annotations.json", "--dt", out, "--iou-type", "segm"]
+    assert main([str(a) for a in [*again, "--protocol", "lvis", "--out", tmp_path / "e"]]) == 0
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["metrics"] == written
+    assert written["AP"] > 0  # all 16 names here (novel ones too), scored on their masks
