@@ -45,6 +45,7 @@ def add_dataclass_args(
     as --x/--no-x; lists as comma-separated values). Ranges are the dataclass's own
     `__post_init__` checks."""
     skip, choices = set(skip), choices or {}
+    notes = field_comments(cls)
     for f in fields(cls):
         if f.name in skip or (f.default is MISSING and f.default_factory is MISSING):
             continue
@@ -57,17 +58,47 @@ def add_dataclass_args(
                 flag,
                 type=comma_list(type(default[0])),
                 default=default,
-                help=f"comma-separated (default {','.join(map(str, default))})",
+                help=_help(
+                    notes, f.name, f"comma-separated (default {','.join(map(str, default))})"
+                ),
             )
             continue
         if isinstance(f.default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+            p.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=f.default,
+                help=_help(notes, f.name, ""),
+            )
             continue
         kind = {int: int, float: finite_float, str: str}[type(f.default)]
         allowed = sorted(choices[f.name]) if f.name in choices else None
         p.add_argument(
-            flag, type=kind, default=f.default, choices=allowed, help=f"(default {f.default!r})"
+            flag,
+            type=kind,
+            default=f.default,
+            choices=allowed,
+            help=_help(notes, f.name, f"(default {f.default!r})"),
         )
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """Each field's trailing comment in `cls`'s source (its units or reason), for --help."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    found = re.finditer(r"^\s+(\w+): [^#\n]*#\s*(.+)$", source, flags=re.MULTILINE)
+    return {m.group(1): m.group(2).strip() for m in found}
+
+
+def _help(notes: dict[str, str], name: str, default: str) -> str:
+    """argparse help: the field's comment, then its default (percent signs escaped)."""
+    text = " ".join(t for t in (notes.get(name, ""), default) if t)
+    return text.replace("%", "%%")
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, skip: Iterable[str] = ()) -> Any:

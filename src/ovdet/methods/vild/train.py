@@ -58,8 +58,8 @@ class ViLDTrainConfig:
     checkpoint_every: int = 250
     distill_proposals: int = 32  # M cached proposals per image for ViLD-image
     templates: str = "ensemble"
-    backbone: str = "shapes"  # "shapes" (the shapes world's ConvBackbone) or any transformers
-    # backbone by alias, hub id or folder (pretrained weights; FPN neck)
+    backbone: str = "shapes"  # shapes (the shapes world's net), or a transformers backbone's id
+    # (alias, hub id or folder; pretrained weights)
     backbone_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])  # shapes
     out_features: list[str] = field(default_factory=lambda: list(DEFAULT_OUT_FEATURES))  # C2..C5
     freeze_at: int = 2  # stem + first stage frozen (detectron2's FREEZE_AT); 0: none
