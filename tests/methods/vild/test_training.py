@@ -273,3 +273,24 @@ def test_init_and_frozen_backbone_train_only_the_heads(world, tiny_clip, tiny_cl
         want, got = getattr(at_start, part).state_dict(), getattr(after, part).state_dict()
         still = [k for k in want if k.endswith("weight") and torch.equal(got[k], want[k])]
         assert not still, f"{part}: {still} did not train"
+
+
+def test_frozen_features_within_a_byte_budget_equal_unlimited_ones(
+    world, tiny_clip, tiny_clip_dir, tmp_path
+):
+    """The least recently used images are dropped past the budget and computed again: the same
+    features and proposals, the memory bounded."""
+    from ovdet.data.coco import CocoDetection
+    from ovdet.methods.vild.train import FrozenFeatures
+
+    model, spec = load_detector(run(world, tiny_clip, tiny_clip_dir, tmp_path / "f"))
+    gt = json.loads((world / "det-train" / "annotations.json").read_text())
+    data = CocoDetection(gt, world / "det-train", spec["base_ids"], spec["side"])
+    unlimited, tight = FrozenFeatures(model), FrozenFeatures(model, max_bytes=1)
+    for picked in ([0, 1], [2, 0], [1, 1], [3, 4], [0, 4]):
+        batch = [data[i] for i in picked]
+        (fa, pa), (fb, pb) = unlimited.get(picked, batch), tight.get(picked, batch)
+        torch.testing.assert_close(fa, fb)
+        assert all(torch.equal(a, b) for a, b in zip(pa, pb, strict=True))
+        assert len(tight.memo) == 1  # the budget keeps one image at the most
+    assert len(unlimited.memo) == 5 and unlimited.bytes > tight.bytes

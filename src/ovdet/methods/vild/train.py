@@ -14,6 +14,7 @@ setting when the proposals come from a base-trained RPN and is far cheaper per s
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from ovdet.errors import OvdetError
 from ovdet.methods.vild.detector import build_model, load_detector
 from ovdet.methods.vild.model import ViLD, ViLDConfig
 from ovdet.models.vlm import VisionLanguageModel
-from ovdet.ops.levels import image_of, stack_images
+from ovdet.ops.levels import as_levels, image_of, stack_images
 from ovdet.recognize.crop import CropEmbedder
 from ovdet.train.common import check_batch_size, flushes_denormals, train_resumable, warmup_cosine
 from ovdet.train.distributed import Distributed
@@ -284,18 +285,29 @@ def targets_on(batch: list[Any], device: str | torch.device) -> tuple[list, list
 
 class FrozenFeatures:
     """Backbone features and RPN proposals of each image under a frozen backbone and RPN: they
-    do not change during training, so each image's are computed once and kept in memory
-    (C x side/8 x side/8 floats per image: 128 KB at 128 px)."""
+    do not change during training, so each image's are computed once and kept in memory, up to
+    `max_bytes` (the least recently used are dropped, and computed again when asked for). The
+    shapes world's are small (C x side/8 x side/8 floats: 128 KB an image at 128 px); an FPN's at
+    1024 px are about 90 MB an image, so at real scale the budget decides.
+    """
 
-    def __init__(self, model: ViLD) -> None:
-        self.model = model
-        self.memo: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    def __init__(self, model: ViLD, max_bytes: int = 4 * 2**30) -> None:
+        self.model, self.max_bytes = model, max_bytes
+        self.memo: OrderedDict[int, tuple[Any, torch.Tensor]] = OrderedDict()
+        self.bytes = 0
+
+    @staticmethod
+    def _size(entry: tuple[Any, torch.Tensor]) -> int:
+        tensors = [*as_levels(entry[0]), entry[1]]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     @torch.no_grad()
-    def get(self, picked: list[int], batch: list[Any]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(B, C, h, w) features and B (P, 4) proposal sets of dataset images `picked`."""
+    def get(self, picked: list[int], batch: list[Any]) -> tuple[Any, list[torch.Tensor]]:
+        """(B, C, h, w) features (a list of them for a pyramid) and B (P, 4) proposal sets of
+        dataset images `picked`."""
         todo = [(i, s) for i, s in zip(picked, batch, strict=True) if i not in self.memo]
         todo = list({i: s for i, s in todo}.items())
+        fresh: dict[int, tuple[Any, torch.Tensor]] = {}
         if todo:
             self.model.backbone.eval()  # frozen: BatchNorm uses its running statistics
             self.model.rpn.eval()
@@ -304,9 +316,20 @@ class FrozenFeatures:
             features = self.model.backbone(pixels)
             proposals, _, _ = self.model.rpn(features, [s.size for _, s in todo])
             for k, (i, _) in enumerate(todo):
-                self.memo[i] = (image_of(features, k), proposals[k])
-        features = stack_images([self.memo[i][0] for i in picked])
-        return features, [self.memo[i][1] for i in picked]
+                one = image_of(features, k)
+                one = [f.clone() for f in one] if isinstance(one, list) else one.clone()
+                fresh[i] = (one, proposals[k])
+        entries = [fresh[i] if i in fresh else self.memo[i] for i in picked]
+        for i in picked:
+            if i in self.memo:
+                self.memo.move_to_end(i)
+        for i, entry in fresh.items():
+            self.memo[i] = entry
+            self.bytes += self._size(entry)
+        while self.bytes > self.max_bytes and len(self.memo) > 1:
+            _, dropped = self.memo.popitem(last=False)
+            self.bytes -= self._size(dropped)
+        return stack_images([e[0] for e in entries]), [e[1] for e in entries]
 
 
 def _frozen(name: str, cfg: ViLDTrainConfig) -> bool:
