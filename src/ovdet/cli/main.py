@@ -11,6 +11,7 @@ from ovdet.cli import (
     classify,
     demo,
     detect,
+    eval_ovsam,
     evaluate,
     index,
     models,
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.register(sub)
     recognize.register(sub)
     evaluate.register(sub)
+    eval_ovsam.register(sub)
     shapes.register(sub)
     demo.register(sub)
     detect.register(sub)

@@ -17,6 +17,7 @@ from ovdet.cli.options import (
     positive_float,
     positive_int,
 )
+from ovdet.cli.ovsam_table import print_ovsam_table
 from ovdet.errors import OvdetError
 
 DEFAULT_DATA = "data/shapes"
@@ -349,7 +350,7 @@ def run_reproduce_ovsam(args: argparse.Namespace) -> int:
     s2c = Sam2ClipConfig(steps=args.sam2clip_steps, val_scenes=args.val_scenes)
     c2s = Clip2SamConfig(steps=args.clip2sam_steps, world_seed=args.world_seed)
     results = reproduce_ovsam(args.out, s2c, c2s, args.images)
-    _print_ovsam(results["rows"], f"det-val, {args.images} scenes ({args.out})")
+    print_ovsam_table(results["rows"], f"det-val, {args.images} scenes ({args.out})")
     table = Table(title="per image, the pipeline before the prompts (128 px)")
     for col in ("pipeline", "GFLOPs", "parameters (M)"):
         table.add_column(col, justify="right")
@@ -373,27 +374,6 @@ def run_reproduce_ovsam(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_ovsam(rows: list[dict[str, Any]], title: str) -> None:
-    """Top-1 name (all / base / novel) and mask mIoU per (prompt, method) row."""
-    table = Table(title=f"{title}: top-1 name and mask IoU per GT object")
-    columns = ("acc all", "acc base", "acc novel", "mIoU", "mIoU base", "mIoU novel")
-    for col in ("prompt", "method"):
-        table.add_column(col, no_wrap=True)
-    for col in columns:
-        table.add_column(col)
-    for r in rows:
-        cells = [_percent(r[k]) for k in ("all", "base", "novel")]
-        cells += [
-            "-" if r.get(k) is None else f"{r[k]:.3f}" for k in ("mIoU", "mIoU_base", "mIoU_novel")
-        ]
-        table.add_row(r["prompt"], r["method"], *cells)
-    Console().print(table)
-
-
-def _percent(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
-
-
 def run_eval_ovsam(args: argparse.Namespace) -> int:
     from ovdet.io.atomic import write_json
     from ovdet.methods.ovsam.clip2sam import OVSam
@@ -405,7 +385,7 @@ def run_eval_ovsam(args: argparse.Namespace) -> int:
         model, SamBackend.from_pretrained(args.sam), args.images, args.world_seed
     )
     listed = [{"prompt": p, "method": m, **r} for (p, m), r in rows.items()]
-    _print_ovsam(listed, f"det-val, {args.images} scenes")
+    print_ovsam_table(listed, f"det-val, {args.images} scenes")
     if args.out:
         write_json(args.out, listed)
     return 0

@@ -187,3 +187,29 @@ def test_reproduce_ovsam_trains_scores_and_bundles(tmp_path, monkeypatch):
     model = ovdet.load("shapes-ovsam", text_cache=None)
     trained = load_file(out / "ovsam" / "model.safetensors")
     assert all(torch.equal(v, trained[k]) for k, v in model.model.state_dict().items())
+
+
+def test_eval_ovsam_on_a_coco_set_equals_the_rendered_scenes(tmp_path, capsys):
+    """`ovdet eval-ovsam --gt --images` on det-val written as a COCO set (RLE masks, PNG images)
+    gives the rendered path's table to the digit, bundled model and baselines alike; the novel
+    classes come from the file's ovd field."""
+    from ovdet.cli.main import main
+    from ovdet.data.shapes.generate import WorldConfig, generate_world
+    from ovdet.methods.ovsam.evaluate import evaluate_ovsam
+
+    zeros = dict(det_train=0, det_style=0, det_captions=0, det_val_uniform=0)
+    world = generate_world(
+        tmp_path / "w", WorldConfig(captions=1, det_val=4, det_captions_companion=0, **zeros)
+    )
+    val = world / "det-val"
+    args = ["eval-ovsam", "--gt", val / "annotations.json", "--images", val]
+    args += ["--model", "shapes-ovsam", "--baselines", "--out", tmp_path / "t.json"]
+    assert main([str(a) for a in args]) == 0
+    got = json.loads((tmp_path / "t.json").read_text())["rows"]
+    model = OVSam("shapes-ovsam", text_cache=None)
+    want, _ = evaluate_ovsam(model, SamBackend.from_pretrained("shapes-sam"), 4, progress=False)
+    assert {(r["prompt"], r["method"]) for r in got} == set(want) and len(want) == 10
+    for r in got:
+        row = want[(r["prompt"], r["method"])]
+        assert {k: r[k] for k in row} == row, (r, row)
+    assert "feature-crop" in capsys.readouterr().out
