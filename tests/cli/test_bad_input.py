@@ -415,3 +415,18 @@ def test_a_bad_backbone_is_one_line_before_any_data_loads(tmp_path, tiny_clip_di
         assert code == 2, extra
         one_line(err, message)
         assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("command", ["rkd", "codet", "regionspot"])
+def test_one_process_trainers_refuse_torchrun(command, tmp_path, capsys, monkeypatch):
+    """Under torchrun every process would write the same checkpoint: one line, nothing written."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = ["train", command, "--gt", tmp_path / "gt.json", "--out", tmp_path / "r"]
+    args += {"regionspot": ["--cache", tmp_path], "codet": ["--captions", tmp_path / "c.json"]}.get(
+        command, []
+    )
+    args += ["--images", tmp_path] if command != "regionspot" else []
+    code, err = run(args, capsys)
+    assert code == 2
+    one_line(err, f"ovdet train {command} runs in one process (2 were started)")
+    assert not (tmp_path / "r").exists()

@@ -219,6 +219,19 @@ def base_ids_of(gt: dict, spec: str | None, source: str = "--gt") -> list[int]:
     return base
 
 
+def _one_process(command: str) -> None:
+    """Refuse torchrun for a trainer that runs in one process (every process would write the
+    same checkpoint)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        raise OvdetError(
+            f"ovdet train {command} runs in one process ({world} were started): run it without "
+            "torchrun (train vild is the one that splits a batch over processes)"
+        )
+
+
 def run_regionspot(args: argparse.Namespace) -> int:
     from ovdet.methods.regionspot.recognizer import load_regionspot
     from ovdet.methods.regionspot.train import (
@@ -229,6 +242,7 @@ def run_regionspot(args: argparse.Namespace) -> int:
     from ovdet.models.loader import load_model
     from ovdet.train.feature_cache import ShardedCache
 
+    _one_process("regionspot")
     if bool(args.val_cache) != bool(args.val_gt):
         raise OvdetError("--val-cache and --val-gt go together: give both or neither")
     cfg = dataclass_from_args(RegionSpotTrainConfig, args)
@@ -345,6 +359,7 @@ def run_rkd(args: argparse.Namespace) -> int:
     from ovdet.vocab.embed import embed_vocabulary
     from ovdet.vocab.parse import vocabulary_from_categories
 
+    _one_process("rkd")
     if bool(args.val_gt) != bool(args.val_images):
         raise OvdetError("--val-gt and --val-images go together: give both or neither")
     if args.no_distill and not args.captions:
@@ -407,6 +422,7 @@ def run_codet(args: argparse.Namespace) -> int:
     from ovdet.vocab.embed import embed_vocabulary
     from ovdet.vocab.parse import parse_vocabulary, vocabulary_from_categories
 
+    _one_process("codet")
     if bool(args.val_gt) != bool(args.val_images):
         raise OvdetError("--val-gt and --val-images go together: give both or neither")
     cfg = dataclass_from_args(CoDetTrainConfig, args)
