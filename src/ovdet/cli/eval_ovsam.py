@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ovdet.cli.common import add_device_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -30,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also image-crop and SAM2CLIP alone (two more passes per image)",
     )
     p.add_argument("--out", default=None, help="also write the table to this JSON file")
+    add_device_arg(p)
     p.set_defaults(run=run)
 
 
@@ -53,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise OvdetError(f"{args.gt}: its ovd.novel names ids {sorted(unknown)} it does not have")
     novel = torch.tensor([c["id"] in novel_ids for c in cats])
-    model = OVSam(args.model)
+    model = OVSam(args.model, device=args.device)
     rows, seconds = evaluate_scenes(
         model,
-        SamBackend.from_pretrained(args.sam),
+        SamBackend.from_pretrained(args.sam, device=args.device),
         coco_scenes(gt, args.images),
         vocabulary_from_categories(cats),
         novel,
