@@ -266,6 +266,8 @@ def run_regionspot(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ovdet.data.coco import CocoDetection
     from ovdet.detect.build import SHAPES
     from ovdet.detect.hf_backbone import check_backbone
@@ -279,6 +281,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from ovdet.models.loader import load_model
     from ovdet.train.distributed import barrier, init_distributed
+    from ovdet.train.precision import Precision
 
     if bool(args.val_gt) != bool(args.val_images):
         raise OvdetError("--val-gt and --val-images go together: give both or neither")
@@ -287,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
         check_backbone(cfg.backbone, ["stage4"] if cfg.neck == "c4" else cfg.out_features)
     where = init_distributed(args.device)  # torchrun's processes join here
     uses_pipeline(cfg, where)  # its options' conflicts, before the data loads
+    Precision(cfg.precision, torch.device(where.device).type)  # fp16 needs CUDA: say so now
     gt = load_gt(args.gt)
     base = base_ids_of(gt, args.novel, args.gt)
     clip = load_model(args.clip, device=args.device)
