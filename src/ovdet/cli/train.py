@@ -280,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         uses_pipeline,
     )
     from ovdet.models.loader import load_model
-    from ovdet.train.distributed import barrier, init_distributed
+    from ovdet.train.distributed import init_distributed, main_first
     from ovdet.train.precision import Precision
 
     if bool(args.val_gt) != bool(args.val_images):
@@ -309,12 +309,8 @@ def run(args: argparse.Namespace) -> int:
             )
         proposer, spec = load_detector(args.proposals, device=args.device)
         dataset = CocoDetection(gt, args.images, spec["base_ids"], cfg.side)
-        for turn in ("main", "others"):  # rank 0 builds the shared cache, the others read it
-            if where.main == (turn == "main"):
-                cache = build_distill_cache(
-                    proposer, clip, dataset, Path(args.out) / "distill-cache", cfg.distill_proposals
-                )
-            barrier(where)
+        folder, m = Path(args.out) / "distill-cache", cfg.distill_proposals
+        cache = main_first(where, lambda: build_distill_cache(proposer, clip, dataset, folder, m))
     folder = train_vild(
         gt, args.images, args.out, clip, args.clip, base, vild, cfg, distill=cache,
         device=where.device, where=where,

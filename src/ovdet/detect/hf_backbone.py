@@ -99,20 +99,26 @@ class HFBackbone(nn.Module):
         return list(self.model(pixels).feature_maps)
 
 
+def _checked_class(target: str, out_features: list[str]) -> type:
+    """The backbone class of `target`'s config, refusing a non-backbone or missing stages."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(target)
+    cls = backbone_class(config)
+    _check_out_features(config, out_features)
+    return cls
+
+
 def load_hf_backbone(
     name: str, out_features: list[str], freeze_at: int = 2, frozen_bn: bool = True
 ) -> HFBackbone:
     """A pretrained backbone by alias, hub id or local folder (one-line errors for a name that
     is neither a folder nor cached offline, a checkpoint that is not a backbone, and stages
     that do not exist)."""
-    from transformers import AutoConfig
-
     from ovdet.models.registry import load_weights
 
     def load(target: str) -> HFBackbone:
-        config = AutoConfig.from_pretrained(target)
-        cls = backbone_class(config)
-        _check_out_features(config, out_features)
+        cls = _checked_class(target, out_features)
         model = cls.from_pretrained(target, out_features=out_features)
         return HFBackbone(model, freeze_at, frozen_bn)
 
@@ -120,18 +126,10 @@ def load_hf_backbone(
 
 
 def check_backbone(name: str, out_features: list[str]) -> None:
-    """Refuse (one line) a name that cannot be had, a non-backbone checkpoint or stages it lacks,
-    reading the config alone (no weights)."""
-    from transformers import AutoConfig
-
+    """Refuse (one line) what `load_hf_backbone` would, reading the config alone (no weights)."""
     from ovdet.models.registry import load_weights
 
-    def check(target: str) -> None:
-        config = AutoConfig.from_pretrained(target)
-        backbone_class(config)
-        _check_out_features(config, out_features)
-
-    load_weights(check, name, ALIASES, "backbone")
+    load_weights(lambda target: _checked_class(target, out_features), name, ALIASES, "backbone")
 
 
 def build_hf_backbone(

@@ -27,13 +27,11 @@ def device_of(features: Features) -> torch.device:
     return as_levels(features)[0].device
 
 
-def image_of(features: Features, i: int, keep: bool = False) -> Features:
-    """Image i's features, without the batch dimension (per level for a pyramid); with `keep`,
-    as a batch of one."""
-    pick = slice(i, i + 1) if keep else i
+def image_of(features: Features, i: int) -> Features:
+    """Image i's features, without the batch dimension (per level for a pyramid)."""
     if isinstance(features, list | tuple):
-        return [f[pick] for f in features]
-    return features[pick]
+        return [f[i] for f in features]
+    return features[i]
 
 
 def stack_images(per_image: Sequence[Features]) -> Features:

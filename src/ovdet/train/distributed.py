@@ -14,11 +14,14 @@ every rank resumes from the same state file.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -75,3 +78,14 @@ def average_gradients(parameters: Iterable[torch.nn.Parameter], world: int) -> N
 def barrier(where: Distributed) -> None:
     if where.active:
         dist.barrier()
+
+
+def main_first(where: Distributed, build: Callable[[], T]) -> T:
+    """`build()` on rank 0, then on the other ranks once rank 0 is done: a shared, resumable
+    cache is written by one process and read (found complete) by the rest."""
+    result = build() if where.main else None
+    barrier(where)
+    if not where.main:
+        result = build()
+    barrier(where)
+    return result

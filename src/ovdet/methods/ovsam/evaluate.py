@@ -37,18 +37,16 @@ def shapes_scenes(count: int, world_seed: int = 0) -> Iterator[Scene]:
 def coco_scenes(gt: dict[str, Any], images_dir: str | Path) -> Iterator[Scene]:
     """Every image of a COCO-format set with its annotations' masks (polygons or RLE; empty and
     crowd ones left out) and category indices into its categories sorted by id."""
+    from ovdet.eval.recognition import region_annotations
     from ovdet.io.images import load_image
     from ovdet.ops.masks import annotation_mask
 
     order = {c["id"]: k for k, c in enumerate(sorted(gt["categories"], key=lambda c: c["id"]))}
-    by_image: dict[Any, list[dict[str, Any]]] = {}
-    for a in gt["annotations"]:
-        if a.get("segmentation") and not a.get("iscrowd", 0):
-            by_image.setdefault(a["image_id"], []).append(a)
+    by_image = region_annotations(gt)  # non-crowd, in file order
     for im in gt["images"]:
         image = load_image(Path(images_dir) / im["file_name"])
         h, w = image.shape[-2:]
-        anns = by_image.get(im["id"], [])
+        anns = [a for a in by_image[im["id"]] if a.get("segmentation")]
         masks = [annotation_mask(a["segmentation"], h, w) for a in anns]
         kept = [(m, order[a["category_id"]]) for m, a in zip(masks, anns, strict=True) if m.any()]
         stacked = torch.stack([m for m, _ in kept]) if kept else None

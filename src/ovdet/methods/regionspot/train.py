@@ -352,7 +352,7 @@ def evaluate_cached(
     templates: str = "vild",
 ) -> dict[str, float]:
     """GT-box recognition AP (LVIS protocol when `gt` has frequencies) from a cached val set."""
-    from ovdet.eval.detection import evaluate_detections
+    from ovdet.eval.detection import evaluate_detections, protocol_of
     from ovdet.eval.recognition import box_top1, recognition_detections
 
     cats = sorted(gt["categories"], key=lambda c: c["id"])
@@ -365,7 +365,7 @@ def evaluate_cached(
             im = by_key[key]
             size = (im["height"], im["width"])
             dets += recognition_detections(im["id"], size, xyxy, scores, [c["id"] for c in cats])
-    lvis = all("frequency" in c for c in cats)
+    lvis = protocol_of(gt) == "lvis"
     m = evaluate_detections(gt, dets, protocol="lvis" if lvis else "coco").metrics
     keys = ("AP", "AP50", "APr", "APc", "APf") if lvis else ("AP", "AP50")
     return {k: m[k] for k in keys} | {"top1": box_top1(gt, dets)}

@@ -34,7 +34,7 @@ from ovdet.heads.text_classifier import TextClassifier
 from ovdet.heads.weight_transfer import WeightTransfer
 from ovdet.losses.vild import sigmoid_text_loss, vild_image_loss, vild_text_loss
 from ovdet.ops.boxes import clip_boxes
-from ovdet.ops.levels import device_of, image_of
+from ovdet.ops.levels import device_of
 from ovdet.ops.nms import batched_nms
 from ovdet.types import Regions
 
@@ -335,7 +335,7 @@ class ViLD(nn.Module):
         features = self.backbone(pixels)
         proposals, objectness, _ = self.rpn(features, image_sizes)
         probs, emb, deltas = self.score_regions(features, proposals, text, novel)
-        out = []
+        out, kept = [], []
         for i, (props, obj, size) in enumerate(
             zip(proposals, objectness, image_sizes, strict=True)
         ):
@@ -344,10 +344,7 @@ class ViLD(nn.Module):
             p, e = probs[rows_of], emb[rows_of]
             boxes = clip_boxes(self.coder.decode(deltas[rows_of], props), size)
             rows, cls, s = select_detections(boxes, p, obj, c)
-            data = {"class_scores": p[rows].cpu()}
-            if self.mask_head is not None:  # (K, 28, 28) over each box, pasted by the caller
-                probs_i = self.mask_head(image_of(features, i, keep=True), [boxes[rows]])
-                data["mask_probs"] = probs_i.sigmoid().cpu()
+            kept.append(boxes[rows])
             out.append(
                 Regions(
                     boxes[rows].cpu(),
@@ -355,7 +352,11 @@ class ViLD(nn.Module):
                     scores=s.cpu(),
                     labels=cls.cpu(),
                     embeddings=e[rows].cpu(),
-                    data=data,
+                    data={"class_scores": p[rows].cpu()},
                 )
             )
+        if self.mask_head is not None:  # (K, 28, 28) over each box, pasted by the caller
+            grids = self.mask_head(features, kept).sigmoid().cpu()
+            for regions, part in zip(out, grids.split([len(b) for b in kept]), strict=True):
+                regions.data["mask_probs"] = part
         return out
