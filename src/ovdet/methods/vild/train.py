@@ -204,7 +204,9 @@ def train_vild(
 
     def start_loader(start: int) -> None:
         if pipeline:
-            weights = repeat_factors(dataset, cfg.repeat_threshold)
+            weights = None  # uniform; repeat factors are read from the labels only when asked
+            if cfg.sampling == "repeat-factor":
+                weights = repeat_factors(dataset, cfg.repeat_threshold)
             batches = StepBatches(
                 dataset,
                 cfg.seed,
@@ -212,7 +214,7 @@ def train_vild(
                 where.rank,
                 where.world,
                 Augment(flip=cfg.flip, lsj=cfg.lsj),
-                weights if cfg.sampling == "repeat-factor" else None,
+                weights,
             )
             loader.append(StepLoader(batches, start, cfg.steps, cfg.workers))
 
