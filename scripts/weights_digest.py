@@ -1,7 +1,8 @@
 """Digests of short shapes-world runs, to compare two commits bit for bit: ViLD-text (shapes
 backbone, defaults, 30 steps), CoDet from the bundled shapes-vild-text (20 steps) and the bundled
-shapes-vild's detections on one image. A change that must leave the shapes world's figures
-unchanged prints the same three lines before and after:
+shapes-vild's detections on one image, SAM2CLIP (rendered scenes, 20 steps) and CLIP2SAM on the
+bundled shapes-sam2clip (10 steps). A change that must leave the shapes world's figures
+unchanged prints the same lines before and after:
 
     git worktree add /tmp/old REV
     PYTHONPATH=/tmp/old/src python scripts/weights_digest.py /tmp/digest-old
@@ -89,6 +90,15 @@ def main() -> None:
     image = load_image(sorted((world / "det-train" / "images").glob("*.png"))[0])
     found = detect_image(model, spec, image, embed_vocabulary(clip, vocab, "ensemble"))
     print("detect", digest(found.xyxy, found.scores, found.labels.float()), len(found))
+
+    from ovdet.methods.ovsam.clip2sam import Clip2SamConfig, train_clip2sam
+    from ovdet.methods.ovsam.sam2clip import Sam2ClipConfig, train_sam2clip
+
+    s2c = Sam2ClipConfig(steps=20, warmup=5, val_scenes=8, checkpoint_every=0)
+    train_sam2clip(out / "sam2clip", s2c, progress=False)
+    print("sam2clip", weights_digest(out / "sam2clip"))
+    c2s = Clip2SamConfig(steps=10, warmup=2, batch_size=4, checkpoint_every=0)
+    print("clip2sam", weights_digest(train_clip2sam(out / "clip2sam", c2s, progress=False)))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ labels indexed into a training vocabulary (e.g. the base categories)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,18 +37,24 @@ class Sample:
     masks: torch.Tensor | None = None
 
 
-def letterbox(image: torch.Tensor, side: int) -> tuple[torch.Tensor, Letterbox]:
-    """(3, H, W) uint8 -> (1, 3, side, side) ImageNet-normalised detector input (the image
-    resized with bilinear antialiasing, padded black at the bottom and right) and its letterbox."""
-    box = Letterbox.fit(*image.shape[-2:], side)
-    return normalize_imagenet(box.image(image)), box
-
-
 def normalize_imagenet(pixels: torch.Tensor) -> torch.Tensor:
     """(..., 3, H, W) in [0, 255] -> ImageNet-normalised."""
     mean = torch.tensor(IMAGENET_MEAN, device=pixels.device).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=pixels.device).view(3, 1, 1)
     return (pixels / 255.0 - mean) / std
+
+
+def letterbox(
+    image: torch.Tensor,
+    side: int,
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = normalize_imagenet,
+) -> tuple[torch.Tensor, Letterbox]:
+    """(3, H, W) uint8 -> (1, 3, side, side) detector input (the image resized with bilinear
+    antialiasing, padded black at the bottom and right, then `normalize`d: ImageNet's by
+    default, None leaves [0, 255]) and its letterbox."""
+    box = Letterbox.fit(*image.shape[-2:], side)
+    pixels = box.image(image)
+    return (pixels if normalize is None else normalize(pixels)), box
 
 
 class CocoDetection:
@@ -62,6 +68,9 @@ class CocoDetection:
         side: input side after letterboxing.
         cache: keep decoded images in memory (small datasets).
         masks: read each annotation's "segmentation" (polygons or RLE) as a mask too.
+        normalize: (..., 3, H, W) [0, 255] pixels -> the model's input, applied after padding
+            (default ImageNet's); None keeps pixels in [0, 255], padded black (a model that
+            normalises them itself, e.g. CLIP's for Open-Vocabulary SAM).
     """
 
     def __init__(
@@ -72,10 +81,11 @@ class CocoDetection:
         side: int,
         cache: bool = True,
         masks: bool = False,
+        normalize: Callable[[torch.Tensor], torch.Tensor] | None = normalize_imagenet,
     ) -> None:
         self.images = sorted(gt["images"], key=lambda im: im["id"])
         self.images_dir, self.side, self.cache = Path(images_dir), side, cache
-        self.with_masks = masks
+        self.with_masks, self.normalize = masks, normalize
         index = {int(c): i for i, c in enumerate(category_ids)}
         unknown = set(index) - {c["id"] for c in gt["categories"]}
         if unknown:
@@ -113,7 +123,7 @@ class CocoDetection:
 
     def __getitem__(self, i: int) -> Sample:
         im = self.images[i]
-        pixels, box = letterbox(self.image(i), self.side)
+        pixels, box = letterbox(self.image(i), self.side, self.normalize)
         xyxy = xywh_to_xyxy(torch.tensor(self.boxes[im["id"]], dtype=torch.float32).reshape(-1, 4))
         labels = torch.tensor(self.labels[im["id"]], dtype=torch.int64)
         masks = self.masks(i, box) if self.with_masks else None

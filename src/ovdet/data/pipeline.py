@@ -12,7 +12,7 @@ each take B / N of the batch see what one process taking all of it sees.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,18 +127,25 @@ class Batch:
     generators: list[torch.Generator]  # one per image, seeded by its global position
 
 
+def as_is(sample: Any, g: torch.Generator) -> Any:
+    """The augmentation that changes nothing (a trainer whose images are its teacher's)."""
+    return sample
+
+
 class StepBatches(torch.utils.data.Dataset):
     """Item k is step k's `Batch` for `rank` of `world` processes (decoding and augmenting in
-    the worker process that builds it)."""
+    the worker process that builds it). `dataset` is any map-style dataset (a `CocoDetection`,
+    or Open-Vocabulary SAM's teacher-cached images); `augment` any picklable (sample, generator)
+    -> sample."""
 
     def __init__(
         self,
-        dataset: CocoDetection,
+        dataset: Any,
         seed: int,
         batch_size: int,
         rank: int = 0,
         world: int = 1,
-        augment: Augment | None = None,
+        augment: Callable[[Any, torch.Generator], Any] | None = None,
         weights: torch.Tensor | None = None,
     ) -> None:
         if batch_size % world:

@@ -2,11 +2,12 @@
 head on base classes, with box and point prompts; `OVSam` then segments and names from prompts
 with one CLIP pass per image.
 
-Training (the shapes world's det-train scenes, base classes only; CLIP, the adapter and SAM's
-prompt encoder frozen): each base object is prompted by its jittered box or by a random pixel of
+Training (a COCO-format set's instance masks, or the shapes world's det-train scenes; base
+classes only; CLIP, the adapter and SAM's prompt encoder frozen): each base object is prompted by its jittered box or by a random pixel of
 its mask (half each); loss = 2 x cross-entropy (background + base classes, background weighted
 0.1) + 5 x (mask BCE + dice) + the IoU head's MSE. A checkpoint holds the head and the decoder
-(`model.safetensors`) and `spec.json` (kind "ovsam", the SAM2CLIP run it builds on).
+(`model.safetensors`) and `spec.json` (kind "ovsam", the SAM2CLIP run it builds on, the
+vocabulary and its base names).
 """
 
 from __future__ import annotations
@@ -51,15 +52,18 @@ class Clip2SamConfig:
     templates: str = "ensemble"
     box_noise: float = 0.1
     checkpoint_every: int = 200
+    precision: str = "fp32"  # fp32, bf16 (CPU or CUDA) or fp16 (CUDA, with loss scaling)
 
     def __post_init__(self) -> None:
         from ovdet.config import check_fields
+        from ovdet.train.precision import PRECISIONS
 
         check_fields(
             self,
             positive=("batch_size", "lr", "decoder_lr", "width", "pool"),
             nonnegative=("steps", "weight_decay", "warmup", "seed", "world_seed", "level",
                          "box_noise", "checkpoint_every"),
+            choices={"precision": PRECISIONS},
         )  # fmt: skip
 
 
@@ -88,6 +92,12 @@ def shapes_vocabulary() -> tuple[Vocabulary, torch.Tensor]:
     return vocab, torch.tensor([f == "r" for _, f, _ in CATEGORIES])
 
 
+def shapes_base_names() -> list[str]:
+    """The shapes world's base class names (a checkpoint trained before specs named them)."""
+    vocab, novel = shapes_vocabulary()
+    return [n for n, r in zip(vocab.names, novel.tolist(), strict=True) if not r]
+
+
 def scene_prompts(scene: Any, novel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
     """A rendered scene's base objects -> (n, 4) boxes, (n, S, S) masks, their category indices
     (novel objects are not prompted: their classes are never annotated)."""
@@ -102,85 +112,186 @@ def scene_prompts(scene: Any, novel: torch.Tensor) -> tuple[torch.Tensor, torch.
     return masks_to_boxes(masks).float(), masks, [scene.objects[i].category for i in keep]
 
 
+@dataclass
+class Clip2SamData:
+    """CLIP2SAM on a COCO-format set with instance masks (polygons or RLE): its categories are
+    the vocabulary, `base_ids` the ones trained on (the others are novel, their annotations
+    unused), `workers` DataLoader processes read the images."""
+
+    gt: dict[str, Any]
+    images: Path
+    base_ids: list[int]
+    workers: int = 0
+
+    def vocabulary(self) -> tuple[Vocabulary, torch.Tensor]:
+        """The file's categories in id order, and their (C,) novel mask."""
+        from ovdet.vocab.parse import vocabulary_from_categories
+
+        vocab = vocabulary_from_categories(self.gt["categories"], "--gt")
+        ids = sorted(c["id"] for c in self.gt["categories"])
+        return vocab, torch.tensor([i not in set(self.base_ids) for i in ids])
+
+
 def train_clip2sam(
-    out: str | os.PathLike, cfg: Clip2SamConfig, progress: bool = True, stop: Any = None
+    out: str | os.PathLike,
+    cfg: Clip2SamConfig,
+    progress: bool = True,
+    stop: Any = None,
+    data: Clip2SamData | None = None,
+    where: Any = None,
 ) -> Path:
-    """Train CLIP2SAM into `out` (resumes a run there)."""
-    from ovdet.data.shapes.generate import WorldConfig, scene_for
+    """Train CLIP2SAM into `out` (resumes a run there): on the shapes world's det-train scenes
+    (rendered in order), or on `data`'s COCO instances (`data.pipeline`'s step batches, each
+    image with its own generator; torchrun's processes (`where`) take a share each)."""
     from ovdet.methods.ovsam.sam2clip import load_sam2clip
     from ovdet.train.common import flush_denormals, train_resumable, warmup_cosine
-    from ovdet.train.shapes_sam import _decode, jitter, mask_losses, random_points
+    from ovdet.train.distributed import Distributed
+    from ovdet.train.precision import Precision
     from ovdet.vocab.embed import TextEmbedder
 
+    where = where or Distributed()
     torch.manual_seed(cfg.seed)
-    backend, s2c_spec = load_sam2clip(cfg.sam2clip)
+    backend, s2c_spec = load_sam2clip(cfg.sam2clip, device=where.device)
     sam = backend.model
     sam.requires_grad_(False)
     sam.mask_decoder.requires_grad_(True).train()
-    vocab, novel = shapes_vocabulary()
+    vocab, novel = shapes_vocabulary() if data is None else data.vocabulary()
     base = (~novel).nonzero()[:, 0]
-    text = TextEmbedder(backend.clip, cfg.templates).embed(vocab)[base]  # (C_base, D)
-    base_index = {int(c): i for i, c in enumerate(base.tolist())}
+    text = TextEmbedder(backend.clip, cfg.templates).embed(vocab)[base].to(where.device)
     model = Clip2Sam(build_head(backend, s2c_spec["size"], asdict(cfg)), sam.mask_decoder)
-    head = model.head
+    model.to(where.device)
     opt = torch.optim.AdamW(
         [
-            {"params": head.parameters(), "lr": cfg.lr},
+            {"params": model.head.parameters(), "lr": cfg.lr},
             {"params": sam.mask_decoder.parameters(), "lr": cfg.decoder_lr},
         ],
         weight_decay=cfg.weight_decay,
     )
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
-    world = WorldConfig(seed=cfg.world_seed)
     size = s2c_spec["size"]
+    batch_of, started = _batches(cfg, data, novel, size, where)
 
     def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-        first = step * cfg.batch_size
-        scenes = [
-            scene_for(world.seed, "det-train", (first + k) % world.det_train, world)
-            for k in range(cfg.batch_size)
-        ]
-        images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1) for s in scenes])
-        with torch.no_grad():
-            levels = backend.features(images)
-            emb = backend.adapter(levels)
-        prompts = [scene_prompts(s, novel) for s in scenes]
-        mask_terms, iou_terms, boxes, labels = [], [], [], []
-        for i, (xyxy, masks, cats) in enumerate(prompts):
-            boxes.append(xyxy)
-            labels += [base_index[c] + 1 for c in cats]
-            if not cats:
-                continue
-            as_point = torch.rand(len(cats), generator=g) < 0.5
-            for pick, kind in ((~as_point, "boxes"), (as_point, "points")):
-                if not pick.any():
-                    continue
-                if kind == "boxes":
-                    prompt = {"boxes": jitter(xyxy[pick][None], cfg.box_noise, size, g)}
-                else:
-                    prompt = {"points": random_points(masks[pick][None], g)}
-                logits, iou_pred = _decode(sam, emb[i : i + 1], size, **prompt)
-                valid = torch.ones(int(pick.sum()), dtype=torch.bool)
-                m, u = mask_losses(logits[:, 0], masks[pick], iou_pred[:, 0], valid)
-                mask_terms.append(m * int(pick.sum()))
-                iou_terms.append(u * int(pick.sum()))
-        n = max(1, len(labels))
-        logits = class_logits(head(levels, boxes), text)
-        return {
-            "cls": 2 * recognition_loss(logits, torch.tensor(labels, dtype=torch.long)),
-            "mask": 5 * sum(mask_terms) / n,
-            "iou": sum(iou_terms) / n,
-        }
+        samples, generators = batch_of(step, g)
+        return clip2sam_losses(backend, model.head, text, samples, generators, cfg.box_noise)
 
-    spec = {"kind": "ovsam", **asdict(cfg), "sam2clip_spec": s2c_spec}
+    spec = {
+        "kind": "ovsam",
+        **asdict(cfg),
+        "sam2clip_spec": s2c_spec,
+        "vocabulary": {"names": list(vocab.names), "synonyms": [list(s) for s in vocab.synonyms]},
+        "base_names": [vocab.names[int(i)] for i in base],
+    }
     same = ("sam2clip", "batch_size", "lr", "decoder_lr", "seed", "world_seed", "width",
-            "level", "pool", "templates", "steps", "warmup")  # fmt: skip
+            "level", "pool", "templates", "steps", "warmup", "base_names")  # fmt: skip
     out = Path(out)
+    precision = Precision(cfg.precision, torch.device(where.device).type)
     with flush_denormals():
         train_resumable(
-            step_losses, out, model, spec, opt, sched, cfg, same, "train clip2sam", progress, stop
-        )
+            step_losses, out, model, spec, opt, sched, cfg, same, "train clip2sam", progress,
+            stop, precision, where, started,
+        )  # fmt: skip
     return out
+
+
+def _batches(cfg: Clip2SamConfig, data: Clip2SamData | None, novel: torch.Tensor, size, where):
+    """(step, step generator) -> (this process's `Sample`s, one generator each), and the
+    loader's start hook: the shapes world's det-train scenes in order sharing the step's
+    generator (one process), or `data`'s images drawn by `data.pipeline`."""
+    if data is None:
+        from ovdet.data.shapes.generate import WorldConfig
+        from ovdet.errors import OvdetError
+        from ovdet.methods.ovsam.data import rendered_samples
+
+        if where.active:
+            raise OvdetError("the shapes world's rendered CLIP2SAM trains in one process")
+        world = WorldConfig(seed=cfg.world_seed)
+
+        def rendered(step: int, g: torch.Generator) -> tuple[list, list]:
+            first = step * cfg.batch_size
+            indices = list(range(first, first + cfg.batch_size))
+            return rendered_samples(world, indices, novel), [g] * cfg.batch_size
+
+        return rendered, None
+    from ovdet.data.coco import CocoDetection
+    from ovdet.data.pipeline import StepBatches, StepLoader, as_is
+    from ovdet.train.common import check_batch_size
+
+    dataset = CocoDetection(
+        data.gt, data.images, sorted(data.base_ids), size, cache=False, masks=True, normalize=None
+    )
+    check_batch_size(cfg.batch_size, len(dataset))
+    batches = StepBatches(dataset, cfg.seed, cfg.batch_size, where.rank, where.world, as_is)
+    loader: list[StepLoader] = []
+
+    def started(start: int) -> None:
+        loader.append(StepLoader(batches, start, cfg.steps, data.workers))
+
+    def from_files(step: int, g: torch.Generator) -> tuple[list, list]:
+        batch = loader[0].next_batch(step)
+        return batch.samples, batch.generators
+
+    return from_files, started
+
+
+def prompts_of(sample: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A training `Sample`'s prompted objects: those whose mask is not empty in the input, at
+    most MAX_PROMPTS -> (n, 4) boxes, (n, S, S) masks, (n,) base-class indices."""
+    keep = sample.masks.flatten(1).any(1).nonzero()[:, 0][:MAX_PROMPTS]
+    return sample.boxes[keep].float(), sample.masks[keep], sample.labels[keep]
+
+
+def clip2sam_losses(
+    backend: Any,
+    head: RecognitionHead,
+    text: torch.Tensor,
+    samples: list,
+    generators: list[torch.Generator],
+    box_noise: float,
+) -> dict[str, torch.Tensor]:
+    """One batch's CLIP2SAM losses. `samples` hold (3, S, S) letterboxed pixels in [0, 255] with
+    their base objects' boxes, masks and base-class indices; each object is prompted by its
+    jittered box or by a random pixel of its mask (half each, drawn from its image's generator).
+    -> {"cls": 2 x CE over background + base classes (`text` (C_base, D)), "mask": 5 x (BCE +
+    dice), "iou": the IoU head's MSE}."""
+    from ovdet.methods.ovsam.data import clip_input
+    from ovdet.train.shapes_sam import _decode, jitter, mask_losses, random_points
+
+    sam, device = backend.model, backend.device
+    size = samples[0].pixels.shape[-1]
+    pixels = torch.stack([s.pixels for s in samples]).to(device)
+    with torch.no_grad():
+        levels = backend.features.levels(
+            clip_input(backend.features, pixels, [s.size for s in samples])
+        )
+        emb = backend.adapter(levels)
+    mask_terms, iou_terms, boxes, labels = [], [], [], []
+    for i, (sample, g) in enumerate(zip(samples, generators, strict=True)):
+        xyxy, masks, cats = prompts_of(sample)
+        boxes.append(xyxy.to(device))
+        labels += (cats + 1).tolist()
+        if not len(cats):
+            continue
+        as_point = torch.rand(len(cats), generator=g) < 0.5
+        for pick, kind in ((~as_point, "boxes"), (as_point, "points")):
+            if not pick.any():
+                continue
+            if kind == "boxes":
+                prompt = {"boxes": jitter(xyxy[pick][None], box_noise, size, g).to(device)}
+            else:
+                prompt = {"points": random_points(masks[pick][None], g).to(device)}
+            logits, iou_pred = _decode(sam, emb[i : i + 1], size, **prompt)
+            valid = torch.ones(int(pick.sum()), dtype=torch.bool, device=device)
+            m, u = mask_losses(logits[:, 0], masks[pick].to(device), iou_pred[:, 0], valid)
+            mask_terms.append(m * int(pick.sum()))
+            iou_terms.append(u * int(pick.sum()))
+    n = max(1, len(labels))
+    logits = class_logits(head(levels, boxes), text)
+    return {
+        "cls": 2 * recognition_loss(logits, torch.tensor(labels, dtype=torch.long, device=device)),
+        "mask": 5 * sum(mask_terms) / n,
+        "iou": sum(iou_terms) / n,
+    }
 
 
 class OVSam:
@@ -227,8 +338,7 @@ class OVSam:
         self.text = TextEmbedder(self.clip, self.spec["templates"], resolve_cache(text_cache))
         self.dense = DenseEmbedder(self.clip)
         self._memo: tuple[Any, torch.Tensor] | None = None
-        vocab, novel = shapes_vocabulary()
-        self.base_names = [n for n, r in zip(vocab.names, novel.tolist(), strict=True) if not r]
+        self.base_names = self.spec.get("base_names") or shapes_base_names()
 
     @torch.inference_mode()
     def probabilities(
