@@ -7,8 +7,8 @@ from ovdet.methods.ovsam import clip2sam
 real = clip2sam.train_clip2sam
 
 
-def train(out, cfg, progress=True, stop=None):
-    return real(out, replace(cfg, steps=0), progress=progress, stop=stop)
+def train(out, cfg, progress=True, stop=None, **kwargs):
+    return real(out, replace(cfg, steps=0), progress, stop, **kwargs)
 
 
 clip2sam.train_clip2sam = train

@@ -10,7 +10,7 @@ from ovdet.errors import OvdetError
 from ovdet.train import common
 
 
-def broken(folder, model, spec, opt, sched, same):
+def broken(folder, model, spec, opt, sched, same, precision=None):
     path = Path(folder) / common.STATE
     if not path.is_file():
         return 0
@@ -27,6 +27,8 @@ def broken(folder, model, spec, opt, sched, same):
         opt.load_state_dict(state["optimizer"])
     if how != "no-schedule":
         sched.load_state_dict(state["scheduler"])
+    if precision is not None:
+        precision.load_state_dict(state.get("scaler", {}))
     return int(state["step"])
 
 

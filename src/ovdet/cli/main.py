@@ -95,6 +95,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ovdet: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        if not out_of_memory(e):
+            raise
+        print(f"ovdet: error: {memory_line(e)}", file=sys.stderr)
+        return 2
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether `e` is an allocation failure (a GPU's or the CPU allocator's)."""
+    text = str(e)
+    return isinstance(e, MemoryError) or "out of memory" in text or "can't allocate" in text
+
+
+def memory_line(e: BaseException) -> str:
+    """One line for an allocation failure: what failed and what to lower."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return (
+        f"out of memory ({first[:160]}); lower --batch-size, use a smaller model, or "
+        "--precision bf16"
+    )
 
 
 def print_config(parser: argparse.ArgumentParser, argv: list[str], preset: dict | None) -> int:

@@ -28,5 +28,3 @@ def print_ovsam_table(rows: list[dict[str, Any]], title: str) -> None:
 
 def _percent(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
-
-

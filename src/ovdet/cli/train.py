@@ -1,5 +1,6 @@
 """`ovdet train vild|regionspot|rkd|codet ...`: train a head on a COCO-format set's base
-categories (RKD and CoDet also learn from captioned images)."""
+categories (RKD and CoDet also learn from captioned images); `sam2clip` and `clip2sam` are in
+`cli.train_ovsam`."""
 
 from __future__ import annotations
 
@@ -108,6 +109,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_regionspot(train)
     _register_rkd(train)
     _register_codet(train)
+    from ovdet.cli import train_ovsam
+
+    train_ovsam.register(train)
 
 
 def _add_caption_args(p: argparse.ArgumentParser, required: bool, help: str) -> None:

@@ -44,7 +44,7 @@ def reproduce_ovsam(
     results = {
         "rows": [{"prompt": p, "method": m, **r} for (p, m), r in rows.items()],
         "sam2clip": report,
-        "cost": image_cost(model, sam, s2c.size),
+        "cost": image_cost(model, sam, sam.image_size),
         "s_per_image": seconds,
         "images": images,
         "configs": {"sam2clip": asdict(s2c), "clip2sam": asdict(c2s)},

@@ -75,6 +75,16 @@ def average_gradients(parameters: Iterable[torch.nn.Parameter], world: int) -> N
         start += n
 
 
+def global_sum(x: torch.Tensor | float, world: int) -> torch.Tensor:
+    """The sum of `x` over the `world` processes (no gradient): a loss normalised by a count
+    that differs between processes (objects per image) divides by this sum, times `world`,
+    so that averaged gradients are one process's gradient of the whole batch."""
+    total = torch.as_tensor(x, dtype=torch.float64).detach().clone().reshape(())
+    if world > 1:
+        dist.all_reduce(total)
+    return total
+
+
 def barrier(where: Distributed) -> None:
     if where.active:
         dist.barrier()

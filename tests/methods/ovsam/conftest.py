@@ -29,7 +29,7 @@ def teachers():
     return clip, sam.requires_grad_(False)
 
 
-SAM2CLIP_TEST = Sam2ClipConfig(steps=25, warmup=5, val_scenes=16, checkpoint_every=0)
+SAM2CLIP_TEST = Sam2ClipConfig(steps=25, warmup=5, val_scenes=16, checkpoint_every=0, size=128)
 
 
 @pytest.fixture(scope="session")

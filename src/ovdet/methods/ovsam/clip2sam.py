@@ -3,11 +3,11 @@ head on base classes, with box and point prompts; `OVSam` then segments and name
 with one CLIP pass per image.
 
 Training (a COCO-format set's instance masks, or the shapes world's det-train scenes; base
-classes only; CLIP, the adapter and SAM's prompt encoder frozen): each base object is prompted by its jittered box or by a random pixel of
-its mask (half each); loss = 2 x cross-entropy (background + base classes, background weighted
-0.1) + 5 x (mask BCE + dice) + the IoU head's MSE. A checkpoint holds the head and the decoder
-(`model.safetensors`) and `spec.json` (kind "ovsam", the SAM2CLIP run it builds on, the
-vocabulary and its base names).
+classes only; CLIP, the adapter and SAM's prompt encoder frozen): each base object is prompted
+by its jittered box or by a random pixel of its mask (half each); loss = 2 x cross-entropy
+(background + base classes, background weighted 0.1) + 5 x (mask BCE + dice) + the IoU head's
+MSE. A checkpoint holds the head and the decoder (`model.safetensors`) and `spec.json` (kind
+"ovsam", the SAM2CLIP run it builds on, the vocabulary and its base names).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ovdet.methods.ovsam.head import (
+    BACKGROUND_WEIGHT,
     RecognitionHead,
     class_logits,
     geometric_ensemble,
@@ -173,7 +175,9 @@ def train_clip2sam(
 
     def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         samples, generators = batch_of(step, g)
-        return clip2sam_losses(backend, model.head, text, samples, generators, cfg.box_noise)
+        return clip2sam_losses(
+            backend, model.head, text, samples, generators, cfg.box_noise, where.world
+        )
 
     spec = {
         "kind": "ovsam",
@@ -248,12 +252,15 @@ def clip2sam_losses(
     samples: list,
     generators: list[torch.Generator],
     box_noise: float,
+    world: int = 1,
 ) -> dict[str, torch.Tensor]:
     """One batch's CLIP2SAM losses. `samples` hold (3, S, S) letterboxed pixels in [0, 255] with
     their base objects' boxes, masks and base-class indices; each object is prompted by its
     jittered box or by a random pixel of its mask (half each, drawn from its image's generator).
     -> {"cls": 2 x CE over background + base classes (`text` (C_base, D)), "mask": 5 x (BCE +
-    dice), "iou": the IoU head's MSE}."""
+    dice), "iou": the IoU head's MSE}. With `world` > 1 processes, each normalises by the whole
+    batch's object count and class weight (their shares differ), so the averaged gradients are
+    one process's."""
     from ovdet.methods.ovsam.data import clip_input
     from ovdet.train.shapes_sam import _decode, jitter, mask_losses, random_points
 
@@ -285,12 +292,31 @@ def clip2sam_losses(
             m, u = mask_losses(logits[:, 0], masks[pick].to(device), iou_pred[:, 0], valid)
             mask_terms.append(m * int(pick.sum()))
             iou_terms.append(u * int(pick.sum()))
-    n = max(1, len(labels))
     logits = class_logits(head(levels, boxes), text)
+    labels = torch.tensor(labels, dtype=torch.long, device=device)
+    if world > 1:
+        return _shared_losses(logits, labels, mask_terms, iou_terms, world)
+    n = max(1, len(labels))
     return {
-        "cls": 2 * recognition_loss(logits, torch.tensor(labels, dtype=torch.long, device=device)),
+        "cls": 2 * recognition_loss(logits, labels),
         "mask": 5 * sum(mask_terms) / n,
         "iou": sum(iou_terms) / n,
+    }
+
+
+def _shared_losses(logits, labels, mask_terms, iou_terms, world: int) -> dict[str, torch.Tensor]:
+    """`clip2sam_losses`' terms normalised over every process's objects (see its docstring)."""
+    from ovdet.train.distributed import global_sum
+
+    weight = torch.ones(logits.shape[1], device=logits.device)
+    weight[0] = BACKGROUND_WEIGHT
+    ce = F.cross_entropy(logits, labels, weight=weight, reduction="sum")
+    weights = global_sum(weight[labels].sum(), world).clamp(min=1e-12).to(logits)
+    n = global_sum(len(labels), world).clamp(min=1).to(logits)
+    return {
+        "cls": 2 * ce * world / weights,
+        "mask": 5 * sum(mask_terms) * world / n,
+        "iou": sum(iou_terms) * world / n,
     }
 
 

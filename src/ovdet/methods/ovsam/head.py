@@ -77,8 +77,11 @@ def class_logits(embeddings: torch.Tensor, text: torch.Tensor, scale: float = 10
     return torch.cat([torch.zeros_like(cos[:, :1]), scale * cos], 1)
 
 
+BACKGROUND_WEIGHT = 0.1  # the background class's weight in the recognition cross-entropy
+
+
 def recognition_loss(
-    logits: torch.Tensor, labels: torch.Tensor, background_weight: float = 0.1
+    logits: torch.Tensor, labels: torch.Tensor, background_weight: float = BACKGROUND_WEIGHT
 ) -> torch.Tensor:
     """Cross-entropy over background + C classes; `labels` (N,) are 0 for background, else class
     index + 1; the background class is weighted `background_weight`."""
