@@ -28,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     prompts.add_argument(
         "--points",
-        help='point prompts "x,y; x,y", or a file of them (JSON [[x, y], ...] or text); with an '
-        "Open-Vocabulary SAM --model: one named mask per point",
+        help='point prompts "x,y; x,y", or a file of them (JSON [[x, y], ...] or text): one '
+        "named mask per point, with an Open-Vocabulary SAM --model or with --sam (its masks "
+        "named by --clip, or by --model's heads)",
     )
     add_vocab_args(p)
     add_model_args(p)
@@ -43,8 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model",
         default=None,
         help="a RegionSpot checkpoint (from `ovdet train regionspot`, or shapes-regionspot) or an "
-        "Open-Vocabulary SAM (`ovdet shapes train-clip2sam`): adds masks; or a ViLD checkpoint "
+        "Open-Vocabulary SAM (`ovdet train clip2sam`): adds masks; or a ViLD checkpoint "
         "(its RoI heads name the boxes). --clip and --method are then the checkpoint's",
+    )
+    p.add_argument(
+        "--sam",
+        default=None,
+        help="with --points: a SAM (alias, hub id or folder) segments, --clip (or a ViLD or "
+        "RegionSpot --model) names each mask's box",
     )
     add_dense_size(p)
     p.add_argument(
@@ -83,10 +90,26 @@ def run(args: argparse.Namespace) -> int:
         from ovdet.api import checkpoint_kind
 
         xy = _points(args.points, size)
-        if args.model is None or checkpoint_kind(args.model) != "ovsam":  # before any load
-            raise OvdetError("--points needs an Open-Vocabulary SAM --model (train-clip2sam)")
+        own = args.model is not None and checkpoint_kind(args.model) == "ovsam"  # before loads
+        if own and args.sam:
+            raise OvdetError(
+                "--sam goes with --points and a CLIP or another --model; an Open-Vocabulary "
+                "SAM --model segments with its own decoder"
+            )
+        if not own and not args.sam:
+            raise OvdetError(
+                "--points needs a SAM: an Open-Vocabulary SAM --model (ovdet train clip2sam, or "
+                "shapes-ovsam), or --sam sam-b to segment and --clip to name the masks"
+            )
         recognizer = _recognizer(args)
-        regions = recognizer.segment_points(image, xy, vocab)
+        if own:
+            regions = recognizer.segment_points(image, xy, vocab)
+        else:
+            from ovdet.models.sam import SamBackend
+            from ovdet.recognize.points import segment_points
+
+            sam = SamBackend.from_pretrained(args.sam, device=args.device)
+            regions = segment_points(sam, recognizer, image, xy, vocab)
     else:
         boxes = validate_input_boxes(_boxes(args.boxes, args.image), size)
         recognizer = _recognizer(args)

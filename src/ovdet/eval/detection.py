@@ -252,6 +252,6 @@ def timed_lvis_row(
 
 
 def protocol_of(gt: dict[str, Any]) -> str:
-    """"lvis" when every category has a frequency (r/c/f), else "coco"."""
+    """ "lvis" when every category has a frequency (r/c/f), else "coco"."""
     cats = gt.get("categories") or []
     return "lvis" if cats and all("frequency" in c for c in cats) else "coco"

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ovdet.errors import ConfigError
+from ovdet.recognize.points import point_boxes, segment_points
 from ovdet.serve.limits import RequestError
 from ovdet.types import Regions, Vocabulary
 
@@ -163,10 +164,12 @@ class Zoo:
 
         sam = model.runner.sam if model.kind == "regionspot" else self.sam
         with model.lock, self.sam_lock:
+            if points is not None and model.kind != "regionspot":
+                return segment_points(sam, model.runner, image, points, vocab)
             state = sam.set_image(image)
             if points is not None:
                 masks = sam.point_masks(state, points)
-                xyxy = _point_boxes(masks, points, _size(image))
+                xyxy = point_boxes(masks, points, _size(image))
             else:
                 masks = sam.predict_boxes(state, xyxy).masks
             if model.kind == "regionspot":
@@ -208,15 +211,3 @@ def _api_name(source: str) -> str:
 
 def _size(image: torch.Tensor) -> tuple[int, int]:
     return int(image.shape[-2]), int(image.shape[-1])
-
-
-def _point_boxes(masks: torch.Tensor, points: torch.Tensor, size: tuple[int, int]):
-    """Point masks' boxes (N, 4), with an empty mask's replaced by a 16-pixel box around its
-    point, inside the (H, W) image."""
-    from ovdet.ops.masks import point_region_boxes
-
-    xyxy = point_region_boxes(masks, points, 8)
-    h, w = size  # a mask's own box already lies inside: only the 16-pixel boxes move
-    lo = torch.tensor([0, 0, 1, 1], dtype=xyxy.dtype, device=xyxy.device)
-    hi = torch.tensor([w - 1, h - 1, w, h], dtype=xyxy.dtype, device=xyxy.device)
-    return torch.max(torch.min(xyxy, hi), lo)

@@ -202,6 +202,8 @@ def running_means(recent: deque[dict[str, float]]) -> dict[str, str]:
     names = list(dict.fromkeys(k for r in recent for k in r))
     means = {k: [r[k] for r in recent if k in r] for k in names}
     return {k: f"{sum(v) / len(v):.3f}" for k, v in means.items()}
+
+
 LOSS_LOG = "losses.jsonl"
 
 

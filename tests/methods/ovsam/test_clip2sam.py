@@ -136,7 +136,41 @@ def test_recognize_cli_names_clicked_points(clip2sam, tmp_path, capsys):
     entries = json.loads((tmp_path / "o" / "scene.json").read_text())
     assert len(entries) == len(points) and all("segmentation" in e for e in entries)
     assert main([*args, "--model", "shapes-regionspot"]) == 2
-    assert "needs an Open-Vocabulary SAM" in capsys.readouterr().err
+    assert "--points needs a SAM" in capsys.readouterr().err
+
+
+def test_recognize_cli_segments_points_with_any_sam_and_names_with_clip(tmp_path):
+    """`recognize --points --sam S --clip C` (no Open-Vocabulary SAM): each point's mask is the
+    SAM's, named by CLIP in the mask's box, as the server's /v1/segment does."""
+    from PIL import Image
+
+    from ovdet.cli.main import main
+    from ovdet.data.shapes.generate import WorldConfig, scene_for
+    from ovdet.models.loader import load_model
+    from ovdet.ops.masks import rle_decode
+    from ovdet.recognize.clip_recognizer import ClipRecognizer
+    from ovdet.recognize.points import point_boxes
+
+    scene = scene_for(0, "det-val", 3, WorldConfig())
+    Image.fromarray(scene.image).save(tmp_path / "scene.png")
+    points = interior_points(torch.from_numpy(np.stack(scene.masks)))
+    text = "; ".join(f"{x},{y}" for x, y in points.tolist())
+    vocab = shapes_vocabulary()[0]
+    args = ["recognize", str(tmp_path / "scene.png"), "--points", text, "--sam", "shapes-sam",
+            "--clip", "shapes-clip", "--vocab", ", ".join(vocab.names), "--no-cache",
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main(args) == 0
+    entries = json.loads((tmp_path / "o" / "scene.json").read_text())
+    image = torch.from_numpy(scene.image).permute(2, 0, 1)
+    sam = SamBackend.from_pretrained("shapes-sam")
+    masks = sam.point_masks(sam.set_image(image), points)
+    assert len(entries) == len(points) > 0
+    for e, m in zip(entries, masks, strict=True):
+        assert torch.equal(rle_decode(e["segmentation"]), m.cpu())
+    named = ClipRecognizer(load_model("shapes-clip"), "crop", "ensemble", None).recognize_regions(
+        image, Regions(point_boxes(masks, points, (128, 128)), (128, 128)), vocab
+    )
+    assert [e["category_id"] - 1 for e in entries] == named.labels.tolist()
 
 
 def test_bundled_ovsam_loads_by_name_and_names_det_val_objects():
