@@ -1,8 +1,8 @@
 """`ovdet eval-ovsam --gt instances.json --images DIR --model RUN`: Open-Vocabulary SAM's protocol
 on any COCO-format set with instance masks: each object prompted by its box and by a point
-inside its mask, named among the file's categories (top-1, all / base / novel) and segmented
-(mask IoU), beside the feature-crop baseline (and, with --baselines, image-crop and SAM2CLIP
-alone) on the same prompts; a table, and JSON with --out."""
+inside its mask (--prompt box|point|both), named among the file's categories (top-1, all / base
+/ novel) and segmented (mask IoU), beside the feature-crop baseline (and, with --baselines,
+image-crop and SAM2CLIP alone) on the same prompts; a table, and JSON with --out."""
 
 from __future__ import annotations
 
@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=False,
         help="also image-crop and SAM2CLIP alone (two more passes per image)",
+    )
+    p.add_argument(
+        "--prompt",
+        choices=("box", "point", "both"),
+        default="both",
+        help="prompt each object by its box, by a point inside its mask, or both (default)",
     )
     p.add_argument("--out", default=None, help="also write the table to this JSON file")
     add_device_arg(p)
@@ -65,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         novel,
         len(gt["images"]),
         baselines=args.baselines,
+        prompts=("box", "point") if args.prompt == "both" else (args.prompt,),
     )
     listed = [{"prompt": p, "method": m, **r} for (p, m), r in rows.items()]
     print_ovsam_table(listed, f"{args.gt}, {len(gt['images'])} images, {seconds:.2f} s/image")

@@ -247,3 +247,7 @@ def test_eval_ovsam_on_a_coco_set_equals_the_rendered_scenes(tmp_path, capsys):
         row = want[(r["prompt"], r["method"])]
         assert {k: r[k] for k in row} == row, (r, row)
     assert "feature-crop" in capsys.readouterr().out
+    args += ["--prompt", "point", "--out", tmp_path / "p.json"]
+    assert main([str(a) for a in args]) == 0  # the later --out wins
+    points = json.loads((tmp_path / "p.json").read_text())["rows"]
+    assert points == [r for r in got if r["prompt"] == "point"] and len(points) == 5

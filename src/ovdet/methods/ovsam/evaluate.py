@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+PROMPTS = ("box", "point")
 Scene = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # image, (n, H, W) masks, (n,) classes
 
 
@@ -80,12 +81,17 @@ def evaluate_scenes(
     count: int,
     progress: bool = True,
     baselines: bool = True,
+    prompts: tuple[str, ...] = PROMPTS,
 ):
     """`model` an `OVSam`, `sam` the SAM backend of the crop baselines, `scenes` (image, masks,
     classes indexing `vocab`; `novel` (C,) marks the novel classes) -> rows of {"all", "base",
     "novel" (top-1 accuracy), "mIoU", "mIoU_base", "mIoU_novel"} per (prompt, method), None
     where a group has no objects; and seconds per image (all rows together). `baselines=False`
-    leaves out the image-crop and SAM2CLIP-alone rows and their passes."""
+    leaves out the image-crop and SAM2CLIP-alone rows and their passes; `prompts` picks box
+    and/or point prompts."""
+    unknown = set(prompts) - set(PROMPTS)
+    if not prompts or unknown:
+        raise ValueError(f"prompts must be some of {PROMPTS}, got {prompts!r}")
     from ovdet.methods.ovsam.sam2clip import load_sam2clip
     from ovdet.ops.masks import interior_points, mask_iou, masks_to_boxes, point_region_boxes
     from ovdet.recognize.core import class_probabilities
@@ -109,7 +115,7 @@ def evaluate_scenes(
         flags.append(novel[cats])
         backends = (sam, alone, model.backend) if baselines else (sam, model.backend)
         states = {b: b.set_image(image) for b in backends}
-        for prompt in ("box", "point"):
+        for prompt in prompts:
             masks, boxes = {}, {}
             for b, state in states.items():
                 if prompt == "box":
