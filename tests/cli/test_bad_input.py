@@ -431,3 +431,36 @@ def test_one_process_trainers_refuse_torchrun(command, tmp_path, capsys, monkeyp
     assert code == 2
     one_line(err, f"ovdet train {command} runs in one process (2 were started)")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 24.00 GiB')",
+        "RuntimeError('[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can\\'t allocate "
+        "memory: you tried to allocate 25769803776 bytes')",
+        "MemoryError()",
+    ],
+)
+def test_an_allocation_failure_is_one_line(error, monkeypatch, capsys):
+    """Out of memory on the GPU or the CPU: one line that says what to lower, exit 2; any other
+    RuntimeError is still raised (a bug must keep its traceback)."""
+    import torch
+
+    from ovdet.cli import shapes
+
+    def fail(args):
+        raise eval(error, {"torch": torch})
+
+    monkeypatch.setattr(shapes, "run_train_sam2clip", fail)
+    assert main(["shapes", "train-sam2clip", "--out", "never"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ovdet: error: out of memory") and err.count("\n") == 1, err
+    assert "--batch-size" in err
+
+    def bug(args):
+        raise RuntimeError("shapes do not match")
+
+    monkeypatch.setattr(shapes, "run_train_sam2clip", bug)
+    with pytest.raises(RuntimeError, match="do not match"):
+        main(["shapes", "train-sam2clip", "--out", "never"])
