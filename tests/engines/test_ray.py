@@ -1,7 +1,7 @@
 """`--engine ray` (Ray Data in local mode, 2 CPUs) writes what the single-process path writes:
 the same detections file from `ovdet detect --images`, the same region index from
-`ovdet index build`, the same RegionSpot feature cache from `ovdet cache`, unreadable images
-skipped alike."""
+`ovdet index build`, the same RegionSpot feature cache from `ovdet cache`, the same SAM2CLIP
+teacher cache from `ovdet train sam2clip`, unreadable images skipped alike."""
 
 import json
 
@@ -70,3 +70,18 @@ def test_ray_engine_writes_what_the_local_engine_writes(ray_local, images, tmp_p
     for name in shards:
         a, b = (load_file(tmp_path / d / name) for d in ("c-local", "c-ray"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    s2c = ["train", "sam2clip", "--images", str(images), "--sam", "shapes-sam", "--clip",
+           "shapes-clip", "--steps", "0", "--val-images", "1", "--shard-size", "4",
+           "--batch-size", "2"]  # fmt: skip
+    for name, extra in (("local", []), ("ray", one)):
+        out = tmp_path / f"s2c-{name}"
+        assert main([*s2c, "--out", str(out), "--cache", str(tmp_path / f"t-{name}"), *extra]) == 0
+    shards = sorted(p.name for p in (tmp_path / "t-local").glob("*.safetensors"))
+    assert len(shards) == 2
+    cached = 0
+    for name in shards:
+        a, b = (load_file(tmp_path / d / name) for d in ("t-local", "t-ray"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        cached += len(a)
+    assert cached == 6  # of 7 files: broken.png is skipped

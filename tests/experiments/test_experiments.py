@@ -1,7 +1,6 @@
 """The reproductions' baselines, run with the bundled models on fresh scenes: the rows they
 produce must land near the README's (measured on 500 val scenes; here 10, so the bars are loose)."""
 
-
 from ovdet.data.shapes.generate import WorldConfig, generate_world
 from ovdet.eval.data import load_gt
 from ovdet.eval.recognition import clip_box_scorer, evaluate_recognizer

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ovdet.cli.common import add_device_arg
+from ovdet.cli.common import add_device_arg, add_engine_args
 from ovdet.cli.options import add_dataclass_args, dataclass_from_args, nonnegative_int, positive_int
 from ovdet.errors import OvdetError
 
@@ -38,6 +38,7 @@ def register(train: argparse._SubParsersAction) -> None:
         help="images held out (the last by file name) for the held-out MSE",
     )
     p.add_argument("--shard-size", type=positive_int, default=64, help="images per cache shard")
+    add_engine_args(p)
     _add_loader_args(p)
     add_dataclass_args(
         p, Sam2ClipConfig, skip=("clip", "sam", "val_scenes"), choices={"precision": PRECISIONS}
@@ -86,7 +87,8 @@ def run_sam2clip(args: argparse.Namespace) -> int:
     images = find_images(args.images)
     where = init_distributed(args.device)
     cache = Path(args.cache) if args.cache else Path(args.out) / "teacher-cache"
-    data = FolderOptions(cache, args.val_images, args.workers, args.shard_size)
+    actors = args.actors if args.engine == "ray" else 0
+    data = FolderOptions(cache, args.val_images, args.workers, args.shard_size, actors)
     report = train_sam2clip(args.out, cfg, images=images, data=data, where=where)
     if where.main:
         mse = report["val_mse"]

@@ -93,9 +93,7 @@ def _names_and_masks(folder, scenes=range(6)) -> dict[str, dict[str, float]]:
             torch.testing.assert_close(regions.data["class_scores"].max(1).values, regions.scores)
             right[prompt] += (regions.labels == names).tolist()
             ious[prompt] += mask_iou(regions.masks, truth).tolist()
-    return {
-        p: {"top1": float(np.mean(right[p])), "mIoU": float(np.mean(ious[p]))} for p in right
-    }
+    return {p: {"top1": float(np.mean(right[p])), "mIoU": float(np.mean(ious[p]))} for p in right}
 
 
 def test_ovsam_names_and_segments_from_boxes_and_points(clip2sam):

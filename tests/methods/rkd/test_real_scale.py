@@ -2,7 +2,6 @@
 moves the student's region embeddings towards the teacher's (shapes-clip on the FPN RPN's
 proposals): the distillation loss over every cached region falls."""
 
-
 import pytest
 import torch
 from real_scale import STEPS, training_set

@@ -63,11 +63,13 @@ def build_teacher_cache(
     folder: str | os.PathLike,
     shard_size: int = 64,
     progress: bool = True,
+    actors: int = 0,
 ) -> ShardedCache:
     """SAM's image embedding of every image in `paths` (key -> file), stored as float16 under
     `folder` (resumes a killed run; an unreadable image is reported and left out). `sam` is a
     `SamBackend`; the cache's metadata names it and its side, and a cache of another SAM is
-    refused."""
+    refused. `actors` > 0: that many Ray actors (each loading the SAM by its name) compute the
+    embeddings; the shards are the same."""
     cache = ShardedCache(folder, shard_size)
     meta = {"sam": str(sam.name), "side": str(sam.image_size)}
     have = cache.metadata()
@@ -85,8 +87,46 @@ def build_teacher_cache(
             return None
         return {TEACHER_FIELD: sam.set_image(image).embeddings[0].half()}
 
+    if actors:
+        compute = _from_ray(cache, paths, str(sam.name), str(sam.device), actors)
     cache.build(list(paths), compute, meta, progress)
     return cache
+
+
+def _teacher_work(sam_name: str, device: str) -> Any:
+    """In a Ray actor: load the SAM once; its work embeds a batch of decoded images."""
+    from ovdet.models.sam import SamBackend
+
+    sam = SamBackend.from_pretrained(sam_name, device=device)
+
+    def work(images: list[torch.Tensor], payloads: list[Any]) -> list[dict[str, torch.Tensor]]:
+        return [{TEACHER_FIELD: sam.set_image(im).embeddings[0].half().cpu()} for im in images]
+
+    return work
+
+
+def _from_ray(cache: ShardedCache, paths: dict[str, Path], sam_name: str, device: str, actors):
+    """`compute(key)` for `ShardedCache.build`, answered in order by Ray actors."""
+    from functools import partial
+
+    from ovdet.engines.ray_data import ray_map_images
+
+    done = cache.done()
+    todo = [k for k in paths if k not in done]
+    produced = ray_map_images(
+        [paths[k] for k in todo], partial(_teacher_work, sam_name, device), actors=actors
+    )
+
+    def compute(key: str) -> dict[str, torch.Tensor] | None:
+        k, found, error = next(produced)
+        if todo[k] != key:
+            raise RuntimeError(f"Ray returned image {todo[k]} where {key} was expected")
+        if error is not None:
+            log.warning("skipped %s: %s", paths[key], error)
+            return None
+        return found
+
+    return compute
 
 
 class TeacherImages(torch.utils.data.Dataset):

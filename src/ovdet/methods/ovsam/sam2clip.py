@@ -168,12 +168,13 @@ def train_sam2clip(
 @dataclass
 class FolderOptions:
     """SAM2CLIP on a folder: where the teacher's embeddings are cached, how many images are
-    held out, and the DataLoader processes reading images."""
+    held out, the DataLoader processes reading images, and Ray actors building the cache."""
 
     cache: Path
     val_images: int = 16
     workers: int = 0
     shard_size: int = 64
+    actors: int = 0  # > 0: Ray actors build the teacher cache
 
 
 def _rendered(adapter: Any, features: ClipFeatures, sam: Any, cfg: Sam2ClipConfig):
@@ -229,7 +230,7 @@ def _from_files(
     cache = main_first(
         where,
         lambda: build_teacher_cache(
-            paths, sam, data.cache, data.shard_size, progress and where.main
+            paths, sam, data.cache, data.shard_size, progress and where.main, data.actors
         ),
     )
     done = cache.done()
