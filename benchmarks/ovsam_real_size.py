@@ -17,7 +17,7 @@ sizes a user trains on, SAM-B and CLIP ViT-B/16 at SAM's 1024 px, through ovdet'
 code (random weights saved and loaded as checkpoints): SAM-B's encoder pass that fills
 SAM2CLIP's teacher cache, a SAM2CLIP step on a cached embedding (the adapter: 2 SAM-B blocks),
 and a CLIP2SAM step with `--prompts` objects (half boxes, half points). Each step's FLOPs
-(forward and backward, FlopCounterMode) give the GPU hours of one epoch of COCO train2017
+(forward and backward, FlopCounterMode) give the GPU minutes of one epoch of COCO train2017
 (118,287 images) at an assumed sustained throughput (`--tflops`, default 200: about half of an
 H100's dense bf16 peak; a stated assumption, not a measurement).
 """
@@ -167,7 +167,7 @@ def training_steps(prompts: int) -> dict[str, Any]:
 
 
 def train_table(prompts: int, tflops: float) -> None:
-    """Print each training step's seconds on this CPU, its GFLOPs, and a COCO epoch's GPU hours
+    """Print each training step's seconds on this CPU, its GFLOPs, and a COCO epoch's GPU minutes
     at `tflops` sustained."""
     print(
         f"| one 1024-px image, SAM-B + CLIP-B/16 | s on this CPU ({torch.get_num_threads()} "
@@ -180,8 +180,8 @@ def train_table(prompts: int, tflops: float) -> None:
         step()
         seconds = time.perf_counter() - start
         flops = gflops(step)
-        hours = flops * 1e9 * COCO_TRAIN / (tflops * 1e12) / 3600
-        print(f"| {name} | {seconds:.1f} | {flops:,.0f} | {hours:.1f} |")
+        minutes = flops * 1e9 * COCO_TRAIN / (tflops * 1e12) / 60
+        print(f"| {name} | {seconds:.1f} | {flops:,.0f} | {minutes:.0f} |")
 
 
 def main() -> None:

@@ -88,3 +88,14 @@ def test_step_batches_depend_on_seed_and_step_alone(monkeypatch):
         draws = [g.initial_seed() for g in a.generators]
         assert draws == [g.initial_seed() for p in parts for g in p.generators]
     assert whole[0].indices != whole[1].indices or whole[0].indices != whole[2].indices
+
+
+def test_epoch_sampling_sees_every_image_once_per_pass_and_reshuffles():
+    n, batch = 10, 4
+    drawn = [i for step in range(5) for i in global_batch(3, step, batch, n, epochs=True)]
+    assert sorted(drawn[:n]) == list(range(n)) and sorted(drawn[n:]) == list(range(n))
+    assert drawn[:n] != drawn[n:]  # a new order each pass
+    assert drawn[:n] != list(range(n))  # shuffled
+    # a batch is a function of (seed, step) alone: resuming at step 3 draws the same
+    assert global_batch(3, 3, batch, n, epochs=True) == drawn[12:16]
+    assert global_batch(4, 0, batch, n, epochs=True) != drawn[:4]

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ovdet.data.coco import CocoDetection, Sample
 from ovdet.errors import OvdetError
 
-SAMPLINGS = ("uniform", "repeat-factor")
+SAMPLINGS = ("uniform", "repeat-factor", "epochs")
 
 
 def image_seed(seed: int, step: int, position: int) -> int:
@@ -45,14 +45,33 @@ def repeat_factors(dataset: CocoDetection, threshold: float = 0.001) -> torch.Te
 
 
 def global_batch(
-    seed: int, step: int, size: int, n: int, weights: torch.Tensor | None = None
+    seed: int,
+    step: int,
+    size: int,
+    n: int,
+    weights: torch.Tensor | None = None,
+    epochs: bool = False,
 ) -> list[int]:
     """Step `step`'s B dataset indices, drawn with replacement: uniformly, or in proportion to
-    `weights` (repeat factors: the with-replacement form of repeat-factor sampling)."""
+    `weights` (repeat factors: the with-replacement form of repeat-factor sampling); or, with
+    `epochs`, without replacement: shuffled passes over the data, each image once per pass (the
+    pass's order a permutation seeded by (seed, pass); a batch may straddle two passes)."""
+    if epochs:
+        out = []
+        for t in range(step * size, (step + 1) * size):
+            epoch, k = divmod(t, n)
+            out.append(int(epoch_order(seed, epoch, n)[k]))
+        return out
     g = torch.Generator().manual_seed(image_seed(seed, step, -1))
     if weights is None:
         return torch.randint(n, (size,), generator=g).tolist()
     return torch.multinomial(weights, size, replacement=True, generator=g).tolist()
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """Pass `epoch`'s order of `n` images: a permutation seeded by (seed, epoch) alone."""
+    g = torch.Generator().manual_seed(image_seed(seed, -2 - epoch, -1))
+    return torch.randperm(n, generator=g)
 
 
 @dataclass
@@ -147,6 +166,7 @@ class StepBatches(torch.utils.data.Dataset):
         world: int = 1,
         augment: Callable[[Any, torch.Generator], Any] | None = None,
         weights: torch.Tensor | None = None,
+        epochs: bool = False,
     ) -> None:
         if batch_size % world:
             raise OvdetError(
@@ -154,7 +174,9 @@ class StepBatches(torch.utils.data.Dataset):
             )
         self.dataset, self.seed, self.batch_size = dataset, seed, batch_size
         self.rank, self.world = rank, world
-        self.augment, self.weights = augment or Augment(), weights
+        self.augment, self.weights, self.epochs = augment or Augment(), weights, epochs
+        if epochs and weights is not None:
+            raise OvdetError("epoch sampling takes no weights (repeat factors draw with them)")
 
     def positions(self) -> range:
         """This rank's positions in the global batch."""
@@ -162,7 +184,9 @@ class StepBatches(torch.utils.data.Dataset):
         return range(self.rank * per, (self.rank + 1) * per)
 
     def __getitem__(self, step: int) -> Batch:
-        picked = global_batch(self.seed, step, self.batch_size, len(self.dataset), self.weights)
+        picked = global_batch(
+            self.seed, step, self.batch_size, len(self.dataset), self.weights, self.epochs
+        )
         indices, samples, generators = [], [], []
         for position in self.positions():
             i = picked[position]

@@ -143,8 +143,9 @@ def train_clip2sam(
     where: Any = None,
 ) -> Path:
     """Train CLIP2SAM into `out` (resumes a run there): on the shapes world's det-train scenes
-    (rendered in order), or on `data`'s COCO instances (`data.pipeline`'s step batches, each
-    image with its own generator; torchrun's processes (`where`) take a share each)."""
+    (rendered in order), or on `data`'s COCO instances (`data.pipeline`'s step batches in
+    shuffled passes, each image with its own generator; torchrun's processes (`where`) take a
+    share each)."""
     from ovdet.methods.ovsam.sam2clip import load_sam2clip
     from ovdet.train.common import flush_denormals, train_resumable, warmup_cosine
     from ovdet.train.distributed import Distributed
@@ -225,7 +226,9 @@ def _batches(cfg: Clip2SamConfig, data: Clip2SamData | None, novel: torch.Tensor
         data.gt, data.images, sorted(data.base_ids), size, cache=False, masks=True, normalize=None
     )
     check_batch_size(cfg.batch_size, len(dataset))
-    batches = StepBatches(dataset, cfg.seed, cfg.batch_size, where.rank, where.world, as_is)
+    batches = StepBatches(
+        dataset, cfg.seed, cfg.batch_size, where.rank, where.world, as_is, epochs=True
+    )
     loader: list[StepLoader] = []
 
     def started(start: int) -> None:

@@ -126,9 +126,9 @@ def train_sam2clip(
     Without `images`, on the shapes world's rendered scenes (a new batch each step), reporting
     the held-out box-prompt mIoU through SAM's frozen decoder with the adapter's embeddings and
     with SAM's. With `images` (any folder), SAM's embeddings are cached once (`data.cache`,
-    default out/teacher-cache), the last `data.val_images` by file name are held out, and the
-    report gives the held-out MSE. `where` places this process among torchrun's (file images
-    only: each takes its share of every batch)."""
+    default out/teacher-cache), the last `data.val_images` by file name are held out, the rest
+    drawn in shuffled passes, and the report gives the held-out MSE. `where` places this process
+    among torchrun's (file images only: each takes its share of every batch)."""
     from ovdet.train.precision import Precision
 
     where = where or Distributed()
@@ -238,7 +238,7 @@ def _from_files(
     check_batch_size(cfg.batch_size, len(train_keys), "readable training images")
     batches = StepBatches(
         TeacherImages(paths, train_keys, data.cache, cfg.size),
-        cfg.seed, cfg.batch_size, where.rank, where.world, as_is,
+        cfg.seed, cfg.batch_size, where.rank, where.world, as_is, epochs=True,
     )  # fmt: skip
     loader: list[StepLoader] = []
 

@@ -69,7 +69,7 @@ class ViLDTrainConfig:
     workers: int = 0  # DataLoader processes decoding and augmenting (results do not depend on it)
     flip: bool = False  # random horizontal flips
     lsj: bool = False  # large-scale jitter: scale 0.1-2.0, then crop or pad to the input side
-    sampling: str = "uniform"  # or "repeat-factor" (LVIS; with replacement, weights r_i)
+    sampling: str = "uniform"  # "repeat-factor" (LVIS; with replacement, weights r_i), "epochs"
     repeat_threshold: float = 0.001  # t of repeat-factor sampling
     precision: str = "fp32"  # fp32, bf16 (CPU or CUDA) or fp16 (CUDA, with loss scaling)
     scale_lr: bool = False  # linear scaling rule: lr is for a global batch of lr_batch
@@ -215,6 +215,7 @@ def train_vild(
                 where.world,
                 Augment(flip=cfg.flip, lsj=cfg.lsj),
                 weights,
+                epochs=cfg.sampling == "epochs",
             )
             loader.append(StepLoader(batches, start, cfg.steps, cfg.workers))
 
