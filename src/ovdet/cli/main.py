@@ -14,6 +14,7 @@ from ovdet.cli import (
     eval_ovsam,
     evaluate,
     index,
+    label,
     models,
     recognize,
     serve,
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     shapes.register(sub)
     demo.register(sub)
     detect.register(sub)
+    label.register(sub)
     train.register(sub)
     cache.register(sub)
     models.register(sub)

@@ -55,6 +55,18 @@ def load_image(image: ImageInput, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     )
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of an image file as `load_image` returns it (EXIF rotations by 90 degrees swap
+    the sides), from its header alone."""
+    try:
+        with _pil_limit(), Image.open(path) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)  # EXIF Orientation
+    except (OSError, ValueError) as e:
+        raise ImageError(f"cannot read image {path}: {e}") from None
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
 def decode_image(data: bytes, name: str = "upload", max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     """Encoded image bytes (PNG, JPEG, ...) -> (3, H, W) uint8 RGB tensor.
 
