@@ -39,7 +39,7 @@ def parse_min_score(text: str, vocab: Vocabulary) -> torch.Tensor:
                 f"({', '.join(vocab.names[:6])}{', ...' if len(vocab.names) > 6 else ''})"
             )
         named[index[key]] = score
-    thresholds = torch.full((len(vocab.names),), default)
+    thresholds = torch.full((len(vocab.names),), default, dtype=torch.float64)
     for i, score in named.items():
         thresholds[i] = score
     return thresholds
