@@ -147,6 +147,21 @@ class Regions:
             raise TypeError(f"Regions has no field(s) {sorted(unknown)}")
         return Regions(**(kwargs | changes))
 
+    def to_supervision(self, names: Sequence[str] | None = None) -> Any:
+        """These regions as a `supervision.Detections` (needs `ovdet[interop]`; see
+        `ovdet.interop.supervision`); `names` add a "class_name" column."""
+        from ovdet.interop.supervision import to_supervision
+
+        return to_supervision(self, names)
+
+    @staticmethod
+    def from_supervision(detections: Any, image_size: tuple[int, int] | None = None) -> Regions:
+        """A `supervision.Detections` of an (H, W) image as `Regions` (`image_size` defaults
+        to the masks' size)."""
+        from ovdet.interop.supervision import from_supervision
+
+        return from_supervision(detections, image_size)
+
     def topk_labels(self, k: int) -> Regions:
         """Each region once per each of its `k` best classes (from data["class_scores"], (N, C)):
         labels and scores are those classes and their scores; data["row"] is the source row.

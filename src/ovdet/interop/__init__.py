@@ -1,0 +1,1 @@
+"""Bridges to the tools users already have (optional extras, imported when called)."""
