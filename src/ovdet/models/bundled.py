@@ -147,8 +147,14 @@ def resolve_bundled(name_or_path: str | os.PathLike) -> str:
 
 
 def checkpoint_folder(name_or_path: str | os.PathLike) -> Path:
-    """The folder a bundled name denotes, or the path itself."""
-    return Path(resolve_bundled(name_or_path))
+    """The folder a bundled name denotes, the local snapshot of an ovdet checkpoint repo on the
+    Hugging Face Hub ("user/repo": `models.hub`), or the path itself."""
+    name = str(name_or_path)
+    if name in BUNDLED:
+        return bundled_path(name)
+    from ovdet.models.hub import hub_checkpoint
+
+    return hub_checkpoint(name) or Path(name)
 
 
 SPEC_KINDS = ("regionspot", "ovsam", "sam2clip", "vild")

@@ -358,7 +358,9 @@ class OVSam:
                 f"{name} is a {kind} checkpoint, not an Open-Vocabulary SAM one (ovdet shapes "
                 "train-clip2sam, or the bundled shapes-ovsam)"
             )
-        self.backend, s2c = load_sam2clip(self.spec["sam2clip"], device=device)
+        beside = folder / str(self.spec["sam2clip"])  # a pushed run carries its SAM2CLIP
+        self.sam2clip = str(beside) if (beside / "spec.json").is_file() else self.spec["sam2clip"]
+        self.backend, s2c = load_sam2clip(self.sam2clip, device=device)
         self.clip = self.backend.clip
         head = build_head(self.backend, s2c["size"], self.spec)
         self.model = Clip2Sam(head, self.backend.model.mask_decoder)

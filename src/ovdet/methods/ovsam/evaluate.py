@@ -98,7 +98,7 @@ def evaluate_scenes(
     from ovdet.recognize.crop import CropEmbedder
 
     device = model.backend.device
-    alone = load_sam2clip(model.spec["sam2clip"], device=device)[0] if baselines else None
+    alone = load_sam2clip(model.sam2clip, device=device)[0] if baselines else None
     crops = CropEmbedder(model.clip, scales=(1.0,))  # the box crop alone
     text = model.text.embed(vocab)
     hits: dict[tuple[str, str], list] = {}
