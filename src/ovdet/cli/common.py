@@ -64,6 +64,27 @@ def add_dense_size(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_novel_arg(p: Any) -> None:
+    """--novel: the categories a trainer holds out."""
+    p.add_argument(
+        "--novel",
+        default=None,
+        help='novel categories to hold out: names/ids, "lvis" (rare) or "coco-ovd"; '
+        "default: the file's 'ovd' field, else every category is base",
+    )
+
+
+def add_pass_args(p: Any) -> None:
+    """--batch-size, --shard-size, --workers, --engine and --actors: a dataset-level detection
+    pass (`ovdet.runner`)."""
+    from ovdet.cli.options import nonnegative_int, positive_int
+
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
+    p.add_argument("--shard-size", type=positive_int, default=256, help="images per resume unit")
+    p.add_argument("--workers", type=nonnegative_int, default=2, help="image-decoding threads")
+    add_engine_args(p)
+
+
 def add_engine_args(p: Any) -> None:
     """--engine local|ray and --actors: where a heavy per-image pass runs."""
     p.add_argument(

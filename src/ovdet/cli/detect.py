@@ -21,7 +21,7 @@ from pathlib import Path
 from ovdet.cli.common import (
     add_cache_args,
     add_device_arg,
-    add_engine_args,
+    add_pass_args,
     add_protocol_options,
     output_names,
 )
@@ -73,10 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "results file (a folder gets detections.json)",
     )
     d = p.add_argument_group("dataset pass (--images)")
-    d.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
-    d.add_argument("--shard-size", type=positive_int, default=256, help="images per resume unit")
-    d.add_argument("--workers", type=nonnegative_int, default=2, help="image-decoding threads")
-    add_engine_args(d)
+    add_pass_args(d)
     d.add_argument(
         "--draw", type=nonnegative_int, default=4, help="pictures of the first N images (pictures/)"
     )

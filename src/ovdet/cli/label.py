@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path, PurePosixPath
 
-from ovdet.cli.common import add_cache_args, add_device_arg, add_engine_args
+from ovdet.cli.common import add_cache_args, add_device_arg, add_pass_args
 from ovdet.cli.options import nonnegative_int, positive_int, unit_float
 from ovdet.errors import OvdetError
 
@@ -55,10 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sheet", type=nonnegative_int, default=16, help="images on sheet.png")
     p.add_argument("--proposals", default="sam", help='RegionSpot only: "sam" or a JSON of boxes')
     p.add_argument("--points-per-side", type=positive_int, default=32)
-    p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
-    p.add_argument("--shard-size", type=positive_int, default=256, help="images per resume unit")
-    p.add_argument("--workers", type=nonnegative_int, default=2, help="image-decoding threads")
-    add_engine_args(p)
+    add_pass_args(p)
     add_device_arg(p)
     add_cache_args(p)
     p.set_defaults(run=run)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ovdet.cli.common import add_device_arg
+from ovdet.cli.common import add_device_arg, add_novel_arg
 from ovdet.cli.options import (
     add_dataclass_args,
     dataclass_from_args,
@@ -47,12 +47,7 @@ def _add_data_args(p: argparse.ArgumentParser, gt_help: str) -> None:
     )
     p.add_argument("--gt", required=True, help=gt_help)
     p.add_argument("--out", required=True, help="checkpoint folder (resumed if it holds a run)")
-    p.add_argument(
-        "--novel",
-        default=None,
-        help='novel categories to hold out: names/ids, "lvis" (rare) or "coco-ovd"; '
-        "default: the file's 'ovd' field, else every category is base",
-    )
+    add_novel_arg(p)
     p.add_argument(
         "--base", action=_DeprecatedBase, help="deprecated name of --novel", dest="novel"
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ovdet.cli.common import add_device_arg, add_engine_args
+from ovdet.cli.common import add_device_arg, add_engine_args, add_novel_arg
 from ovdet.cli.options import add_dataclass_args, dataclass_from_args, nonnegative_int, positive_int
 from ovdet.errors import OvdetError
 
@@ -54,12 +54,7 @@ def register(train: argparse._SubParsersAction) -> None:
     p.add_argument("--images", required=True, help="folder the file_names are relative to")
     p.add_argument("--sam2clip", required=True, help="a `train sam2clip` run folder")
     p.add_argument("--out", required=True, help="checkpoint folder (resumed if it holds a run)")
-    p.add_argument(
-        "--novel",
-        default=None,
-        help='novel categories to hold out: names/ids, "lvis" (rare) or "coco-ovd"; '
-        "default: the file's 'ovd' field, else every category is base",
-    )
+    add_novel_arg(p)
     _add_loader_args(p)
     add_dataclass_args(
         p, Clip2SamConfig, skip=("sam2clip", "world_seed"), choices={"precision": PRECISIONS}
