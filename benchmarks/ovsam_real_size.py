@@ -171,7 +171,7 @@ def train_table(prompts: int, tflops: float) -> None:
     at `tflops` sustained."""
     print(
         f"| one 1024-px image, SAM-B + CLIP-B/16 | s on this CPU ({torch.get_num_threads()} "
-        f"threads) | GFLOPs (fwd + bwd) | GPU h per COCO epoch at {tflops:.0f} TFLOP/s |"
+        f"threads) | GFLOPs (fwd + bwd) | GPU min per COCO epoch at {tflops:.0f} TFLOP/s |"
     )
     print("|---|---:|---:|---:|")
     for name, step in training_steps(prompts).items():
