@@ -73,21 +73,57 @@ def test_percentiles_are_nearest_ranks():
 
 
 @pytest.mark.slow(seconds=5, group="live-server")
-def test_page_detects_the_demo_scene_in_a_real_browser(server, tmp_path):
+def _playwright():
     if not shutil.which(CHROMIUM):
         if os.environ.get("OVDET_REQUIRE_BROWSER"):
             pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium")
         pytest.skip(f"no Chromium at {CHROMIUM} (make test installs it)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    flags = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-    ]
+    return pytest.importorskip("playwright.sync_api")
+
+
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.mark.slow(seconds=20, group="live-server")
+def test_page_asks_for_the_api_key_once_and_keeps_it_for_the_tab(tmp_path):
+    """A server started with --api-key: the page asks once (a prompt), sends the key as a
+    Bearer token on every call (models, the demo picture, detect) and keeps it in the tab's
+    session storage."""
+    key = "page-test-key-0123456789"
+    playwright = _playwright()
+    cache = tmp_path / "cache"
+    args = ["--cache-dir", str(cache), "--threads", "1", "--model", "shapes-vild"]
+    args += ["--api-key", key]
+    with LocalServer(args) as keyed, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page()
+            asked = []
+            page.on("dialog", lambda d: (asked.append(d.message), d.accept(key)))
+            page.goto(f"{keyed.url}/")
+            page.wait_for_selector("#model option", state="attached")
+            page.click("#demo")
+            page.wait_for_selector("#view:not([hidden])")
+            page.fill("#vocab", "circle, cross, trapezoid")
+            page.click("#run")
+            page.wait_for_selector("#table tbody tr")
+            assert len(asked) == 1 and "API key" in asked[0]
+            assert page.evaluate("sessionStorage.getItem('ovdet-api-key')") == key
+        finally:
+            browser.close()
+
+
+def test_page_detects_the_demo_scene_in_a_real_browser(server, tmp_path):
+    playwright = _playwright()
+    flags = FLAGS
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=flags)
         try:

@@ -6,6 +6,7 @@ With no arguments it serves the bundled shapes-world models offline on 127.0.0.1
 from __future__ import annotations
 
 import argparse
+import time
 
 from ovdet.cli.common import add_cache_args, add_device_arg, text_cache
 from ovdet.cli.options import port_number, positive_float, positive_int
@@ -52,6 +53,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         help="allow browser pages from this origin (repeat); CORS is off by default",
     )
+    a = p.add_argument_group("access")
+    a.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        help="require this key as 'Authorization: Bearer KEY' on /v1 routes (repeat for several; "
+        "also $OVDET_API_KEY, comma-separated)",
+    )
+    a.add_argument("--api-key-file", action="append", default=[], help="keys, one per line")
+    a.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve without keys on an address other machines reach (refused otherwise)",
+    )
+    a.add_argument(
+        "--rate", type=positive_float, default=None, help="requests/s per client (key or address)"
+    )
+    a.add_argument("--burst", type=positive_int, default=10, help="a client's burst (with --rate)")
     add_device_arg(p)
     add_cache_args(p)
     p.set_defaults(run=run)
@@ -68,9 +87,13 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     from rich.console import Console
 
+    from ovdet.serve.access import ApiKeys, TokenBuckets, check_exposure, read_keys
     from ovdet.serve.limits import Limits
     from ovdet.serve.zoo import Zoo
 
+    keys = read_keys(args.api_key, args.api_key_file)
+    check_exposure(args.host, keys, args.insecure)
+    buckets = TokenBuckets(args.rate, args.burst) if args.rate else None
     _check_port_free(args.host, args.port)  # before the models load, which takes a while
     if args.threads is not None:
         import torch
@@ -84,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
     )
     console = Console(stderr=True)
+    start = time.perf_counter()
     with console.status("loading models"):
         zoo = Zoo.load(
             list(args.model or DEFAULT_MODELS),
@@ -93,14 +117,35 @@ def run(args: argparse.Namespace) -> int:
             text_cache=text_cache(args),
             points_per_side=args.points_per_side,
         )
-    app = create_app(zoo, limits, tuple(args.cors_origin))
+    loaded = time.perf_counter() - start
+    app = create_app(
+        zoo, limits, tuple(args.cors_origin), ApiKeys(keys), buckets, load_seconds=loaded
+    )
+    _access_log()
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        console.print(f"[yellow]binding {args.host}: reachable from other machines[/yellow]")
+        open_or_not = f"{len(keys)} API key(s) required" if keys else "NO API key (--insecure)"
+        console.print(
+            f"[yellow]binding {args.host}: reachable from other machines; {open_or_not}[/yellow]"
+        )
     console.print(
         f"serving {', '.join(zoo.models)} on http://{args.host}:{args.port}/ (API docs: /docs)"
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _access_log() -> None:
+    """One JSON line per request on stderr (logger ovdet.serve.access)."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("ovdet.serve.access")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def _check_port_free(host: str, port: int) -> None:

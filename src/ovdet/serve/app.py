@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ovdet.errors import OvdetError
 from ovdet.serve import inputs
+from ovdet.serve.access import ApiKeys, TokenBuckets, retry_after
 from ovdet.serve.jobs import JobQueue
 from ovdet.serve.limits import Limits, RequestError
 from ovdet.serve.records import image_id_of, records
@@ -45,10 +46,20 @@ class RequeryBody(BaseModel):
     queries: str
 
 
-def create_app(zoo: Zoo, limits: Limits | None = None, cors_origins: tuple[str, ...] = ()):
-    """The app serving `zoo` under `limits`; CORS only for the origins given (none by default)."""
+def create_app(
+    zoo: Zoo,
+    limits: Limits | None = None,
+    cors_origins: tuple[str, ...] = (),
+    keys: ApiKeys | None = None,
+    buckets: TokenBuckets | None = None,
+    load_seconds: float = 0.0,
+):
+    """The app serving `zoo` under `limits`; CORS only for the origins given (none by default);
+    with `keys`, every /v1 route needs one of them as a Bearer token; with `buckets`, each
+    client (key, or address) is rate-limited; /metrics and one JSON log line per request."""
     limits = limits or Limits()
     queue, kept = JobQueue(limits), ResultStore(limits.results_kept)
+    metrics = _metrics(queue, load_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -69,6 +80,7 @@ def create_app(zoo: Zoo, limits: Limits | None = None, cors_origins: tuple[str, 
             CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"]
         )
     _add_error_handlers(app, limits)
+    _add_gate(app, keys or ApiKeys(), buckets, metrics)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -82,6 +94,13 @@ def create_app(zoo: Zoo, limits: Limits | None = None, cors_origins: tuple[str, 
     def healthz() -> dict[str, Any]:
         """Answers while inference runs (it runs in other threads)."""
         return {"status": "ok", "pending": queue.pending, "served": queue.done}
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        if metrics is None:
+            raise RequestError(501, "metrics need prometheus-client: pip install 'ovdet[serve]'")
+        body, kind = metrics.text()
+        return Response(body, media_type=kind)
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -266,6 +285,68 @@ def _demo_png() -> bytes:
 
         _DEMO["png"] = encode_png(Image.fromarray(novel_scene(2026).image))
     return _DEMO["png"]
+
+
+def _metrics(queue: JobQueue, load_seconds: float) -> Any:
+    """The app's Prometheus counters, or None without prometheus-client."""
+    try:
+        from ovdet.serve.metrics import Metrics
+
+        return Metrics(queue, load_seconds)
+    except ImportError:
+        return None
+
+
+def _add_gate(app: FastAPI, keys: ApiKeys, buckets: TokenBuckets | None, metrics: Any) -> None:
+    """Every request: its id; on /v1 routes the API key and the client's rate; then the metrics
+    and one JSON log line (id, route, status, ms, key id; never the key)."""
+    import json
+    import uuid
+
+    access_log = logging.getLogger("ovdet.serve.access")
+
+    @app.middleware("http")
+    async def gate(request: Request, call_next):
+        start, request_id = time.perf_counter(), uuid.uuid4().hex[:12]
+        path = request.url.path
+        known = {getattr(r, "path", None) for r in app.routes}
+        route = path if path in known else "other"
+        client = request.client.host if request.client else "unknown"
+        key = None
+        response = None
+        if path.startswith("/v1/") and keys.keys:
+            key = keys.check(request.headers.get("authorization"))
+            if key is None:
+                response = JSONResponse(
+                    {"error": "this server needs an API key: Authorization: Bearer <key>"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        if response is None and path.startswith("/v1/") and buckets is not None:
+            wait = buckets.take(key or client)
+            if wait > 0:
+                response = JSONResponse(
+                    {"error": f"rate limit: {buckets.rate:g} requests/s, bursts of "
+                              f"{buckets.burst}; retry in {wait:.1f} s"},
+                    status_code=429,
+                    headers={"Retry-After": retry_after(wait)},
+                )  # fmt: skip
+        if response is None:
+            response = await call_next(request)
+        seconds = time.perf_counter() - start
+        response.headers["X-Request-Id"] = request_id
+        if metrics is not None:
+            metrics.observe(route, response.status_code, seconds)
+        line = {
+            "id": request_id,
+            "method": request.method,
+            "route": route,
+            "status": response.status_code,
+            "ms": round(seconds * 1000, 1),
+            "key": key,
+        }
+        access_log.info(json.dumps(line))  # fmt: skip
+        return response
 
 
 def _add_error_handlers(app: FastAPI, limits: Limits) -> None:
