@@ -3,6 +3,7 @@ leaves nothing half-written. One table per kind of input; each row is (arguments
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -464,3 +465,47 @@ def test_an_allocation_failure_is_one_line(error, monkeypatch, capsys):
     monkeypatch.setattr(shapes, "run_train_sam2clip", bug)
     with pytest.raises(RuntimeError, match="do not match"):
         main(["shapes", "train-sam2clip", "--out", "never"])
+
+
+@pytest.mark.parametrize(
+    "dataset, message",
+    [
+        ({"images": [{"id": 1, "file_name": "photo.png"}], "annotations": [5]},
+         "annotations[0] must be an object, got int 5"),
+        ({"images": [{"file_name": "photo.png"}], "annotations": []},
+         "images[0] has id None"),
+        ({"images": "photo.png", "annotations": []}, "'images' must be a list"),
+    ],
+)  # fmt: skip
+def test_boxes_datasets_with_malformed_entries_are_one_line(dataset, message, tmp_path, photo,
+                                                            tiny_clip_dir, capsys):  # fmt: skip
+    """`recognize --boxes` and a dataset pass's `--proposals` read COCO datasets through one
+    check: a non-object annotation, an image without an id, a non-list are one line."""
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps(dataset))
+    code, err = run(recognize(photo, path, tiny_clip_dir), capsys)
+    assert code == 2
+    one_line(err, message)
+    from ovdet.errors import FormatError
+    from ovdet.io.coco import BoxesByImage
+
+    with pytest.raises(FormatError, match=re.escape(message)):
+        BoxesByImage(path)
+
+
+def test_a_malformed_compressed_rle_is_one_line(tmp_path, gt, capsys):
+    """`ovdet eval --iou-type segm` on a results file whose RLE counts string does not decode
+    (it was a RuntimeError traceback from the evaluator's decoder)."""
+    data = json.loads(gt.read_text())
+    data["annotations"][0]["segmentation"] = [[2, 2, 22, 2, 22, 22, 2, 22]]
+    data["annotations"][0]["area"] = 400
+    (tmp_path / "segm.json").write_text(json.dumps(data))
+    entry = {"image_id": 1, "category_id": 1, "score": 0.9}
+    for counts in ("!!!garbage", "0PP"):  # bad characters; a run cut short
+        dt = [{**entry, "segmentation": {"size": [48, 64], "counts": counts}}]
+        (tmp_path / "dt.json").write_text(json.dumps(dt))
+        code, err = run(["eval", "--gt", tmp_path / "segm.json", "--dt", tmp_path / "dt.json",
+                         "--iou-type", "segm", "--out", tmp_path / "ev"], capsys)  # fmt: skip
+        assert code == 2
+        one_line(err, "malformed compressed RLE")
+    assert not (tmp_path / "ev").exists()  # nothing written

@@ -120,6 +120,32 @@ def _check_segmentation(seg: Any, where: str, image: dict[str, Any] | None) -> N
             raise FormatError(f"{where} has RLE counts that do not cover its {size} pixels")
     elif not isinstance(counts, str) or not counts:
         raise FormatError(f"{where} has RLE counts {str(counts)[:40]!r}; expected a string or list")
+    elif not _rle_string_ok(seg):
+        raise FormatError(
+            f"{where} has a malformed compressed RLE (counts {counts[:24]!r}...): it does not "
+            f"decode to runs covering its {size} pixels"
+        )
+
+
+def _rle_string_ok(rle: dict[str, Any]) -> bool:
+    """Whether a compressed RLE string decodes (by the evaluator's own decoder, in C: one call
+    per entry, cheap at LVIS's millions; without it, ovdet's decoder, which also checks that the
+    runs cover the H x W pixels)."""
+    h, w = rle["size"]
+    try:
+        from faster_coco_eval.core import mask as coco_mask
+    except ImportError:
+        coco_mask = None
+    try:
+        if coco_mask is not None:
+            coco_mask.area([{"size": [h, w], "counts": rle["counts"].encode()}])
+            return True
+        from ovdet.ops.masks import rle_from_string
+
+        runs = rle_from_string(rle["counts"])
+        return all(r >= 0 for r in runs) and sum(runs) == h * w
+    except (RuntimeError, ValueError, FormatError):
+        return False
 
 
 def load_detections(

@@ -206,8 +206,9 @@ def read_boxes(path: str | os.PathLike, image_name: str | None = None) -> torch.
             raise FormatError(f"{path}: boxes must be a list of [x1, y1, x2, y2] numbers")
         return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
     if isinstance(data, dict) and "annotations" in data and "images" in data:
-        image_id = _pick_image(data["images"], image_name, str(path))
-        entries = [a for a in data["annotations"] if a.get("image_id") == image_id]
+        images, annotations = dataset_parts(data, str(path))
+        image_id = _pick_image(images, image_name, str(path))
+        entries = [a for a in annotations if a.get("image_id") == image_id]
     elif isinstance(data, list):
         entries = _entries_of_image(check_results(data, str(path)), image_name, str(path))
     else:
@@ -219,6 +220,29 @@ def read_boxes(path: str | os.PathLike, image_name: str | None = None) -> torch.
     check_results(entries, str(path))
     xywh = torch.tensor([e["bbox"] for e in entries], dtype=torch.float32).reshape(-1, 4)
     return xywh_to_xyxy(xywh)
+
+
+def dataset_parts(data: dict[str, Any], source: str) -> tuple[list[dict], list[dict]]:
+    """A COCO dataset's images (objects with an int or string id) and annotations (objects),
+    or a one-line `FormatError` naming the first entry that is not."""
+    parts = []
+    for key in ("images", "annotations"):
+        items = data[key]
+        if not isinstance(items, list):
+            raise FormatError(f"{source}: {key!r} must be a list, got {type(items).__name__}")
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise FormatError(
+                    f"{source}: {key}[{i}] must be an object, got {type(item).__name__} "
+                    f"{json.dumps(item)[:40]}"
+                )
+            if key == "images" and not _hashable(item.get("id")):
+                raise FormatError(
+                    f"{source}: images[{i}] has id {item.get('id')!r}; every image needs an int "
+                    "or string id"
+                )
+        parts.append(items)
+    return parts[0], parts[1]
 
 
 def _entries_of_image(
@@ -274,8 +298,9 @@ class BoxesByImage:
         self.path = str(path)
         data = read_json(path)
         if isinstance(data, dict) and "annotations" in data and "images" in data:
-            entries = check_results(list(data["annotations"]), self.path)
-            names = {im.get("id"): str(im.get("file_name", "")) for im in data["images"]}
+            images, annotations = dataset_parts(data, self.path)
+            entries = check_results(annotations, self.path)
+            names = {im["id"]: str(im.get("file_name", "")) for im in images}
             self.by_id: dict[Any, list[dict[str, Any]]] = {}
             for e in entries:
                 self.by_id.setdefault(names.get(e["image_id"], e["image_id"]), []).append(e)

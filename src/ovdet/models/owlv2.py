@@ -5,8 +5,11 @@ ViT detector, used as RKD's pseudo-labeler (the role MAVL plays in the paper).
 - `query(image, texts)`: per text query, every patch's box and its query probability.
 
 Pre-processing is OWLv2's, in torch (transformers' fast processor needs torchvision): the image is
-padded at the bottom and right to a square with grey 0.5, resized to the model's side with
-antialiasing and normalised with the checkpoint's mean and std. Predicted boxes are (cx, cy, w, h)
+scaled to [0, 1], padded at the bottom and right to a square with 0.0 (OWLv2's value; OWL-ViT v1
+padded with grey 0.5, which costs LVIS AP), blurred by a Gaussian of sigma (factor - 1) / 2 per
+axis and resized bilinearly (scikit-image's anti-aliased resize, which OWLv2's code and
+transformers' `Owlv2ImageProcessor` use), clipped to the input's range, and normalised with the
+checkpoint's mean and std. Predicted boxes are (cx, cy, w, h)
 relative to that padded square, so they map back to image pixels by the longer side alone.
 """
 
@@ -27,6 +30,56 @@ OWL_ALIASES = {
     "owlv2-base": "google/owlv2-base-patch16-ensemble",
     "owlv2-large": "google/owlv2-large-patch14-ensemble",
 }
+
+
+def resize_like_skimage(x: torch.Tensor, side: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, side, side) as scikit-image's `resize(anti_aliasing=True)`: a
+    Gaussian blur of sigma max(0, (factor - 1) / 2) per axis (truncated at 4 sigma, mirrored at
+    the edges), linear sampling at pixel centres (mirrored past the edges), clipped to the
+    input's range."""
+    h, w = x.shape[-2:]
+    for axis, n in ((-2, h), (-1, w)):
+        sigma = max(0.0, (n / side - 1) / 2)
+        if sigma > 0:
+            x = _gaussian_1d(x, sigma, axis)
+    low, high = float(x.min()), float(x.max())
+    out = _linear_1d(_linear_1d(x, side, -2), side, -1)
+    return out.clamp(low, high)
+
+
+def _linear_1d(x: torch.Tensor, size: int, axis: int) -> torch.Tensor:
+    """Linear interpolation along `axis` to `size` samples at pixel centres (scipy's zoom with
+    grid_mode=True), coordinates past an edge mirrored back inside."""
+    n = x.shape[axis]
+    c = (torch.arange(size, dtype=torch.float64) + 0.5) * (n / size) - 0.5
+    if n > 1:
+        c = c.abs()
+        c = torch.where(c > n - 1, 2 * (n - 1) - c, c)
+    else:
+        c = torch.zeros_like(c)
+    i0 = c.floor().long().clamp(0, n - 1)
+    i1 = (i0 + 1).clamp(max=n - 1)
+    shape = [1] * x.dim()
+    shape[axis] = size
+    t = (c - i0).to(x.dtype).view(shape)
+    return x.index_select(axis, i0) * (1 - t) + x.index_select(axis, i1) * t
+
+
+def _gaussian_1d(x: torch.Tensor, sigma: float, axis: int) -> torch.Tensor:
+    """A Gaussian along `axis` (-2 or -1): scipy's kernel (radius int(4 sigma + 0.5)) with
+    mirrored edges (scipy's "mirror": d c b | a b c d | c b a, repeated past a short side)."""
+    radius = int(4 * sigma + 0.5)
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    n, c = x.shape[axis], x.shape[1]
+    period = max(1, 2 * (n - 1))
+    index = torch.arange(-radius, n + radius) % period
+    index = torch.where(index >= n, period - index, index)
+    x = x.index_select(axis, index)
+    shape = (1, 1, 1, -1) if axis == -1 else (1, 1, -1, 1)
+    weight = kernel.view(shape).expand(c, 1, *kernel.view(shape).shape[2:])
+    return F.conv2d(x, weight, groups=c)
 
 
 class Owlv2:
@@ -64,12 +117,13 @@ class Owlv2:
         return next(self.model.parameters()).device
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
-        """(3, H, W) uint8 -> (1, 3, S, S): padded to a grey square, resized, normalised."""
+        """(3, H, W) uint8 -> (1, 3, S, S): padded to a square with 0.0, resized with OWLv2's
+        anti-aliasing, normalised."""
         _, h, w = image.shape
         side = max(h, w)
-        square = torch.full((3, side, side), 0.5)
+        square = torch.zeros(3, side, side)
         square[:, :h, :w] = image.float() / 255
-        x = F.interpolate(square[None], (self.side, self.side), mode="bilinear", antialias=True)
+        x = resize_like_skimage(square[None], self.side)
         return ((x[0] - self.mean) / self.std)[None].to(self.device)
 
     def _boxes(self, pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
