@@ -73,11 +73,20 @@ def test_cache_train_recognize_detect(world, tiny_sam_dir, capsys):
     assert (out / "sam" / f"{image.stem}.png").is_file()
 
 
-def test_cache_refuses_another_model_pair(world, tiny_sam_dir, capsys):
+def test_cache_refuses_another_model_pair(world, tiny_sam_dir, capsys, monkeypatch):
+    """A second model pair in one cache is refused; a SAM given by a relative path is recorded
+    absolute (a RegionSpot trained on the cache then loads it from any directory), and the
+    same folder given relatively from elsewhere is the same model."""
+    from ovdet.train.feature_cache import ShardedCache
+
     w = world / "w"
     gt, images = str(w / "det-val" / "annotations.json"), str(w / "det-val")
     args = ["cache", "--gt", gt, "--images", images, "--out", str(world / "mixed")]
-    assert main([*args, "--sam", str(tiny_sam_dir), "--clip", "shapes-clip"]) == 0
+    monkeypatch.chdir(tiny_sam_dir.parent)
+    assert main([*args, "--sam", tiny_sam_dir.name, "--clip", "shapes-clip"]) == 0
+    assert ShardedCache(world / "mixed").metadata()["sam"] == str(tiny_sam_dir.resolve())
+    monkeypatch.chdir(world)
+    assert main([*args, "--sam", str(tiny_sam_dir), "--clip", "shapes-clip"]) == 0  # resumes
     assert main([*args, "--sam", "shapes-sam", "--clip", "shapes-clip"]) == 2
     assert "use another --out" in capsys.readouterr().err
 

@@ -17,8 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--gt", required=True, help="COCO-format annotations (boxes and categories)")
     p.add_argument("--images", required=True, help="folder of the images")
-    p.add_argument("--sam", default="sam-b", help="SAM alias, hub id, folder or shapes-sam")
-    p.add_argument("--clip", default="clip-b16", help="CLIP alias, hub id, folder or shapes-clip")
+    p.add_argument(
+        "--sam", default="sam-b", help="SAM alias, hub id, folder or shapes-sam (default sam-b)"
+    )
+    p.add_argument(
+        "--clip",
+        default="clip-b16",
+        help="CLIP alias, hub id, folder or shapes-clip (default clip-b16)",
+    )
     p.add_argument(
         "--clip-size",
         type=positive_int,
@@ -39,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from ovdet.models.sam import SamBackend
 
     gt = load_gt(args.gt)
-    names = {"sam": args.sam, "clip": args.clip}
+    from ovdet.models.registry import stored_name
+
+    names = {"sam": stored_name(args.sam), "clip": stored_name(args.clip)}
     check_cache_models(args.out, names)  # before loading models
     extractor, setup = None, None
     if args.engine == "ray":  # SAM and CLIP are loaded in each actor

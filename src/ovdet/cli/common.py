@@ -74,6 +74,35 @@ def add_novel_arg(p: Any) -> None:
     )
 
 
+def add_everything_args(p: Any, points_per_side: int = 32) -> None:
+    """--points-per-side, --sam-iou and --sam-stability: SAM's everything mode (proposals)."""
+    from ovdet.cli.options import positive_int, unit_float
+
+    p.add_argument(
+        "--points-per-side",
+        type=positive_int,
+        default=points_per_side,
+        help=f"SAM everything mode: the point grid's side (default {points_per_side})",
+    )
+    p.add_argument(
+        "--sam-iou", type=unit_float, default=0.88, help="SAM everything mode: predicted-IoU cut"
+    )
+    p.add_argument(
+        "--sam-stability", type=unit_float, default=0.95, help="SAM everything mode: stability cut"
+    )
+
+
+def everything_config(args: Any) -> Any:
+    """The `EverythingConfig` the options of `add_everything_args` ask for."""
+    from ovdet.models.sam_everything import EverythingConfig
+
+    return EverythingConfig(
+        points_per_side=args.points_per_side,
+        iou_threshold=args.sam_iou,
+        stability_threshold=args.sam_stability,
+    )
+
+
 def add_pass_args(p: Any) -> None:
     """--batch-size, --shard-size, --workers, --engine and --actors: a dataset-level detection
     pass (`ovdet.runner`)."""

@@ -21,11 +21,12 @@ from pathlib import Path
 from ovdet.cli.common import (
     add_cache_args,
     add_device_arg,
+    add_everything_args,
     add_pass_args,
     add_protocol_options,
     output_names,
 )
-from ovdet.cli.options import nonnegative_int, positive_int, unit_float
+from ovdet.cli.options import nonnegative_int, unit_float
 from ovdet.errors import OvdetError
 
 
@@ -51,9 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help='RegionSpot only: "sam" (SAM everything mode), or a JSON of boxes: COCO results '
         "of another detector or a COCO dataset (ground truth)",
     )
-    p.add_argument(
-        "--points-per-side", type=positive_int, default=32, help="SAM everything-mode grid"
-    )
+    add_everything_args(p)
     p.add_argument(
         "--vocab", required=True, help='class names: "cat, traffic cone", a file, or "coco"'
     )
@@ -198,7 +197,7 @@ def gt_category_ids(data: dict, gt: str, vocab) -> list[int]:
 def _detector(args: argparse.Namespace, vocab):
     """The checkpoint as a `Detector` (ovdet.load decides the kind)."""
     from ovdet.api import checkpoint_kind, load
-    from ovdet.cli.common import text_cache
+    from ovdet.cli.common import everything_config, text_cache
 
     kind = checkpoint_kind(args.model)
     if kind not in ("vild", "regionspot"):
@@ -208,11 +207,9 @@ def _detector(args: argparse.Namespace, vocab):
             raise OvdetError("--proposals needs a RegionSpot --model; ViLD uses its own RPN")
         return load(args.model, device=args.device, text_cache=text_cache(args))
     from ovdet.methods.regionspot.recognizer import RegionSpotDetector
-    from ovdet.models.sam_everything import EverythingConfig
 
     spot = load(args.model, device=args.device, text_cache=text_cache(args))
-    grid = EverythingConfig(points_per_side=args.points_per_side)
-    return RegionSpotDetector(spot, everything=grid)
+    return RegionSpotDetector(spot, everything=everything_config(args))
 
 
 def _proposals(source: str, image, path: str) -> dict:

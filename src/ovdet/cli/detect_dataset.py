@@ -64,6 +64,8 @@ def run_dataset(args: argparse.Namespace) -> int:
         "model": str(args.model),
         "proposals": args.proposals,
         "points_per_side": args.points_per_side,
+        "sam_iou": args.sam_iou,
+        "sam_stability": args.sam_stability,
     }
     summary = run_detection(
         detector,

@@ -16,8 +16,9 @@ from ovdet.cli.common import (
     add_dense_size,
     add_device_arg,
     add_engine_args,
+    add_everything_args,
 )
-from ovdet.cli.options import positive_int, unit_float
+from ovdet.cli.options import positive_int
 from ovdet.errors import OvdetError
 
 
@@ -41,9 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help='"sam" (SAM everything mode) or a ViLD checkpoint (its detections, any class)',
     )
     b.add_argument("--sam", default="sam-b", help="SAM for --proposals sam (alias, hub id, folder)")
-    b.add_argument("--points-per-side", type=positive_int, default=16, help="SAM's point grid")
-    b.add_argument("--sam-iou", type=unit_float, default=0.88, help="SAM's predicted-IoU cut")
-    b.add_argument("--sam-stability", type=unit_float, default=0.95, help="SAM's stability cut")
+    add_everything_args(b, points_per_side=16)
     b.add_argument("--shard-size", type=positive_int, default=64, help="images per resume unit")
     add_engine_args(b)
     add_dense_size(b)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path, PurePosixPath
 
-from ovdet.cli.common import add_cache_args, add_device_arg, add_pass_args
+from ovdet.cli.common import add_cache_args, add_device_arg, add_everything_args, add_pass_args
 from ovdet.cli.options import nonnegative_int, positive_int, unit_float
 from ovdet.errors import OvdetError
 
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sheet", type=nonnegative_int, default=16, help="images on sheet.png")
     p.add_argument("--proposals", default="sam", help='RegionSpot only: "sam" or a JSON of boxes')
-    p.add_argument("--points-per-side", type=positive_int, default=32)
+    add_everything_args(p)
     add_pass_args(p)
     add_device_arg(p)
     add_cache_args(p)
@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         detector = _detector(args, vocab)
     raw = out / "detections.json"
     signature = {"model": str(args.model), "points_per_side": args.points_per_side}
+    signature |= {"sam_iou": args.sam_iou, "sam_stability": args.sam_stability}
     summary = run_detection(
         detector, vocab, images, raw, signature, batch_size=args.batch_size,
         shard_size=args.shard_size, workers=args.workers, engine=args.engine, actors=args.actors,

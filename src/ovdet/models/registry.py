@@ -29,6 +29,25 @@ def looks_like_path(name: str) -> bool:
     return name.startswith((os.sep, ".", "~")) or Path(name).exists()
 
 
+def stored_name(name: str | os.PathLike) -> str:
+    """How a checkpoint records a model it builds on: an existing local path as its absolute
+    path (the checkpoint then loads from any working directory); an alias, hub id or bundled
+    name as given."""
+    path = Path(str(name)).expanduser()
+    return str(path.resolve()) if path.exists() else str(name)
+
+
+def resolve_stored(name: str, folder: str | os.PathLike) -> str:
+    """A recorded model name, loadable now: as recorded, or relative to the checkpoint's own
+    `folder` when it is a relative path that exists from there and not from here (a run
+    recorded before names were stored absolute, or a folder shipped beside its spec)."""
+    path = Path(str(name))
+    beside = Path(folder) / path
+    if not path.is_absolute() and not path.exists() and beside.exists():
+        return str(beside)
+    return str(name)
+
+
 def model_type_of(target: str) -> str | None:
     """The `model_type` in a checkpoint's config.json (a hub id or a folder)."""
     import json

@@ -48,10 +48,15 @@ def stability_score(logits: torch.Tensor, offset: float) -> torch.Tensor:
 
 @torch.inference_mode()
 def everything(sam: SamBackend, state: SamImage, cfg: EverythingConfig | None = None) -> Regions:
-    """Class-agnostic proposals of one embedded image: boxes, masks, scores (predicted IoU)."""
+    """Class-agnostic proposals of one embedded image: boxes, masks, scores (predicted IoU);
+    a progress bar over the point batches appears when the pass is slow."""
     cfg = cfg or EverythingConfig()
     keep_logits, keep_scores = [], []
-    for points in point_grid(state.size, cfg.points_per_side).split(cfg.points_per_batch):
+    from tqdm import tqdm
+
+    batches = point_grid(state.size, cfg.points_per_side).split(cfg.points_per_batch)
+    # shown only when the pass takes over 2 s (a 32 x 32 grid at SAM-B on a CPU: minutes)
+    for points in tqdm(batches, desc="SAM everything", unit="batch", leave=False, delay=2.0):
         logits, iou = sam.predict_points(state, points, multimask=True)
         logits, iou = logits.flatten(0, 1), iou.flatten()  # (N*K, h4, w4), (N*K,)
         ok = (iou >= cfg.iou_threshold) & (

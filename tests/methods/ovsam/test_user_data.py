@@ -229,3 +229,19 @@ def test_shapes_sam2clip_takes_the_side_of_any_sam(files, tmp_path, capsys):
     assert main(argv) == 0
     assert json.loads((tmp_path / "r" / "spec.json").read_text())["size"] == 64
     assert "held-out" in capsys.readouterr().out
+
+
+def test_runs_record_model_paths_that_load_from_any_directory(files, tmp_path, monkeypatch):
+    """A run trained with relative --sam/--clip paths records them absolute, so it loads from
+    another working directory (a relative name was "not cached and the hub is unreachable")."""
+    from ovdet.methods.ovsam.sam2clip import load_sam2clip
+
+    sam, clip = Path(files["sam"]), Path(files["clip"])
+    monkeypatch.chdir(sam.parent)
+    cfg = replace(tiny_sam2clip(files), sam=sam.name, clip=os.path.relpath(clip, sam.parent))
+    sam2clip_on_folder(files, tmp_path / "run", replace(cfg, steps=0))
+    spec = json.loads((tmp_path / "run" / "spec.json").read_text())
+    assert spec["sam"] == str(sam.resolve()) and Path(spec["clip"]).is_absolute()
+    monkeypatch.chdir(tmp_path)
+    backend, _ = load_sam2clip(tmp_path / "run")
+    assert backend.image_size == 64

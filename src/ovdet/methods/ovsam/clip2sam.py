@@ -147,6 +147,7 @@ def train_clip2sam(
     shuffled passes, each image with its own generator; torchrun's processes (`where`) take a
     share each)."""
     from ovdet.methods.ovsam.sam2clip import load_sam2clip
+    from ovdet.models.registry import stored_name
     from ovdet.train.common import flush_denormals, train_resumable, warmup_cosine
     from ovdet.train.distributed import Distributed
     from ovdet.train.precision import Precision
@@ -183,6 +184,7 @@ def train_clip2sam(
     spec = {
         "kind": "ovsam",
         **asdict(cfg),
+        "sam2clip": stored_name(cfg.sam2clip),  # loads from any working directory
         "sam2clip_spec": s2c_spec,
         "vocabulary": {"names": list(vocab.names), "synonyms": [list(s) for s in vocab.synonyms]},
         "base_names": [vocab.names[int(i)] for i in base],
@@ -341,6 +343,7 @@ class OVSam:
         from ovdet.errors import FormatError
         from ovdet.methods.ovsam.sam2clip import load_sam2clip
         from ovdet.models.bundled import checkpoint_folder, spec_kind
+        from ovdet.models.registry import resolve_stored
         from ovdet.recognize.dense import DenseEmbedder
         from ovdet.vocab.cache import resolve_cache
         from ovdet.vocab.embed import TextEmbedder
@@ -358,8 +361,7 @@ class OVSam:
                 f"{name} is a {kind} checkpoint, not an Open-Vocabulary SAM one (ovdet shapes "
                 "train-clip2sam, or the bundled shapes-ovsam)"
             )
-        beside = folder / str(self.spec["sam2clip"])  # a pushed run carries its SAM2CLIP
-        self.sam2clip = str(beside) if (beside / "spec.json").is_file() else self.spec["sam2clip"]
+        self.sam2clip = resolve_stored(self.spec["sam2clip"], folder)  # e.g. a pushed run's
         self.backend, s2c = load_sam2clip(self.sam2clip, device=device)
         self.clip = self.backend.clip
         head = build_head(self.backend, s2c["size"], self.spec)

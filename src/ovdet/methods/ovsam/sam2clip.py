@@ -28,6 +28,7 @@ from ovdet.errors import ConfigError, OvdetError
 from ovdet.io.atomic import write_json
 from ovdet.methods.ovsam.adapter import Sam2ClipAdapter, clip_levels
 from ovdet.models.loader import load_model
+from ovdet.models.registry import resolve_stored, stored_name
 from ovdet.models.sam import SamBackend, SamImage, normalize_sam
 from ovdet.ops.letterbox import Letterbox
 from ovdet.train.common import flushes_denormals, train_resumable, warmup_cosine
@@ -137,6 +138,7 @@ def train_sam2clip(
     sam = SamBackend.from_pretrained(cfg.sam, device=where.device)
     sam.model.eval().requires_grad_(False)
     cfg = replace(cfg, size=sam_side(cfg.size, sam.model))
+    cfg = replace(cfg, clip=stored_name(cfg.clip), sam=stored_name(cfg.sam))  # for any cwd
     features = ClipFeatures(clip)
     adapter = build_adapter(clip, sam.model, cfg.size, cfg.blocks).to(where.device)
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -318,8 +320,8 @@ def load_sam2clip(folder: str | os.PathLike, device: str | torch.device = "cpu")
     spec = json.loads((folder / "spec.json").read_text())
     if spec.get("kind") != "sam2clip":
         raise FormatError(f"{folder}/spec.json is a {spec.get('kind')!r}, not a sam2clip run")
-    sam = SamBackend.from_pretrained(spec["sam"], device=device)
-    clip = load_model(spec["clip"], device=device)
+    sam = SamBackend.from_pretrained(resolve_stored(spec["sam"], folder), device=device)
+    clip = load_model(resolve_stored(spec["clip"], folder), device=device)
     adapter = build_adapter(clip, sam.model, spec["size"], spec["blocks"])
     adapter.load_state_dict(load_file(folder / "model.safetensors"))
     return Sam2ClipBackend(sam.model, clip, adapter.to(device).eval()), spec

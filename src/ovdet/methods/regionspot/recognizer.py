@@ -100,14 +100,17 @@ class RegionSpotRecognizer:
         text_cache: Any = "default",
     ) -> None:
         from ovdet.models.loader import load_model
+        from ovdet.models.registry import resolve_stored
         from ovdet.vocab.cache import resolve_cache
         from ovdet.vocab.embed import TextEmbedder
 
         self.folder = str(folder)  # as given: a folder or a bundled name
         self.model, self.spec = load_regionspot(folder)
         self.model.to(device)
-        self.sam = sam or SamBackend.from_pretrained(self.spec["sam"], device=device)
-        self.clip = clip or load_model(self.spec["clip"], device=device)
+        home = checkpoint_folder(folder)  # a relative model path may be recorded from there
+        sam_name, clip_name = (resolve_stored(self.spec[k], home) for k in ("sam", "clip"))
+        self.sam = sam or SamBackend.from_pretrained(sam_name, device=device)
+        self.clip = clip or load_model(clip_name, device=device)
         self.features = FeatureExtractor(self.sam, self.clip, self.spec["clip_size"])
         cache = resolve_cache(text_cache)
         # the prompts the head was trained with; cached on disk unless text_cache is None
