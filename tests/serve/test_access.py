@@ -114,3 +114,21 @@ def test_keys_are_read_checked_and_exposure_is_refused(tmp_path, monkeypatch, ca
     assert main(["serve", "--host", "0.0.0.0"]) == 2
     err = capsys.readouterr().err
     assert "--api-key" in err and "--insecure" in err and err.count("\n") == 1
+
+
+def test_a_regionspots_models_are_shared_and_sam_is_optional():
+    """serve loads the SAM and CLIP a served RegionSpot holds once (the same objects), takes
+    its SAM when --sam is not given, and without any SAM refuses segment in one line."""
+    from ovdet.serve.limits import RequestError
+
+    zoo = Zoo.load(["shapes-regionspot"], clip="shapes-clip", text_cache=None)
+    spot = zoo.models["shapes-regionspot"].runner
+    assert zoo.sam is spot.sam and zoo.models["clip"].runner.clip is spot.clip
+    bare = Zoo.load(["shapes-vild"], clip="shapes-clip", text_cache=None)
+    assert bare.sam is not None  # shapes-sam beside the shapes CLIP
+    bare.sam = None  # as with a real CLIP and no --sam
+    import torch
+
+    with pytest.raises(RequestError, match="--sam"):
+        bare.segment(bare.models["shapes-vild"], torch.zeros(3, 32, 32, dtype=torch.uint8),
+                     None, points=torch.tensor([[5.0, 5.0]]))  # fmt: skip

@@ -27,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip", default="shapes-clip", help="CLIP for classify and box recognition")
     p.add_argument(
         "--sam",
-        default="shapes-sam",
-        help="SAM for segment (RegionSpot and OV-SAM use their own)",
+        default=None,
+        help="SAM for segment with ViLD or CLIP (RegionSpot and OV-SAM use their own; default: "
+        "a served RegionSpot's SAM, shapes-sam beside a shapes CLIP, else none)",
     )
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: this machine only)"

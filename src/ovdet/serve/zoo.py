@@ -68,13 +68,16 @@ class Zoo:
         cls,
         models: list[str],
         clip: str = "shapes-clip",
-        sam: str = "shapes-sam",
+        sam: str | None = None,
         device: str = "cpu",
         text_cache: Any = "default",
         points_per_side: int = 32,
     ) -> Zoo:
         """Load every model once: detectors/recognizers by bundled name or folder, the CLIP and
-        the SAM by alias, hub id or folder (one-line `OvdetError` when one is missing)."""
+        the SAM by alias, hub id or folder (one-line `OvdetError` when one is missing). A CLIP
+        or SAM that a served RegionSpot already holds (the same checkpoint) is shared, not
+        loaded twice. Without `sam`: a served RegionSpot's SAM, else shapes-sam beside a shapes
+        CLIP, else none (segment then needs RegionSpot or Open-Vocabulary SAM)."""
         from ovdet.api import checkpoint_kind, load
         from ovdet.models.loader import load_model
         from ovdet.models.sam import SamBackend
@@ -93,15 +96,17 @@ class Zoo:
             served.append(
                 ServedModel(_api_name(source), kind, runner, source, tuple(runner.base_names))
             )
-        vlm = load_model(clip, device=device)
+        spots = [m.runner for m in served if m.kind == "regionspot"]
+        if sam is None:
+            sam = spots[0].sam_name if spots else ("shapes-sam" if "shapes" in clip else None)
+        vlm = _held(spots, "clip", clip) or load_model(clip, device=device)
         served.append(
             ServedModel(CLIP_NAME, "clip", ClipRecognizer(vlm, "crop", text_cache=text_cache), clip)
         )
-        return cls(
-            served,
-            SamBackend.from_pretrained(sam, device=device),
-            EverythingConfig(points_per_side=points_per_side),
-        )
+        backend = None
+        if sam is not None:
+            backend = _held(spots, "sam", sam) or SamBackend.from_pretrained(sam, device=device)
+        return cls(served, backend, EverythingConfig(points_per_side=points_per_side))
 
     def get(self, name: str | None, operation: str) -> ServedModel:
         """The model `name` (default: the first that can do `operation`); 400 if unknown."""
@@ -163,6 +168,13 @@ class Zoo:
                 return model.runner.recognize_regions(image, Regions(xyxy, _size(image)), vocab)
 
         sam = model.runner.sam if model.kind == "regionspot" else self.sam
+        if sam is None:
+            raise RequestError(
+                400,
+                f"model {model.name!r} segments with the server's SAM, and none is served: "
+                "start ovdet serve with --sam (e.g. sam-b), or use a RegionSpot or "
+                "Open-Vocabulary SAM model",
+            )
         with model.lock, self.sam_lock:
             if points is not None and model.kind != "regionspot":
                 return segment_points(sam, model.runner, image, points, vocab)
@@ -207,6 +219,17 @@ def _api_name(source: str) -> str:
     """A served model's name in the API: a bundled name as is, a folder by its last part (no
     server path is shown to clients)."""
     return Path(source.rstrip("/")).name or source
+
+
+def _held(spots: list, part: str, name: str) -> Any:
+    """The `part` ("sam" or "clip") of a served RegionSpot loaded from the checkpoint `name`
+    (compared by resolved path or name), or None."""
+    from ovdet.models.registry import stored_name
+
+    for spot in spots:
+        if stored_name(getattr(spot, f"{part}_name")) == stored_name(name):
+            return getattr(spot, part)
+    return None
 
 
 def _size(image: torch.Tensor) -> tuple[int, int]:

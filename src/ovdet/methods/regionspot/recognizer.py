@@ -108,9 +108,11 @@ class RegionSpotRecognizer:
         self.model, self.spec = load_regionspot(folder)
         self.model.to(device)
         home = checkpoint_folder(folder)  # a relative model path may be recorded from there
-        sam_name, clip_name = (resolve_stored(self.spec[k], home) for k in ("sam", "clip"))
-        self.sam = sam or SamBackend.from_pretrained(sam_name, device=device)
-        self.clip = clip or load_model(clip_name, device=device)
+        self.sam_name, self.clip_name = (
+            resolve_stored(self.spec[k], home) for k in ("sam", "clip")
+        )
+        self.sam = sam or SamBackend.from_pretrained(self.sam_name, device=device)
+        self.clip = clip or load_model(self.clip_name, device=device)
         self.features = FeatureExtractor(self.sam, self.clip, self.spec["clip_size"])
         cache = resolve_cache(text_cache)
         # the prompts the head was trained with; cached on disk unless text_cache is None
