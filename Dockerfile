@@ -3,7 +3,7 @@
 #   docker run -p 8000:8000 -v "$PWD/runs:/models" -e OVDET_API_KEY=... ovdet \
 #       serve --host 0.0.0.0 --model /models/vild --clip clip-b16
 # A CUDA image: build FROM a pytorch/pytorch *-runtime image instead, drop the torch line, and
-# run with --gpus all and --device cuda (see the README's "Serve" section).
+# run with --gpus all and --device cuda (see docs/serve.md).
 FROM python:3.11-slim
 
 ARG TORCH_VERSION=2.5.1
