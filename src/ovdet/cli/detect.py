@@ -26,7 +26,7 @@ from ovdet.cli.common import (
     add_protocol_options,
     output_names,
 )
-from ovdet.cli.options import nonnegative_int, unit_float
+from ovdet.cli.options import nonnegative_int, positive_int, unit_float
 from ovdet.errors import OvdetError
 
 
@@ -53,6 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of another detector or a COCO dataset (ground truth)",
     )
     add_everything_args(p)
+    v = p.add_argument_group("video (an .mp4, .avi, .mov, .mkv or .webm input)")
+    v.add_argument("--every", type=positive_int, default=1, help="detect every N-th frame")
+    v.add_argument(
+        "--track",
+        action="store_true",
+        help="link detections across frames (ByteTrack, ovdet[video]): track_id per record",
+    )
     p.add_argument(
         "--vocab", required=True, help='class names: "cat, traffic cone", a file, or "coco"'
     )
@@ -106,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
     if args.eval:
         raise OvdetError("--eval scores a dataset pass: use --images DIR --gt FILE")
     vocab = parse_vocabulary(args.vocab)
+    from ovdet.io.video import is_video
+
+    videos = [p for p in args.images if is_video(p)]
+    if videos:
+        return _run_videos(args, vocab, videos)
     ids, category_ids = _gt_ids(args.images, args.gt, vocab)
     keys = output_names(args.images)
     for path in args.images:  # every path checked before any model loads
@@ -156,6 +168,33 @@ def run(args: argparse.Namespace) -> int:
         console.print(table)
     write_json(out / "detections.json", everything, indent=1)
     console.print(f"wrote {out / 'detections.json'} ({len(everything)} detections)")
+    return 0
+
+
+def _run_videos(args: argparse.Namespace, vocab, videos: list[str]) -> int:
+    """Video files: each one's frames detected (`cli.detect_video`)."""
+    from rich.console import Console
+
+    from ovdet.cli.detect_video import run_video
+
+    if len(videos) != len(args.images):
+        raise OvdetError("give video files or image files, not both in one command")
+    if args.gt is not None:
+        raise OvdetError("--gt goes with images; a video's detections are keyed by frame")
+    for path in videos:
+        if not Path(path).is_file():
+            raise OvdetError(f"video file not found: {path}")
+    detector = _detector(args, vocab)
+    if not hasattr(detector, "detect_batch"):  # one frame at a time
+        detector.detect_batch = lambda frames, v: [detector.detect(f, v) for f in frames]
+    for path in videos:
+        done = run_video(args, detector, vocab, path)
+        stem = Path(path).stem
+        Console().print(
+            f"{path}: {done['frames']} frames, {done['detections']} detections"
+            + (f", {done['tracks']} tracks" if args.track else "")
+            + f"; wrote {Path(args.out) / (stem + '.json')} and {Path(args.out) / (stem + '.mp4')}"
+        )
     return 0
 
 
