@@ -118,3 +118,22 @@ def test_cache_skips_an_unreadable_image_and_keeps_the_rest(world, tiny_sam_dir,
     assert f"skipped {broken}" in caplog.text
     ids = {im["id"] for im in gt["images"]} - {gt["images"][1]["id"]}
     assert ShardedCache(tmp_path / "c").done() == {str(i) for i in ids}
+
+
+def test_detect_takes_a_moved_sam_for_a_regionspot(world, tmp_path):
+    """`detect --sam FOLDER` loads a RegionSpot's SAM from elsewhere (its checkpoint moved):
+    the same weights from a copied folder give the same detections; a ViLD refuses it."""
+    import shutil
+
+    from ovdet.models.bundled import checkpoint_folder
+
+    shutil.copytree(checkpoint_folder("shapes-sam"), tmp_path / "moved-sam")
+    image = sorted((world / "w" / "det-val" / "images").glob("*.png"))[0]
+    base = ["detect", str(image), "--model", "shapes-regionspot", "--vocab", "circle, star",
+            "--points-per-side", "8", "--no-cache"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--sam", str(tmp_path / "moved-sam"), "--out", str(tmp_path / "b")]) == 0
+    a, b = ((tmp_path / d / "detections.json").read_text() for d in ("a", "b"))
+    assert a == b and json.loads(a)
+    vild = ["detect", str(image), "--model", "shapes-vild", "--vocab", "circle", "--sam", "x"]
+    assert main([*vild, "--out", str(tmp_path / "c")]) == 2

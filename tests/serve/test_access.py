@@ -90,6 +90,10 @@ def test_metrics_count_requests_by_route_and_status(zoo):
         assert r.status_code == 200
         client.get("/nowhere")
         text = client.get("/metrics").text
+        served = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    # what an operation costs here, for a client's timeout (and the server's --timeout)
+    assert served["shapes-vild"]["seconds"]["detect"] > 0
+    assert "recognize" not in served["shapes-vild"]["seconds"]  # none asked yet
     assert 'ovdet_requests_total{route="/v1/models",status="200"} 1.0' in text
     assert 'ovdet_requests_total{route="/v1/detect",status="200"} 1.0' in text
     assert 'ovdet_requests_total{route="other",status="404"} 1.0' in text

@@ -53,6 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of another detector or a COCO dataset (ground truth)",
     )
     add_everything_args(p)
+    p.add_argument(
+        "--sam",
+        default=None,
+        help="RegionSpot: load its SAM from here instead of the path its checkpoint records "
+        "(the same checkpoint, moved)",
+    )
+    p.add_argument("--clip", default=None, help="RegionSpot: likewise for its CLIP")
     v = p.add_argument_group("video (an .mp4, .avi, .mov, .mkv or .webm input)")
     v.add_argument("--every", type=positive_int, default=1, help="detect every N-th frame")
     v.add_argument(
@@ -244,10 +251,21 @@ def _detector(args: argparse.Namespace, vocab):
     if kind == "vild":
         if args.proposals != "sam":
             raise OvdetError("--proposals needs a RegionSpot --model; ViLD uses its own RPN")
+        if getattr(args, "sam", None) or getattr(args, "clip", None):
+            raise OvdetError("--sam and --clip go with a RegionSpot --model (a ViLD has its own)")
         return load(args.model, device=args.device, text_cache=text_cache(args))
     from ovdet.methods.regionspot.recognizer import RegionSpotDetector
 
-    spot = load(args.model, device=args.device, text_cache=text_cache(args))
+    moved = {}
+    if getattr(args, "sam", None):
+        from ovdet.models.sam import SamBackend
+
+        moved["sam"] = SamBackend.from_pretrained(args.sam, device=args.device)
+    if getattr(args, "clip", None):
+        from ovdet.models.loader import load_model
+
+        moved["clip"] = load_model(args.clip, device=args.device)
+    spot = load(args.model, device=args.device, text_cache=text_cache(args), **moved)
     return RegionSpotDetector(spot, everything=everything_config(args))
 
 

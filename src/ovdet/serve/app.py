@@ -143,8 +143,9 @@ def create_app(
         pixels, regions = await queue.run(work)
         regions = regions[regions.scores >= floor]
         return _answer(
-            served, pixels, regions, words, image_id_of(image_id, image.filename), kept, start
-        )
+            served, pixels, regions, words, image_id_of(image_id, image.filename), kept, start,
+            "detect",
+        )  # fmt: skip
 
     @app.post("/v1/recognize")
     async def recognize(
@@ -166,8 +167,9 @@ def create_app(
         start = time.perf_counter()
         pixels, regions = await queue.run(work)
         return _answer(
-            served, pixels, regions, words, image_id_of(image_id, image.filename), kept, start
-        )
+            served, pixels, regions, words, image_id_of(image_id, image.filename), kept, start,
+            "recognize",
+        )  # fmt: skip
 
     @app.post("/v1/classify")
     async def classify(
@@ -227,8 +229,9 @@ def create_app(
         start = time.perf_counter()
         pixels, regions = await queue.run(work)
         return _answer(
-            served, pixels, regions, words, image_id_of(image_id, image.filename), kept, start
-        )
+            served, pixels, regions, words, image_id_of(image_id, image.filename), kept, start,
+            "segment",
+        )  # fmt: skip
 
     @app.post("/v1/requery")
     async def requery(body: RequeryBody) -> dict[str, Any]:
@@ -250,8 +253,11 @@ def create_app(
     return app
 
 
-def _answer(served, pixels, regions, words, image_id, kept: ResultStore, start: float) -> dict:
+def _answer(
+    served, pixels, regions, words, image_id, kept: ResultStore, start: float, operation: str
+) -> dict:
     h, w = _hw(pixels)
+    served.took(operation, time.perf_counter() - start)
     return {
         "model": served.name,
         "image": {"id": image_id, "width": w, "height": h},

@@ -49,7 +49,9 @@ class JobQueue:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.limits.timeout_s)
         except TimeoutError:
             raise RequestError(
-                504, f"the request took longer than the {self.limits.timeout_s:g} s limit"
+                504,
+                f"the request took longer than the {self.limits.timeout_s:g} s limit (the "
+                "server's --timeout; GET /v1/models says what each operation has cost)",
             ) from None
 
     def retry_after(self) -> int:

@@ -33,6 +33,13 @@ class ServedModel:
     source: str  # what it was loaded from (bundled name or folder)
     base_names: tuple[str, ...] = ()
     lock: threading.Lock = field(default_factory=threading.Lock)
+    seconds: dict[str, list[float]] = field(default_factory=dict)  # recent times per operation
+
+    def took(self, operation: str, seconds: float, keep: int = 50) -> None:
+        """Record one answered request's time (the last `keep` per operation are kept)."""
+        times = self.seconds.setdefault(operation, [])
+        times.append(seconds)
+        del times[:-keep]
 
     @property
     def text(self) -> Any:
@@ -49,6 +56,9 @@ class ServedModel:
             "source": Path(self.source).name,
             "operations": sorted(ops),
             "base_names": list(self.base_names),
+            # what each operation has cost here (mean of its recent requests): a client sizes
+            # its timeout by it, and a server's --timeout below it answers 504
+            "seconds": {op: round(sum(t) / len(t), 3) for op, t in self.seconds.items() if t},
         }
 
 
