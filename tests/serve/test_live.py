@@ -92,6 +92,17 @@ FLAGS = [
 ]
 
 
+def detect_demo(page, url: str, vocab: str) -> None:
+    """Open the page, load the demo scene, detect `vocab` and wait for the table."""
+    page.goto(f"{url}/")
+    page.wait_for_selector("#model option", state="attached")
+    page.click("#demo")
+    page.wait_for_selector("#view:not([hidden])")
+    page.fill("#vocab", vocab)
+    page.click("#run")
+    page.wait_for_selector("#table tbody tr")
+
+
 @pytest.mark.slow(seconds=20, group="live-server")
 def test_page_asks_for_the_api_key_once_and_keeps_it_for_the_tab(tmp_path):
     """A server started with --api-key: the page asks once (a prompt), sends the key as a
@@ -108,13 +119,7 @@ def test_page_asks_for_the_api_key_once_and_keeps_it_for_the_tab(tmp_path):
             page = browser.new_page()
             asked = []
             page.on("dialog", lambda d: (asked.append(d.message), d.accept(key)))
-            page.goto(f"{keyed.url}/")
-            page.wait_for_selector("#model option", state="attached")
-            page.click("#demo")
-            page.wait_for_selector("#view:not([hidden])")
-            page.fill("#vocab", "circle, cross, trapezoid")
-            page.click("#run")
-            page.wait_for_selector("#table tbody tr")
+            detect_demo(page, keyed.url, "circle, cross, trapezoid")
             assert len(asked) == 1 and "API key" in asked[0]
             assert page.evaluate("sessionStorage.getItem('ovdet-api-key')") == key
         finally:
@@ -130,13 +135,7 @@ def test_page_detects_the_demo_scene_in_a_real_browser(server, tmp_path):
             page = browser.new_page(viewport={"width": 1200, "height": 820})
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{server.url}/")
-            page.wait_for_selector("#model option", state="attached")
-            page.click("#demo")
-            page.wait_for_selector("#view:not([hidden])")
-            page.fill("#vocab", "circle, square, triangle, cross, trapezoid, crescent")
-            page.click("#run")
-            page.wait_for_selector("#table tbody tr")
+            detect_demo(page, server.url, "circle, square, triangle, cross, trapezoid, crescent")
             table = page.inner_text("#table")
             assert "cross" in table and "trapezoid" in table  # trapezoid: never annotated
             assert page.locator("#table .novel").count() >= 1
