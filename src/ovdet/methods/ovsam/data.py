@@ -70,8 +70,10 @@ def build_teacher_cache(
     `SamBackend`; the cache's metadata names it and its side, and a cache of another SAM is
     refused. `actors` > 0: that many Ray actors (each loading the SAM by its name) compute the
     embeddings; the shards are the same."""
+    from ovdet.models.registry import stored_name
+
     cache = ShardedCache(folder, shard_size)
-    meta = {"sam": str(sam.name), "side": str(sam.image_size)}
+    meta = {"sam": stored_name(sam.name), "side": str(sam.image_size)}  # a path: absolute
     have = cache.metadata()
     if have and have != meta:
         raise OvdetError(
@@ -88,7 +90,7 @@ def build_teacher_cache(
         return {TEACHER_FIELD: sam.set_image(image).embeddings[0].half()}
 
     if actors:
-        compute = _from_ray(cache, paths, str(sam.name), str(sam.device), actors)
+        compute = _from_ray(cache, paths, meta["sam"], str(sam.device), actors)
     cache.build(list(paths), compute, meta, progress)
     return cache
 
