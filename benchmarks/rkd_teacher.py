@@ -2,7 +2,8 @@
 
 Distillation can only add the novel-class knowledge the teacher has beyond the student. This
 measures both on det-val-uniform (LVIS protocol, AP_r = novel AP):
-- the teacher as a detector: the init's RPN proposals named by `shapes-clip` on their 1x crops
+- the teacher as a detector: the init's RPN proposals named by the CLIP (`--clip`, default
+  `shapes-clip`) on their 1x crops
   (RKD's teacher embedding; R-CNN style, as ViLD's "CLIP on cropped regions" row);
 - both on the ground-truth boxes: top-1 accuracy over all classes on novel and base boxes (the
   teacher's 1x crops; each student's region embeddings), and for a student the share of novel
@@ -114,10 +115,11 @@ def main() -> None:
     ap.add_argument("--out", default="runs/rkd-teacher.jsonl")
     ap.add_argument("--boxes-only", action="store_true", help="skip the detection rows (AP)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--clip", default="shapes-clip", help="the teacher (and the text) CLIP")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    clip = load_model("shapes-clip")
+    clip = load_model(args.clip)
     world = FineTuneWorld.load(Path(args.data), args.init, clip, 1, (SPLIT,))
     proposer, spec = load_detector(args.init)
     teacher = clip_on_crops(proposer, spec, clip, world.text, scales=(1.0,))
