@@ -192,8 +192,6 @@ def _run_videos(args: argparse.Namespace, vocab, videos: list[str]) -> int:
         if not Path(path).is_file():
             raise OvdetError(f"video file not found: {path}")
     detector = _detector(args, vocab)
-    if not hasattr(detector, "detect_batch"):  # one frame at a time
-        detector.detect_batch = lambda frames, v: [detector.detect(f, v) for f in frames]
     for path in videos:
         done = run_video(args, detector, vocab, path)
         stem = Path(path).stem

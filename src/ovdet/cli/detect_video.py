@@ -34,7 +34,11 @@ def run_video(args: argparse.Namespace, detector: Any, vocab: Any, path: str) ->
 
         def flush() -> None:
             nonlocal frames
-            found = detector.detect_batch([f for _, f in batch], vocab)
+            images = [f for _, f in batch]
+            if hasattr(detector, "detect_batch"):
+                found = detector.detect_batch(images, vocab)
+            else:  # one frame at a time
+                found = [detector.detect(f, vocab) for f in images]
             for (index, frame), regions in zip(batch, found, strict=True):
                 regions = regions[regions.scores >= args.min_score]
                 ids = None

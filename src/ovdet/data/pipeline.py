@@ -227,3 +227,20 @@ class StepLoader:
         if batch.step != step:
             raise RuntimeError(f"the loader gave step {batch.step}, the loop is at step {step}")
         return batch
+
+
+class StartedLoader:
+    """A `StepLoader` that begins at the step a run resumes at: give `start` to
+    `train_resumable` as its `started` hook, then ask `next_batch(step)` each step."""
+
+    def __init__(self, batches: StepBatches, steps: int, workers: int = 0) -> None:
+        self.batches, self.steps, self.workers = batches, steps, workers
+        self._loader: StepLoader | None = None
+
+    def start(self, step: int) -> None:
+        self._loader = StepLoader(self.batches, step, self.steps, self.workers)
+
+    def next_batch(self, step: int) -> Batch:
+        if self._loader is None:
+            raise RuntimeError("the loader was not started (train_resumable calls start)")
+        return self._loader.next_batch(step)

@@ -6,6 +6,7 @@ A hub id whose repo has no spec.json (a CLIP or a SAM) is left to transformers."
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -20,10 +21,11 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SKIPPED = {"train_state.pt"}  # resume state: not part of a published model
 
 
+@functools.lru_cache(maxsize=64)  # one load asks several times (kind, model, its parts)
 def hub_checkpoint(name: str | os.PathLike) -> Path | None:
     """The local snapshot of the ovdet checkpoint repo `name` ("user/repo"), downloaded or from
     the cache; None when `name` is a local path, not a hub id, or a repo without spec.json (a
-    transformers model), or when neither the Hub nor the cache has it."""
+    transformers model), or when neither the Hub nor the cache has it. Kept for the process."""
     text = str(name)
     if not HUB_ID.match(text) or Path(text).exists():
         return None

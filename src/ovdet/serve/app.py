@@ -310,12 +310,14 @@ def _add_gate(app: FastAPI, keys: ApiKeys, buckets: TokenBuckets | None, metrics
     import uuid
 
     access_log = logging.getLogger("ovdet.serve.access")
+    known: set[str | None] = set()  # the app's route paths (metric labels stay bounded)
 
     @app.middleware("http")
     async def gate(request: Request, call_next):
         start, request_id = time.perf_counter(), uuid.uuid4().hex[:12]
         path = request.url.path
-        known = {getattr(r, "path", None) for r in app.routes}
+        if not known:  # the routes are added after this middleware: read them once, here
+            known.update(getattr(r, "path", None) for r in app.routes)
         route = path if path in known else "other"
         client = request.client.host if request.client else "unknown"
         key = None

@@ -221,7 +221,7 @@ def _batches(cfg: Clip2SamConfig, data: Clip2SamData | None, novel: torch.Tensor
 
         return rendered, None
     from ovdet.data.coco import CocoDetection
-    from ovdet.data.pipeline import StepBatches, StepLoader, as_is
+    from ovdet.data.pipeline import StartedLoader, StepBatches, as_is
     from ovdet.train.common import check_batch_size
 
     dataset = CocoDetection(
@@ -231,16 +231,13 @@ def _batches(cfg: Clip2SamConfig, data: Clip2SamData | None, novel: torch.Tensor
     batches = StepBatches(
         dataset, cfg.seed, cfg.batch_size, where.rank, where.world, as_is, epochs=True
     )
-    loader: list[StepLoader] = []
-
-    def started(start: int) -> None:
-        loader.append(StepLoader(batches, start, cfg.steps, data.workers))
+    loader = StartedLoader(batches, cfg.steps, data.workers)
 
     def from_files(step: int, g: torch.Generator) -> tuple[list, list]:
-        batch = loader[0].next_batch(step)
+        batch = loader.next_batch(step)
         return batch.samples, batch.generators
 
-    return from_files, started
+    return from_files, loader.start
 
 
 def prompts_of(sample: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

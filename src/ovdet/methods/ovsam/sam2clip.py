@@ -219,7 +219,7 @@ def _from_files(
 ):
     """SAM2CLIP on a folder: the teacher cache built (rank 0 first), the held-out split, and
     (step losses, loader start, report) over `data.pipeline`'s step batches."""
-    from ovdet.data.pipeline import StepBatches, StepLoader, as_is
+    from ovdet.data.pipeline import StartedLoader, StepBatches, as_is
     from ovdet.methods.ovsam.data import (
         TeacherImages,
         build_teacher_cache,
@@ -242,13 +242,10 @@ def _from_files(
         TeacherImages(paths, train_keys, data.cache, cfg.size),
         cfg.seed, cfg.batch_size, where.rank, where.world, as_is, epochs=True,
     )  # fmt: skip
-    loader: list[StepLoader] = []
-
-    def started(start: int) -> None:
-        loader.append(StepLoader(batches, start, cfg.steps, data.workers))
+    loader = StartedLoader(batches, cfg.steps, data.workers)
 
     def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-        samples = loader[0].next_batch(step).samples
+        samples = loader.next_batch(step).samples
         return {"mse": F.mse_loss(*_prediction(adapter, features, samples))}
 
     def report() -> dict[str, Any]:
@@ -260,7 +257,7 @@ def _from_files(
             "skipped": len(paths) - len(done),
         }
 
-    return step_losses, started, report
+    return step_losses, loader.start, report
 
 
 def _prediction(adapter: Any, features: ClipFeatures, samples: list) -> tuple[torch.Tensor, ...]:
