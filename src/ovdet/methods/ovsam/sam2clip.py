@@ -272,18 +272,26 @@ def _prediction(adapter: Any, features: ClipFeatures, samples: list) -> tuple[to
     return adapter(features.levels(x)), target
 
 
+def _mean_squared_error(pairs: Any) -> float:
+    """The mean squared error over every element of (prediction, target) batches."""
+    total, count = 0.0, 0
+    for pred, target in pairs:
+        total += float(F.mse_loss(pred, target, reduction="sum"))
+        count += target.numel()
+    return total / count
+
+
 @torch.no_grad()
 def cached_mse(adapter: Any, features: ClipFeatures, held: Any, batch_size: int) -> float:
     """Mean squared error to the cached teacher embeddings of the `TeacherImages` `held`, in
     batches of `batch_size`."""
     adapter.eval()
-    total, count = 0.0, 0
-    for start in range(0, len(held), batch_size):
-        samples = [held[i] for i in range(start, min(len(held), start + batch_size))]
-        pred, target = _prediction(adapter, features, samples)
-        total += float(F.mse_loss(pred, target, reduction="sum"))
-        count += target.numel()
-    return total / count
+    return _mean_squared_error(
+        _prediction(
+            adapter, features, [held[i] for i in range(start, min(len(held), start + batch_size))]
+        )
+        for start in range(0, len(held), batch_size)
+    )
 
 
 @torch.no_grad()
@@ -293,15 +301,14 @@ def held_out_mse(adapter: Any, features: ClipFeatures, sam: Any, cfg: Any, count
     from ovdet.train.shapes_sam import SAM_VAL_CODE, render_batch
 
     adapter.eval()
-    total, n = 0.0, 0
-    for start in range(0, count, cfg.batch_size):
-        chunk = range(start, min(count, start + cfg.batch_size))
-        images, *_ = render_batch(cfg.seed, SAM_VAL_CODE, chunk, cfg.size)
-        images = images.to(sam.device)
-        target = sam.get_image_embeddings(normalize_sam(images))
-        total += float(F.mse_loss(adapter(features(images)), target, reduction="sum"))
-        n += target.numel()
-    return total / n
+
+    def pairs():
+        for start in range(0, count, cfg.batch_size):
+            chunk = range(start, min(count, start + cfg.batch_size))
+            images = render_batch(cfg.seed, SAM_VAL_CODE, chunk, cfg.size)[0].to(sam.device)
+            yield adapter(features(images)), sam.get_image_embeddings(normalize_sam(images))
+
+    return _mean_squared_error(pairs())
 
 
 def load_sam2clip(folder: str | os.PathLike, device: str | torch.device = "cpu"):
