@@ -21,7 +21,7 @@ test: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q
 	scripts/ensure-chromium
-	OVDET_REQUIRE_BROWSER=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
+	OVDET_REQUIRE_BROWSER=1 OVDET_REQUIRE_EXTRAS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks

@@ -13,6 +13,33 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
 
+def _missing_extra(report) -> bool:  # noqa: ANN001
+    """A skip that `pytest.importorskip` made: an optional dependency is not installed."""
+    if not report.skipped or not isinstance(report.longrepr, tuple):
+        return False
+    return "could not import" in str(report.longrepr[-1])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # noqa: ANN001, ANN201
+    """Under `make test` (OVDET_REQUIRE_EXTRAS=1, every extra installed) a test that skips for a
+    missing package fails: a dependency left out of ovdet[test] must not pass CI by skipping."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("OVDET_REQUIRE_EXTRAS") and _missing_extra(report):
+        report.outcome = "failed"
+        report.longrepr = f"ovdet[test] lacks a package: {report.longrepr[-1]}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):  # noqa: ANN001, ANN201
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("OVDET_REQUIRE_EXTRAS") and _missing_extra(report):
+        report.outcome = "failed"
+        report.longrepr = f"ovdet[test] lacks a package: {report.longrepr[-1]}"
+
+
 @pytest.fixture(scope="session")
 def worker_id() -> str:
     """This process's pytest-xdist worker ("gw0", ...), or "master" without xdist: the plugin's
