@@ -40,8 +40,8 @@ class Recognizer(Protocol):
 
 
 def checkpoint_kind(name_or_path: str | os.PathLike) -> str:
-    """What the checkpoint at `name_or_path` is: "vild", "regionspot", "ovsam", "sam2clip", "clip"
-    or "sam".
+    """What the checkpoint at `name_or_path` is: "vild", "regionspot", "ovsam", "sam2clip", "clip",
+    "sam", or "onnx" (a detector exported by `ovdet export`).
 
     Bundled names answer from the bundled table; a folder from its spec.json (`kind`, or a ViLD
     spec's "vild" field) or config.json (`model_type`); anything else is taken for a hub id and
@@ -49,6 +49,10 @@ def checkpoint_kind(name_or_path: str | os.PathLike) -> str:
     name = str(name_or_path)
     if name in BUNDLED:
         return BUNDLED[name].kind
+    from ovdet.methods.vild.onnx_detector import is_onnx
+
+    if is_onnx(name):
+        return "onnx"
     from ovdet.models.registry import looks_like_path
 
     folder = checkpoint_folder(name)
@@ -79,9 +83,10 @@ def checkpoint_kind(name_or_path: str | os.PathLike) -> str:
 def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", **options: Any):
     """Any model ovdet knows, by bundled name, alias, hub id or folder.
 
-    Returns a `ViLDDetector` (Detector and Recognizer), a `RegionSpotRecognizer` (Recognizer
-    and Detector), an `OVSam` (Recognizer, and points -> named masks), a CLIP
-    `VisionLanguageModel`, or a `SamBackend` (`Sam2ClipBackend` for a SAM2CLIP run).
+    Returns a `ViLDDetector` (Detector and Recognizer), an `OnnxDetector` (an .onnx file that
+    `ovdet export` wrote), a `RegionSpotRecognizer` (Recognizer and Detector), an `OVSam`
+    (Recognizer, and points -> named masks), a CLIP `VisionLanguageModel`, or a `SamBackend`
+    (`Sam2ClipBackend` for a SAM2CLIP run).
     `options` go to the class (e.g. `templates`, `text_cache` for ViLD).
     """
     kind = checkpoint_kind(name_or_path)
@@ -89,6 +94,10 @@ def load(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", **
         from ovdet.methods.vild.detector import ViLDDetector
 
         return ViLDDetector(name_or_path, device=device, **options)
+    if kind == "onnx":
+        from ovdet.methods.vild.onnx_detector import OnnxDetector
+
+        return OnnxDetector(name_or_path, device=device)
     if kind == "regionspot":
         from ovdet.methods.regionspot.recognizer import RegionSpotRecognizer
 

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model",
         required=True,
         help="ViLD or RegionSpot checkpoint folder (ovdet train vild/regionspot), "
-        "or shapes-vild / shapes-regionspot",
+        "shapes-vild / shapes-regionspot, a hub repo, or an .onnx file from ovdet export",
     )
     p.add_argument(
         "--proposals",
@@ -244,8 +244,12 @@ def _detector(args: argparse.Namespace, vocab):
     from ovdet.cli.common import everything_config, text_cache
 
     kind = checkpoint_kind(args.model)
-    if kind not in ("vild", "regionspot"):
+    if kind not in ("vild", "regionspot", "onnx"):
         raise OvdetError(f"--model {args.model} is a {kind} model, not a detector checkpoint")
+    if kind == "onnx":
+        detector = load(args.model, device=args.device)
+        detector.check_vocabulary(vocab)  # before any image is read
+        return detector
     if kind == "vild":
         if args.proposals != "sam":
             raise OvdetError("--proposals needs a RegionSpot --model; ViLD uses its own RPN")

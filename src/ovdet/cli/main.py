@@ -13,6 +13,7 @@ from ovdet.cli import (
     detect,
     eval_ovsam,
     evaluate,
+    export,
     index,
     label,
     models,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     detect.register(sub)
     label.register(sub)
+    export.register(sub)
     train.register(sub)
     cache.register(sub)
     models.register(sub)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ovdet.ops.exportable import exporting, graph_roi_align
 from ovdet.ops.roi_align import roi_align
 
 Features = torch.Tensor | list[torch.Tensor]
@@ -64,6 +65,8 @@ def pooled_regions(
     read from its level (one map: that map). `strides` are the maps' strides; with a pyramid,
     only as many leading maps as `strides` lists are read (P6 serves the RPN alone)."""
     levels = as_levels(features)
+    if exporting():
+        return _graph_pooled(levels, strides, boxes, pool, sampling_ratio)
     if len(levels) == 1:
         return roi_align(levels[0], boxes, pool, 1.0 / strides[0], sampling_ratio, aligned=True)
     rois = torch.cat(
@@ -80,4 +83,29 @@ def pooled_regions(
             out[rows] = roi_align(
                 levels[k], rois[rows], pool, 1.0 / stride, sampling_ratio, aligned=True
             )
+    return out
+
+
+def _graph_pooled(
+    levels: list[torch.Tensor],
+    strides: Sequence[int],
+    boxes: list[torch.Tensor],
+    pool: int,
+    sampling_ratio: int,
+) -> torch.Tensor:
+    """`pooled_regions` as an ONNX graph: every box pooled from every level, the level its size
+    picks selected (a trace cannot branch on how many boxes each level gets)."""
+    rois = torch.cat(
+        [torch.cat([torch.full_like(b[:, :1], float(i)), b], 1) for i, b in enumerate(boxes)]
+    )
+    pooled = [
+        graph_roi_align(levels[k], rois, pool, 1.0 / stride, sampling_ratio, aligned=True)
+        for k, stride in enumerate(strides)
+    ]
+    if len(pooled) == 1:
+        return pooled[0]
+    level = roi_levels(rois[:, 1:], strides)[:, None, None, None]
+    out = torch.zeros_like(pooled[0])
+    for k, part in enumerate(pooled):
+        out = torch.where(level == k, part, out)
     return out

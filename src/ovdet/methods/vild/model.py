@@ -74,8 +74,7 @@ CLASSIFICATIONS = ("softmax", "sigmoid")
 def select_detections(
     boxes: torch.Tensor, probs: torch.Tensor, objectness: torch.Tensor, config: ViLDConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Score every (box, class) pair as p^(1 - a) * objectness^a, drop those below `min_score`,
-    keep the best `candidates` pairs, per-class NMS, keep the best `max_detections`.
+    """Score every (box, class) pair as p^(1 - a) * objectness^a, then `select_scored`.
 
     Args:
         boxes: (n, 4) xyxy; probs: (n, C); objectness: (n,).
@@ -84,7 +83,15 @@ def select_detections(
         (K,) box rows, (K,) classes and (K,) scores, best first.
     """
     a = config.objectness_weight
-    scores = probs ** (1 - a) * objectness[:, None] ** a  # (n, C)
+    return select_scored(boxes, probs ** (1 - a) * objectness[:, None] ** a, config)
+
+
+def select_scored(
+    boxes: torch.Tensor, scores: torch.Tensor, config: ViLDConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(n, 4) xyxy boxes and their (n, C) pair scores -> (K,) box rows, (K,) classes and (K,)
+    scores, best first: pairs above `min_score`, the best `candidates` of them, per-class NMS,
+    the best `max_detections`."""
     rows, cls = (scores > config.min_score).nonzero(as_tuple=True)
     s = scores[rows, cls]
     if len(s) > config.candidates:  # 1,000 boxes x 1,203 names: NMS on the best pairs only
