@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--vocab", required=True, help='class names: "cat, traffic cone", a file, or "coco"'
     )
-    p.add_argument("--model", required=True, help="ViLD or RegionSpot checkpoint (or bundled name)")
+    p.add_argument(
+        "--model", required=True, help="ViLD or RegionSpot checkpoint, bundled name or .onnx export"
+    )
     p.add_argument("--out", required=True, help="the dataset folder (resumes a killed run)")
     p.add_argument("--format", choices=sorted(FORMATS), default="coco")
     p.add_argument(
