@@ -32,6 +32,22 @@ def random_boxes(n: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
     return torch.cat([xy, (xy + wh).minimum(torch.tensor([w, h]))], 1)
 
 
+def random_sam() -> torch.nn.Module:
+    """A random-weight SAM ViT-B (transformers' SamConfig defaults) with its weights drawn at std
+    0.02. SamConfig's own initializer_range is 1e-10: activations then sink into denormal floats
+    and a CPU runs the encoder about 10x slower than with real weights (72 s vs 7 s on this
+    machine), which would time the arithmetic unit, not the model."""
+    from transformers import SamConfig, SamModel
+
+    config = SamConfig()
+    for part in (config, config.vision_config, config.prompt_encoder_config,
+                 config.mask_decoder_config):  # fmt: skip
+        if hasattr(part, "initializer_range"):
+            part.initializer_range = 0.02
+    torch.manual_seed(0)
+    return SamModel(config)
+
+
 def benchmark_args(doc: str | None) -> argparse.Namespace:
     """--boxes and --threads, shared by the benchmarks; sets torch's thread count."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)

@@ -18,9 +18,9 @@ from recognize import (  # benchmarks/recognize.py (it puts tests/random_clip.py
     benchmark_args,
     build_random_clip,
     random_boxes,
+    random_sam,
     timed,
 )
-from transformers import SamConfig, SamModel
 
 from ovdet.methods.regionspot.model import RegionSpot, RegionSpotConfig
 from ovdet.methods.regionspot.recognizer import FeatureExtractor
@@ -32,7 +32,7 @@ from ovdet.recognize.crop import CropEmbedder
 def main() -> None:
     args = benchmark_args(__doc__)
     torch.manual_seed(0)
-    sam = SamBackend(SamModel(SamConfig()), name="random SAM ViT-B")
+    sam = SamBackend(random_sam(), name="random SAM ViT-B")
     model, tokenizer = build_random_clip("vit-b16")
     clip = ClipModel(model, tokenizer, name="random ViT-B/16")
     features = FeatureExtractor(sam, clip)

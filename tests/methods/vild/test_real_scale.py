@@ -141,3 +141,29 @@ def test_detect_and_eval_take_the_fpn_checkpoint_with_masks(fpn_run, tmp_path):
     assert main([str(a) for a in [*again, "--protocol", "lvis", "--out", tmp_path / "e"]]) == 0
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["metrics"] == written
     assert written["AP"] > 0  # all 16 names here (novel ones too), scored on their masks
+
+
+def test_channels_last_inference_gives_the_same_detections(fpn_run):
+    """The fast path (a transformers backbone in channels-last memory, as ViLDDetector loads it)
+    against the contiguous one: the same detections above 0.05 to float rounding."""
+    from ovdet.methods.vild.detector import ViLDDetector
+    from ovdet.recognize.inputs import as_image
+
+    root, folders = fpn_run
+    fast = ViLDDetector(folders[STEPS], text_cache=None)
+    slow_model, spec = load_detector(folders[STEPS])
+    conv = next(m for m in fast.model.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    vocab = "circle, square, triangle, star, moon"
+    text = fast.text.embed(vocab)
+    compared = 0
+    for path in sorted((root / "w" / "det-val" / "images").glob("*.png"))[:6]:
+        image = as_image(str(path))
+        a = fast.detect(image, vocab)
+        b = detect_image(slow_model, spec, image, text)
+        ka, kb = int((a.scores >= 0.05).sum()), int((b.scores >= 0.05).sum())
+        assert ka == kb and torch.equal(a.labels[:ka], b.labels[:kb])
+        assert torch.allclose(a.scores[:ka], b.scores[:kb], atol=1e-4)
+        assert torch.allclose(a.xyxy[:ka], b.xyxy[:kb], atol=1e-2)
+        compared += ka
+    assert compared > 0, compared
