@@ -2,9 +2,10 @@
 
 Bilinear sampling on a regular grid is separable: each output bin averages samples on a
 (grid_h x grid_w) lattice, so the rows can be interpolated first and the columns after. The
-implementation gathers the two neighbouring rows of every sample row, reduces them to one row per
-bin, then does the same along x. RoIs are grouped by their adaptive grid size and processed in
-chunks that bound memory. Autograd flows to `input`.
+implementation gathers the two neighbouring rows of every sample row (across the columns the
+chunk's boxes touch), reduces them to one row per bin, then does the same along x. RoIs are
+grouped by their adaptive grid size and processed in chunks that bound memory. Autograd flows to
+`input`.
 """
 
 from __future__ import annotations
@@ -148,24 +149,32 @@ def _pool(
     gh: int,
     gw: int,
 ) -> torch.Tensor:
-    """Separable bilinear pooling of n boxes -> (n, C, ph, pw)."""
-    n = batch.shape[0]
-    c, w = input.shape[1], input.shape[3]
+    """Separable bilinear pooling of n boxes -> (n, C, ph, pw).
+
+    Rows are read only across the columns the boxes' samples touch (a window as wide as the
+    chunk's widest box, not the whole map: on an FPN's P2 a box spans some 30 of 256 columns), with
+    the channels innermost, which a channels-last map serves from contiguous memory."""
+    n, c, w = batch.shape[0], input.shape[1], input.shape[3]
     r_low, r_high, r_wl, r_wh = rows
-    b_idx = batch[:, None].expand_as(r_low)
-    # Rows: (n, ph * gh, C, W) -> average over the gh samples of each bin -> (n, ph, C, W).
-    y = (
-        input[b_idx, :, r_low, :] * r_wl[..., None, None]
-        + input[b_idx, :, r_high, :] * r_wh[..., None, None]
-    )
-    y = y.reshape(n, ph, gh, c, w).sum(2)
-    # Columns: gather along W -> (n, ph, C, pw * gw) -> (n, ph, C, pw).
     c_low, c_high, c_wl, c_wh = cols
-    shape = (n, ph, c, pw * gw)
-    x = torch.gather(y, 3, c_low[:, None, None, :].expand(shape)) * c_wl[:, None, None, :]
-    x = x + torch.gather(y, 3, c_high[:, None, None, :].expand(shape)) * c_wh[:, None, None, :]
-    x = x.reshape(n, ph, c, pw, gw).sum(-1) / float(gh * gw)
-    return x.permute(0, 2, 1, 3).contiguous()
+    x0 = c_low.min(1).values  # (n,) each box's first column
+    width = int((c_high.max(1).values - x0).max()) + 1
+    x0 = x0.clamp(max=w - width)
+    xs = x0[:, None] + torch.arange(width, device=x0.device)  # (n, width)
+    b_idx = batch[:, None, None]
+    # Rows: (n, ph * gh, width, C) -> average over the gh samples of each bin -> (n, ph, width, C).
+    y = (
+        input[b_idx, :, r_low[..., None], xs[:, None, :]] * r_wl[..., None, None]
+        + input[b_idx, :, r_high[..., None], xs[:, None, :]] * r_wh[..., None, None]
+    )
+    y = y.reshape(n, ph, gh, width, c).sum(2)
+    # Columns, inside the window: (n, ph, pw * gw, C) -> (n, ph, pw, C).
+    shape = (n, ph, pw * gw, c)
+    lo, hi = (c_low - x0[:, None]), (c_high - x0[:, None])
+    x = torch.gather(y, 2, lo[:, None, :, None].expand(shape)) * c_wl[:, None, :, None]
+    x = x + torch.gather(y, 2, hi[:, None, :, None].expand(shape)) * c_wh[:, None, :, None]
+    x = x.reshape(n, ph, pw, gw, c).sum(3) / float(gh * gw)
+    return x.permute(0, 3, 1, 2).contiguous()
 
 
 def _interpolation_matrix(

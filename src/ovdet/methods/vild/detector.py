@@ -46,7 +46,7 @@ def load_detector(
 
     For inference (`ViLDDetector`), `channels_last` puts a transformers backbone's weights in
     channels-last memory, where oneDNN's and cuDNN's convolutions are faster (ResNet-50 + FPN at
-    1024 px on 2 CPU cores: backbone and FPN 2.2 s -> 1.7 s, the whole image 5.1 s -> 4.3 s);
+    1024 px on 2 CPU cores: backbone and FPN 2.2 s -> 1.7 s, the whole image 3.6 s -> 3.1 s);
     `detect_images` feeds such a backbone channels-last pixels. The shapes world's backbone runs
     channels-last already. Trainers keep the default: safetensors saves contiguous tensors only.
     """
