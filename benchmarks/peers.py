@@ -3,7 +3,8 @@ sizes, random weights (the compute equals the real models'), one image, this mac
 
 Rows, each in its own process (peak memory is the row's own):
 - vild-N: ovdet ViLD, ResNet-50 + FPN at 1024 px, a vocabulary of N names (5, 80, 1,203),
-  its backbone channels-last as `ViLDDetector` runs it (`--contiguous`: NCHW, for the before);
+  its backbone channels-last as `ViLDDetector` runs it (`--contiguous`: NCHW, for the before;
+  `--precision bf16`: under autocast, as `ovdet detect --precision bf16`);
 - owlv2-N: transformers' Owlv2ForObjectDetection (B/16 at 960 px), one forward with N queries;
 - owlv2-pipeline: transformers' zero-shot-object-detection pipeline as users call it: it runs
   the whole model once per candidate label (image included). Timed at `--pipeline-labels`
@@ -80,9 +81,14 @@ def row_vild(args: argparse.Namespace, names: int) -> dict:
         pixels = pixels.contiguous(memory_format=torch.channels_last)
     text = torch.nn.functional.normalize(torch.randn(names, 512, generator=g), dim=-1)
 
+    from ovdet.train.precision import Precision
+
+    amp = Precision(args.precision, torch.device(args.device).type)
+
     @torch.inference_mode()
     def infer() -> object:
-        return sync(args.device, model.detect(pixels, [(1024, 768)], text.to(args.device)))
+        with amp.autocast():
+            return sync(args.device, model.detect(pixels, [(1024, 768)], text.to(args.device)))
 
     backbone = timed(lambda: sync(args.device, torch.inference_mode()(model.backbone)(pixels)), 3)
     return {"s": timed(infer, 3), "gflops": flops_of(infer), "backbone_s": backbone}
@@ -290,6 +296,9 @@ def main() -> None:
     p.add_argument("--pipeline-labels", type=int, default=2, help="labels the pipeline row times")
     p.add_argument("--tokens-per-name", type=int, default=4, help="Grounding DINO prompt tokens")
     p.add_argument(
+        "--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="ViLD rows' autocast"
+    )
+    p.add_argument(
         "--contiguous", action="store_true", help="ViLD's backbone in NCHW (before the fast path)"
     )
     p.add_argument("--row", help=argparse.SUPPRESS)  # one row, in a child process
@@ -321,6 +330,7 @@ def main() -> None:
         command += ["--tokens-per-name", str(args.tokens_per_name), "--cache", str(args.cache)]
         command += ["--threads", str(args.threads)] if args.threads else []
         command += ["--contiguous"] if args.contiguous else []
+        command += ["--precision", args.precision]
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode:

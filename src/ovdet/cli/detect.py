@@ -60,6 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(the same checkpoint, moved)",
     )
     p.add_argument("--clip", default=None, help="RegionSpot: likewise for its CLIP")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="ViLD: run the model under autocast (bf16 on a CPU or GPU, fp16 on a GPU)",
+    )
     v = p.add_argument_group("video (an .mp4, .avi, .mov, .mkv or .webm input)")
     v.add_argument("--every", type=positive_int, default=1, help="detect every N-th frame")
     v.add_argument(
@@ -246,6 +252,9 @@ def _detector(args: argparse.Namespace, vocab):
     kind = checkpoint_kind(args.model)
     if kind not in ("vild", "regionspot", "onnx"):
         raise OvdetError(f"--model {args.model} is a {kind} model, not a detector checkpoint")
+    precision = getattr(args, "precision", "fp32")
+    if precision != "fp32" and kind != "vild":
+        raise OvdetError(f"--precision {precision} applies to a ViLD --model, not a {kind} one")
     if kind == "onnx":
         detector = load(args.model, device=args.device)
         detector.check_vocabulary(vocab)  # before any image is read
@@ -255,7 +264,8 @@ def _detector(args: argparse.Namespace, vocab):
             raise OvdetError("--proposals needs a RegionSpot --model; ViLD uses its own RPN")
         if getattr(args, "sam", None) or getattr(args, "clip", None):
             raise OvdetError("--sam and --clip go with a RegionSpot --model (a ViLD has its own)")
-        return load(args.model, device=args.device, text_cache=text_cache(args))
+        cache = text_cache(args)
+        return load(args.model, device=args.device, text_cache=cache, precision=precision)
     from ovdet.methods.regionspot.recognizer import RegionSpotDetector
 
     moved = {}

@@ -94,15 +94,22 @@ def detect_images(
     images: list[torch.Tensor],
     text: torch.Tensor,
     novel: torch.Tensor | None = None,
+    precision: str = "fp32",
 ) -> list[Regions]:
     """Detect in a batch of (3, H_i, W_i) uint8 images of any sizes: each is letterboxed to the
     checkpoint's square side, so one backbone pass takes them all; boxes come back in each
-    image's own pixels."""
+    image's own pixels. `precision` "bf16" (CPU or CUDA) or "fp16" (CUDA) runs the model under
+    autocast; the results come back in float32."""
+    from ovdet.train.precision import Precision
+
+    device = next(model.parameters()).device
     fitted = [letterbox(image, spec["side"]) for image in images]
-    pixels = torch.cat([p for p, _ in fitted]).to(next(model.parameters()).device)
+    pixels = torch.cat([p for p, _ in fitted]).to(device)
     if spec.get("backbone"):  # a transformers backbone: its convolutions prefer channels-last
         pixels = channels_last(pixels)
-    found = model.detect(pixels, [box.resized for _, box in fitted], text, novel)
+    with Precision(precision, device.type).autocast():
+        found = model.detect(pixels, [box.resized for _, box in fitted], text, novel)
+    found = [_float32(regions) for regions in found]
     out = []
     for (_, box), regions in zip(fitted, found, strict=True):
         xyxy, data = box.invert_boxes(regions.xyxy), dict(regions.data)
@@ -116,6 +123,23 @@ def detect_images(
     return out
 
 
+def _float32(regions: Regions) -> Regions:
+    """Regions whose floating fields (autocast's bf16/fp16 among them) are float32."""
+
+    def f(x: Any) -> Any:
+        return x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+    return Regions(
+        f(regions.xyxy),
+        regions.image_size,
+        f(regions.scores),
+        regions.labels,
+        f(regions.masks),
+        f(regions.embeddings),
+        {k: f(v) for k, v in regions.data.items()},
+    )
+
+
 class ViLDDetector:
     """A trained ViLD behind the `Detector` protocol: `detect(image, vocabulary) -> Regions`.
 
@@ -124,6 +148,8 @@ class ViLDDetector:
         device: torch device.
         templates: prompt set for the vocabulary (default: the one the checkpoint trained with).
         text_cache: a `TextEmbeddingCache`, or None for no disk cache.
+        precision: "fp32", "bf16" (autocast on the CPU or CUDA; about 2x faster on a CPU with
+            AMX) or "fp16" (CUDA).
     """
 
     def __init__(
@@ -132,11 +158,15 @@ class ViLDDetector:
         device: str | torch.device = "cpu",
         templates: str | None = None,
         text_cache: Any = "default",
+        precision: str = "fp32",
     ) -> None:
         from ovdet.models.loader import load_model
+        from ovdet.train.precision import Precision
         from ovdet.vocab.cache import resolve_cache
         from ovdet.vocab.embed import TextEmbedder
 
+        Precision(precision, torch.device(device).type)  # fp16 on a CPU: refused now, in one line
+        self.precision = precision
         self.model, self.spec = load_detector(name_or_path, str(device), channels_last=True)
         self.clip = load_model(self.spec["clip"], device=device)
         cache = resolve_cache(text_cache)
@@ -187,4 +217,5 @@ class ViLDDetector:
         """Several (3, H, W) uint8 images in one backbone pass -> one Regions per image."""
         images, vocab = [as_image(im) for im in images], as_vocabulary(vocab)
         text = self.text.embed(vocab)
-        return detect_images(self.model, self.spec, images, text, vocab.novel_mask(self.base_names))
+        novel = vocab.novel_mask(self.base_names)
+        return detect_images(self.model, self.spec, images, text, novel, self.precision)
