@@ -65,8 +65,8 @@ def graph_nms(
     int64 indices of the kept boxes, best first. Boxes scoring <= `floor` are never kept.
 
     Equal scores are ranked by position, as `ops.nms.nms` ranks them (a stable sort):
-    NonMaxSuppression's own order among ties is unspecified, and a trained RPN saturates many
-    objectness scores to exactly 1.0. So the boxes go in stably sorted (ONNX TopK puts the lower
+    NonMaxSuppression's own order among ties is unspecified (and float32's sigmoid is exactly 1.0
+    for every logit above about 17). So the boxes go in stably sorted (ONNX TopK puts the lower
     index first among equals) with their ranks as scores."""
     scores = scores.float()
     if exporting():  # the exporter has no stable Sort; its TopK is one
