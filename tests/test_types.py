@@ -151,3 +151,17 @@ def test_a_string_where_a_sequence_belongs_is_refused_not_spelled_out():
     with pytest.raises(VocabularyError, match="attributes must be a sequence"):
         Vocabulary(("cat",), attributes="red")
     assert Vocabulary(["cat"], [["kitty"]], ["red"]).all_names(0) == ("cat", "kitty")
+
+
+def test_float_casts_floating_fields_only():
+    r = Regions(
+        torch.zeros(2, 4, dtype=torch.bfloat16),
+        (8, 8),
+        scores=torch.ones(2, dtype=torch.bfloat16),
+        labels=torch.tensor([0, 1]),
+        masks=torch.zeros(2, 8, 8, dtype=torch.bool),
+        data={"class_scores": torch.ones(2, 3, dtype=torch.float16), "name": ["a", "b"]},
+    ).float()
+    assert r.xyxy.dtype == r.scores.dtype == r.data["class_scores"].dtype == torch.float32
+    assert r.labels.dtype == torch.int64 and r.masks.dtype == torch.bool
+    assert r.data["name"] == ["a", "b"]

@@ -6,7 +6,7 @@ Imports only numpy and torch, so every other module can depend on it.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -129,12 +129,21 @@ class Regions:
 
     def to(self, device: torch.device | str) -> Regions:
         """Move every tensor field to `device`."""
+        return self._map_tensors(lambda t: t.to(device))
+
+    def float(self) -> Regions:
+        """Every floating tensor field (data columns too) in float32, e.g. after bf16 autocast;
+        labels and masks keep their types."""
+        return self._map_tensors(lambda t: t.float() if t.is_floating_point() else t)
+
+    def _map_tensors(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Regions:
+        """`fn` applied to every tensor field and tensor data column."""
         kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("xyxy", *_OPTIONAL_TENSORS):
             if kwargs[name] is not None:
-                kwargs[name] = kwargs[name].to(device)
+                kwargs[name] = fn(kwargs[name])
         kwargs["data"] = {
-            k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.data.items()
+            k: fn(v) if isinstance(v, torch.Tensor) else v for k, v in self.data.items()
         }
         return Regions(**kwargs)
 

@@ -109,7 +109,7 @@ def detect_images(
         pixels = channels_last(pixels)
     with Precision(precision, device.type).autocast():
         found = model.detect(pixels, [box.resized for _, box in fitted], text, novel)
-    found = [_float32(regions) for regions in found]
+    found = [regions.float() for regions in found]
     out = []
     for (_, box), regions in zip(fitted, found, strict=True):
         xyxy, data = box.invert_boxes(regions.xyxy), dict(regions.data)
@@ -121,23 +121,6 @@ def detect_images(
             )
         )
     return out
-
-
-def _float32(regions: Regions) -> Regions:
-    """Regions whose floating fields (autocast's bf16/fp16 among them) are float32."""
-
-    def f(x: Any) -> Any:
-        return x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
-
-    return Regions(
-        f(regions.xyxy),
-        regions.image_size,
-        f(regions.scores),
-        regions.labels,
-        f(regions.masks),
-        f(regions.embeddings),
-        {k: f(v) for k, v in regions.data.items()},
-    )
 
 
 class ViLDDetector:
