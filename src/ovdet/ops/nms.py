@@ -100,7 +100,19 @@ def batched_nms(
         raise ValueError(f"idxs must have shape ({boxes.shape[0]},), got {tuple(idxs.shape)}")
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    # Shift each category to its own region of the plane so that categories never overlap.
-    span = boxes.max() - boxes.min() + 1
-    shifted = boxes - boxes.min() + (idxs.to(boxes.dtype) * span)[:, None]
-    return nms(shifted, scores, iou_threshold)
+    return nms(separated(boxes, idxs), scores, iou_threshold)
+
+
+def separated(
+    boxes: torch.Tensor, groups: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(N, 4) xyxy boxes, each (N,) group moved to its own region of the plane, so that boxes
+    of different groups never overlap (`batched_nms`'s trick). The extent comes from the
+    (N,) bool `valid` rows alone when given (rows a graph keeps but NMS will never keep)."""
+    if valid is None:
+        low, high = boxes.min(), boxes.max()
+    else:
+        big = torch.finfo(boxes.dtype).max
+        low = torch.where(valid[:, None], boxes, big).min()
+        high = torch.where(valid[:, None], boxes, -big).max()
+    return boxes - low + (groups.to(boxes.dtype) * (high - low + 1))[:, None]

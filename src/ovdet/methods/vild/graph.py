@@ -21,22 +21,13 @@ from torch import nn
 from ovdet.methods.vild.model import ViLD
 from ovdet.ops.exportable import graph_nms
 from ovdet.ops.levels import as_levels
+from ovdet.ops.nms import separated
 
 
 def clip_to(boxes: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
     """Clamp (N, 4) xyxy boxes into an image whose (2,) float `size` is (H, W), as a graph."""
     upper = size.flip(0).repeat(2)  # (W, H, W, H)
     return torch.minimum(boxes.clamp(min=0), upper)
-
-
-def shifted(boxes: torch.Tensor, groups: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """(N, 4) boxes moved so that different (N,) `groups` never overlap: `ops.nms.batched_nms`'s
-    shift, its extent read from the `valid` rows only (the ones batched_nms would be given)."""
-    big = torch.finfo(boxes.dtype).max
-    low = torch.where(valid[:, None], boxes, big).min()
-    high = torch.where(valid[:, None], boxes, -big).max()
-    span = high - low + 1
-    return boxes - low + (groups.to(boxes.dtype) * span)[:, None]
 
 
 class DetectorGraph(nn.Module):
@@ -91,7 +82,7 @@ class DetectorGraph(nn.Module):
         valid = (wh >= c.min_size).all(1) & torch.isfinite(boxes).all(1)
         masked = torch.where(valid, scores, torch.full_like(scores, -1.0))  # tiny: never kept
         if len(levels) > 1:  # NMS within each level
-            boxes_for_nms = shifted(boxes, torch.cat(top_levels), valid)
+            boxes_for_nms = separated(boxes, torch.cat(top_levels), valid)
         else:
             boxes_for_nms = boxes
         keep = graph_nms(boxes_for_nms, masked, c.nms_iou, max_keep=c.post_nms, floor=-0.5)
@@ -115,7 +106,7 @@ class DetectorGraph(nn.Module):
         rows, cls = pairs // classes, pairs % classes
         candidates = boxes[rows]
         keep = graph_nms(
-            shifted(candidates, cls, real),
+            separated(candidates, cls, real),
             s,
             c.nms_iou,
             max_keep=c.max_detections,
