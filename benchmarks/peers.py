@@ -35,7 +35,9 @@ import time
 from pathlib import Path
 
 import torch
-from timing import timed  # benchmarks/timing.py
+from timing import sync, timed  # benchmarks/timing.py
+
+from ovdet.experiments.ovsam import gflops
 
 ROWS = (
     "vild-5", "vild-80", "vild-1203",
@@ -49,21 +51,12 @@ GDINO_TEXT_LIMIT = 256
 def matmul_peak(device: str, n: int = 2048) -> float:
     """fp32 GFLOP/s of an n x n matmul (median of 5) on `device` with this process's threads."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    return 2 * n**3 / timed(lambda: sync(device, a @ b), 5) / 1e9
 
+    def product() -> None:
+        a @ b
+        sync(device)
 
-def sync(device: str, value: object = None) -> object:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-    return value
-
-
-def flops_of(fn) -> float:  # noqa: ANN001
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / 1e9
+    return 2 * n**3 / timed(product, 5) / 1e9
 
 
 # ---- rows -----------------------------------------------------------------------------------
@@ -80,18 +73,25 @@ def row_vild(args: argparse.Namespace, names: int) -> dict:
     if not args.contiguous:
         pixels = pixels.contiguous(memory_format=torch.channels_last)
     text = torch.nn.functional.normalize(torch.randn(names, 512, generator=g), dim=-1)
+    text = text.to(args.device)
 
     from ovdet.train.precision import Precision
 
     amp = Precision(args.precision, torch.device(args.device).type)
 
     @torch.inference_mode()
-    def infer() -> object:
+    def infer() -> None:
         with amp.autocast():
-            return sync(args.device, model.detect(pixels, [(1024, 768)], text.to(args.device)))
+            model.detect(pixels, [(1024, 768)], text)
+        sync(args.device)
 
-    backbone = timed(lambda: sync(args.device, torch.inference_mode()(model.backbone)(pixels)), 3)
-    return {"s": timed(infer, 3), "gflops": flops_of(infer), "backbone_s": backbone}
+    @torch.inference_mode()
+    def backbone_pass() -> None:
+        model.backbone(pixels)
+        sync(args.device)
+
+    backbone = timed(backbone_pass, 3)
+    return {"s": timed(infer, 3), "gflops": gflops(infer), "backbone_s": backbone}
 
 
 def owlv2(args: argparse.Namespace):  # noqa: ANN201
@@ -110,10 +110,11 @@ def row_owlv2(args: argparse.Namespace, queries: int) -> dict:
     mask = torch.ones_like(ids)
 
     @torch.inference_mode()
-    def forward() -> object:
-        return sync(args.device, model(input_ids=ids, pixel_values=pixels, attention_mask=mask))
+    def forward() -> None:
+        model(input_ids=ids, pixel_values=pixels, attention_mask=mask)
+        sync(args.device)
 
-    return {"s": timed(forward, 3), "gflops": flops_of(forward)}
+    return {"s": timed(forward, 3), "gflops": gflops(forward)}
 
 
 def row_owlv2_pipeline(args: argparse.Namespace) -> dict:
@@ -163,11 +164,11 @@ def row_gdino(args: argparse.Namespace, names: int) -> dict:
         ids = torch.randint(1000, 30000, (1, length), generator=g).to(args.device)
 
         @torch.inference_mode()
-        def forward(ids: torch.Tensor = ids) -> object:
-            mask = torch.ones_like(ids)
-            return sync(args.device, model(pixel_values=pixels, input_ids=ids, attention_mask=mask))
+        def forward(ids: torch.Tensor = ids) -> None:
+            model(pixel_values=pixels, input_ids=ids, attention_mask=torch.ones_like(ids))
+            sync(args.device)
 
-        cost[length] = (timed(forward, 3), flops_of(forward))
+        cost[length] = (timed(forward, 3), gflops(forward))
     return {
         "s": sum(cost[n][0] for n in lengths),
         "gflops": sum(cost[n][1] for n in lengths),
@@ -204,7 +205,7 @@ def row_regionspot(args: argparse.Namespace, boxes: int) -> dict:
         )
 
     encoder = timed(lambda: sam.set_image(image), 3)
-    return {"s": timed(recognize, 3), "gflops": flops_of(recognize), "sam_encoder_s": encoder}
+    return {"s": timed(recognize, 3), "gflops": gflops(recognize), "sam_encoder_s": encoder}
 
 
 def row_dense(args: argparse.Namespace, boxes: int) -> dict:
@@ -223,7 +224,7 @@ def row_dense(args: argparse.Namespace, boxes: int) -> dict:
     def embed() -> object:
         return dense.embed(image, xyxy)
 
-    return {"s": timed(embed, 3), "gflops": flops_of(embed)}
+    return {"s": timed(embed, 3), "gflops": gflops(embed)}
 
 
 def run_row(args: argparse.Namespace) -> dict:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from timing import timed  # benchmarks/timing.py
+from timing import sync, timed  # benchmarks/timing.py
 
 ROWS = ("train-bs1", "train-bs2", "infer-80", "infer-1203", "loader-w0", "loader-w2")
 
@@ -135,11 +135,6 @@ def row_loader(args: argparse.Namespace, workers: int) -> dict:
         loader.next_batch(step)
     seconds = time.perf_counter() - start
     return {"images_per_s": steps * batch / seconds}
-
-
-def sync(device: str) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def run_row(args: argparse.Namespace) -> dict:

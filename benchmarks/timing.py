@@ -6,6 +6,8 @@ import statistics
 import time
 from collections.abc import Callable
 
+import torch
+
 
 def timed(fn: Callable[[], object], repeats: int) -> float:
     """Median wall time of `repeats` calls, after one warm-up call."""
@@ -16,3 +18,9 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def sync(device: str) -> None:
+    """Wait for `device`'s queued kernels (CUDA runs them asynchronously), so a timing is whole."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
