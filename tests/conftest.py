@@ -20,24 +20,25 @@ def _missing_extra(report) -> bool:  # noqa: ANN001
     return "could not import" in str(report.longrepr[-1])
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):  # noqa: ANN001, ANN201
-    """Under `make test` (OVDET_REQUIRE_EXTRAS=1, every extra installed) a test that skips for a
-    missing package fails: a dependency left out of ovdet[test] must not pass CI by skipping."""
-    outcome = yield
-    report = outcome.get_result()
+def _fail_missing_extra(report) -> None:  # noqa: ANN001
+    """Under `make test` (OVDET_REQUIRE_EXTRAS=1, every extra installed) a test or module that
+    skips for a missing package fails: a dependency left out of ovdet[test] must not pass CI by
+    skipping."""
     if os.environ.get("OVDET_REQUIRE_EXTRAS") and _missing_extra(report):
         report.outcome = "failed"
         report.longrepr = f"ovdet[test] lacks a package: {report.longrepr[-1]}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # noqa: ANN001, ANN201
+    outcome = yield
+    _fail_missing_extra(outcome.get_result())
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_make_collect_report(collector):  # noqa: ANN001, ANN201
     outcome = yield
-    report = outcome.get_result()
-    if os.environ.get("OVDET_REQUIRE_EXTRAS") and _missing_extra(report):
-        report.outcome = "failed"
-        report.longrepr = f"ovdet[test] lacks a package: {report.longrepr[-1]}"
+    _fail_missing_extra(outcome.get_result())
 
 
 @pytest.fixture(scope="session")

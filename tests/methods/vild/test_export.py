@@ -17,6 +17,7 @@ from ovdet.methods.vild.detector import ViLDDetector
 from ovdet.methods.vild.export import compare, export_onnx
 from ovdet.methods.vild.graph import DetectorGraph
 from ovdet.methods.vild.onnx_detector import OnnxDetector
+from ovdet.recognize.inputs import as_image
 from ovdet.vocab.parse import as_vocabulary
 
 pytest.importorskip("onnxruntime")
@@ -64,7 +65,7 @@ def test_graph_is_detect_exactly(shapes_vild, shapes_images):
     graph = DetectorGraph(shapes_vild.model, text, novel, nms=True).eval()
     total = 0
     for path in shapes_images:
-        pixels, box = letterbox(load_image(path), shapes_vild.spec["side"])
+        pixels, box = letterbox(as_image(str(path)), shapes_vild.spec["side"])
         (ref,) = shapes_vild.model.detect(pixels, [box.resized], text, novel)
         boxes, scores, labels = graph(pixels, torch.tensor(box.resized, dtype=torch.float32))
         assert torch.equal(boxes, ref.xyxy) and torch.equal(scores, ref.scores)
@@ -151,9 +152,3 @@ def test_cli_export_then_detect(exported, shapes_images, tmp_path, capsys):
     assert main(["export", "--model", "shapes-clip", "--vocab", "circle"]) == 2
     assert "ViLD-family checkpoint" in capsys.readouterr().err
     assert isinstance(load(str(out)), OnnxDetector)
-
-
-def load_image(path):
-    from ovdet.recognize.inputs import as_image
-
-    return as_image(str(path))
