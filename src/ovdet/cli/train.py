@@ -89,13 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate on this set at the end (LVIS protocol if it has frequencies, else COCO)",
     )
     p.add_argument("--val-images", default=None)
-    p.add_argument(
-        "--stop-at",
-        type=positive_int,
-        default=None,
-        help="checkpoint and exit once this many steps are done (a preemptible job's slice); "
-        "the command without it (or with a larger one) goes on from there",
-    )
+    _add_stop_arg(p)
     add_device_arg(p)
     choices = {"templates": TEMPLATE_SETS, "sampling": SAMPLINGS, "precision": PRECISIONS}
     choices |= {"neck": NECKS}
@@ -107,6 +101,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ovdet.cli import train_ovsam
 
     train_ovsam.register(train)
+
+
+def _add_stop_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--stop-at",
+        type=positive_int,
+        default=None,
+        help="checkpoint and exit once this many steps are done (a preemptible job's slice); "
+        "the command without it (or with a larger one) goes on from there",
+    )
 
 
 def _add_caption_args(p: argparse.ArgumentParser, required: bool, help: str) -> None:
@@ -136,6 +140,7 @@ def _register_codet(train: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--val-gt", default=None, help="evaluate on this set at the end")
     p.add_argument("--val-images", default=None)
+    _add_stop_arg(p)
     add_device_arg(p)
     choices = {"pseudo": PSEUDO_REGIONS, "loss": LOSS_FORMS}
     choices |= {"prototype": PROTOTYPES, "phi_input": PHI_INPUTS}
@@ -164,6 +169,7 @@ def _register_rkd(train: argparse._SubParsersAction) -> None:
     p.add_argument("--top-proposals", type=int, default=5, help="distilled proposals per image")
     p.add_argument("--val-gt", default=None, help="evaluate on this set at the end")
     p.add_argument("--val-images", default=None)
+    _add_stop_arg(p)
     add_device_arg(p)
     add_dataclass_args(p, RKDTrainConfig)
     p.set_defaults(run=run_rkd)
@@ -227,7 +233,7 @@ def _one_process(command: str) -> None:
     if world > 1:
         raise OvdetError(
             f"ovdet train {command} runs in one process ({world} were started): run it without "
-            "torchrun (train vild is the one that splits a batch over processes)"
+            "torchrun (train vild, rkd and codet split a batch over processes)"
         )
 
 
@@ -355,10 +361,10 @@ def run_rkd(args: argparse.Namespace) -> int:
     from ovdet.methods.rkd.labelers import make_labeler
     from ovdet.methods.rkd.train import RKDTrainConfig, train_rkd
     from ovdet.models.loader import load_model
+    from ovdet.train.distributed import init_distributed, main_first
     from ovdet.vocab.embed import embed_vocabulary
     from ovdet.vocab.parse import vocabulary_from_categories
 
-    _one_process("rkd")
     if bool(args.val_gt) != bool(args.val_images):
         raise OvdetError("--val-gt and --val-images go together: give both or neither")
     if args.no_distill and not args.captions:
@@ -366,36 +372,49 @@ def run_rkd(args: argparse.Namespace) -> int:
     if args.top_proposals < 1:
         raise OvdetError(f"--top-proposals must be >= 1, got {args.top_proposals}")
     cfg = dataclass_from_args(RKDTrainConfig, args)
+    where = init_distributed(args.device)  # torchrun's processes join here
     gt = load_gt(args.gt)
     spec = _init_spec(cfg, gt, args.novel, "RKD")
     clip = load_model(spec["clip"])
     vocab = vocabulary_from_categories(sorted(gt["categories"], key=lambda c: c["id"]))
     labeler = make_labeler(args.pseudo_labeler, vocab, clip, spec["templates"])
     out = Path(args.out)
+    if cfg.distill_captions and not args.captions:
+        raise OvdetError("--distill-captions distils the caption images: give --captions")
+
+    def regions_of(dataset, name: str):  # noqa: ANN001, ANN202
+        """The teacher's region cache of `dataset`, written by the first process alone."""
+        folder = out / "cache" / name
+        return main_first(
+            where, lambda: build_region_cache(labeler, clip, dataset, folder, args.top_proposals)
+        )
+
     regions = None
     if not args.no_distill:
-        dataset = CocoDetection(gt, args.images, spec["base_ids"], spec["side"])
-        regions = build_region_cache(
-            labeler, clip, dataset, out / "cache" / "regions", args.top_proposals
+        regions = regions_of(
+            CocoDetection(gt, args.images, spec["base_ids"], spec["side"]), "regions"
         )
     pis = {}
     if args.captions:
         images = args.caption_images or str(Path(args.captions).parent)
         captions = CaptionDataset(load_captions(args.captions), images, spec["side"])
+        folder = out / "cache" / "pseudo"
         pis = {
             "captions": captions,
-            "pseudo": build_pseudo_box_cache(labeler, captions, vocab, out / "cache" / "pseudo"),
+            "pseudo": main_first(
+                where, lambda: build_pseudo_box_cache(labeler, captions, vocab, folder)
+            ),
             "caption_text": embed_vocabulary(clip, vocab, spec["templates"]),
         }
         if cfg.distill_captions:
-            pis["caption_regions"] = build_region_cache(
-                labeler, clip, captions, out / "cache" / "regions-captions", args.top_proposals
-            )
-    elif cfg.distill_captions:
-        raise OvdetError("--distill-captions distils the caption images: give --captions")
-    folder = train_rkd(gt, args.images, out, cfg, regions, **pis, clip=clip, device=args.device)
-    Console().print(f"checkpoint: {folder}")
-    _evaluate(args, folder, clip)
+            pis["caption_regions"] = regions_of(captions, "regions-captions")
+    folder = train_rkd(
+        gt, args.images, out, cfg, regions, **pis, clip=clip, device=where.device, where=where,
+        stop=(lambda done: done >= args.stop_at) if args.stop_at else None,
+    )  # fmt: skip
+    if where.main:
+        Console().print(f"checkpoint: {folder}")
+        _evaluate(args, folder, clip)
     return 0
 
 
@@ -418,10 +437,10 @@ def run_codet(args: argparse.Namespace) -> int:
     from ovdet.methods.codet.concepts import ConceptIndex
     from ovdet.methods.codet.train import CoDetTrainConfig, train_codet
     from ovdet.models.loader import load_model
+    from ovdet.train.distributed import init_distributed
     from ovdet.vocab.embed import embed_vocabulary
     from ovdet.vocab.parse import parse_vocabulary, vocabulary_from_categories
 
-    _one_process("codet")
     if bool(args.val_gt) != bool(args.val_images):
         raise OvdetError("--val-gt and --val-images go together: give both or neither")
     cfg = dataclass_from_args(CoDetTrainConfig, args)
@@ -434,6 +453,7 @@ def run_codet(args: argparse.Namespace) -> int:
     items = load_captions(args.captions)
     index = ConceptIndex.build(items, concepts)
     index.require(cfg.group_size)  # fail before any model loads
+    where = init_distributed(args.device)  # torchrun's processes join here
     spec = _init_spec(cfg, gt, args.novel, "CoDet")
     clip = load_model(spec["clip"])
     images = args.caption_images or str(Path(args.captions).parent)
@@ -442,8 +462,10 @@ def run_codet(args: argparse.Namespace) -> int:
     concept_text = embed_vocabulary(clip, concepts, spec["templates"]).clone()
     folder = train_codet(
         gt, args.images, args.out, cfg, captions, index, concept_text, caption_text, clip=clip,
-        device=args.device,
+        device=where.device, where=where,
+        stop=(lambda done: done >= args.stop_at) if args.stop_at else None,
     )  # fmt: skip
-    Console().print(f"checkpoint: {folder}")
-    _evaluate(args, folder, clip)
+    if where.main:
+        Console().print(f"checkpoint: {folder}")
+        _evaluate(args, folder, clip)
     return 0

@@ -12,9 +12,9 @@ each take B / N of the batch see what one process taking all of it sees.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -23,11 +23,28 @@ from ovdet.data.coco import CocoDetection, Sample
 from ovdet.errors import OvdetError
 
 SAMPLINGS = ("uniform", "repeat-factor", "epochs")
+T = TypeVar("T")
 
 
 def image_seed(seed: int, step: int, position: int) -> int:
     """The seed of the image at `position` of step `step`'s global batch."""
     return (seed * 1_000_003 + step) * 4099 + position + 1
+
+
+def share(
+    drawn: Sequence[T], seed: int, step: int, rank: int = 0, world: int = 1
+) -> tuple[list[T], list[torch.Generator]]:
+    """`rank`'s contiguous part of step `step`'s global list `drawn` (images, or groups of
+    them), and a generator for each of its items seeded by the item's place in `drawn`: what the
+    item's random choices draw from, whichever process takes it. `drawn` must split evenly."""
+    if len(drawn) % world:
+        raise OvdetError(
+            f"the global batch ({len(drawn)}) must split evenly over {world} processes"
+        )
+    per = len(drawn) // world
+    positions = range(rank * per, (rank + 1) * per)
+    generators = [torch.Generator().manual_seed(image_seed(seed, step, p)) for p in positions]
+    return [drawn[p] for p in positions], generators
 
 
 def repeat_factors(dataset: CocoDetection, threshold: float = 0.001) -> torch.Tensor:
@@ -178,22 +195,14 @@ class StepBatches(torch.utils.data.Dataset):
         if epochs and weights is not None:
             raise OvdetError("epoch sampling takes no weights (repeat factors draw with them)")
 
-    def positions(self) -> range:
-        """This rank's positions in the global batch."""
-        per = self.batch_size // self.world
-        return range(self.rank * per, (self.rank + 1) * per)
-
     def __getitem__(self, step: int) -> Batch:
         picked = global_batch(
             self.seed, step, self.batch_size, len(self.dataset), self.weights, self.epochs
         )
-        indices, samples, generators = [], [], []
-        for position in self.positions():
-            i = picked[position]
-            g = torch.Generator().manual_seed(image_seed(self.seed, step, position))
-            samples.append(self.augment(self.dataset[i], g))
-            indices.append(i)
-            generators.append(g)  # the model's samplers go on drawing from it
+        indices, generators = share(picked, self.seed, step, self.rank, self.world)
+        # the model's samplers go on drawing from each image's generator
+        pairs = zip(indices, generators, strict=True)
+        samples = [self.augment(self.dataset[i], g) for i, g in pairs]
         return Batch(step, indices, samples, generators)
 
     def __len__(self) -> int:  # steps are indexed directly; the sampler says which

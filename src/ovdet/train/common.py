@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from ovdet.errors import FormatError, OvdetError
 from ovdet.io.atomic import atomic_path, write_json
-from ovdet.train.distributed import Distributed, average_gradients, barrier
+from ovdet.train.distributed import Distributed, average_gradients, barrier, mean_values
 from ovdet.train.precision import Precision
 
 STATE = "train_state.pt"
@@ -131,7 +131,8 @@ def run_steps(
     """Train steps `start` .. `steps` - 1; returns the number of steps done when it ended.
 
     The progress bar shows each loss's running mean over the last `WINDOW` steps; `log` (a
-    JSON-lines file) gets one line per step: the step, the learning rate and every loss.
+    JSON-lines file) gets one line per step: the step, the learning rate and every loss (with
+    several processes, each loss's mean over them: the whole batch's, not one share's).
 
     Args:
         step_losses: (step, generator) -> named scalar losses; their sum is minimised. The
@@ -176,7 +177,7 @@ def run_steps(
         lr = opt.param_groups[0]["lr"]
         amp.step(opt)
         sched.step()
-        values = {k: v.item() for k, v in losses.items()}
+        values = mean_values({k: v.detach() for k, v in losses.items()}, world)
         recent.append(values)
         bar.set_postfix(running_means(recent))
         if writer is not None:

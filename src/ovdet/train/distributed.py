@@ -21,6 +21,8 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
+from ovdet.errors import OvdetError
+
 T = TypeVar("T")
 
 
@@ -41,6 +43,12 @@ class Distributed:
         return self.world > 1
 
 
+def check_split(n: int, where: Distributed, what: str = "global batch") -> None:
+    """Refuse (one line) a step's `n` items that do not split evenly over the processes."""
+    if n % where.world:
+        raise OvdetError(f"the {what} ({n}) must split evenly over {where.world} processes")
+
+
 def init_distributed(device: str = "cpu") -> Distributed:
     """Join torchrun's process group when WORLD_SIZE > 1 (once per process); a single process
     otherwise. On CUDA each process takes the GPU of its LOCAL_RANK."""
@@ -58,10 +66,18 @@ def init_distributed(device: str = "cpu") -> Distributed:
 
 
 def average_gradients(parameters: Iterable[torch.nn.Parameter], world: int) -> None:
-    """All-reduce the gradients of `parameters` (a missing one counts as zero) and divide by
-    `world`: every process then holds the gradient of the mean of the processes' losses."""
+    """All-reduce the gradients of `parameters` (missing on some processes: zero there) and
+    divide by `world`: every process then holds the gradient of the mean of the processes'
+    losses. A parameter no process's loss reached keeps no gradient, as in one process (the
+    optimizer skips it: a step that does not use a head leaves it, its moments and its weight
+    decay alone)."""
     params = [p for p in parameters if p.requires_grad]
     if not params or world <= 1:
+        return
+    reached = _wire(torch.tensor([p.grad is not None for p in params], dtype=torch.float32))
+    dist.all_reduce(reached)
+    params = [p for p, r in zip(params, reached.tolist(), strict=True) if r > 0]
+    if not params:
         return
     flat = torch.cat(
         [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
@@ -81,8 +97,27 @@ def global_sum(x: torch.Tensor | float, world: int) -> torch.Tensor:
     so that averaged gradients are one process's gradient of the whole batch."""
     total = torch.as_tensor(x, dtype=torch.float64).detach().clone().reshape(())
     if world > 1:
+        total = _wire(total)
         dist.all_reduce(total)
     return total
+
+
+def _wire(t: torch.Tensor) -> torch.Tensor:
+    """`t` where the process group's collectives take it: this process's GPU under NCCL, the
+    CPU under gloo."""
+    if dist.get_backend() == "nccl":
+        return t.to(torch.device("cuda", torch.cuda.current_device()))
+    return t.cpu()
+
+
+def mean_values(losses: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """Named scalar losses -> their values, averaged over the `world` processes (one
+    all-reduce; every process names the same losses in the same order)."""
+    if world <= 1 or not losses:
+        return {k: v.item() for k, v in losses.items()}
+    stacked = _wire(torch.stack([v.float().reshape(()) for v in losses.values()]))
+    dist.all_reduce(stacked)
+    return dict(zip(losses, (stacked / world).tolist(), strict=True))
 
 
 def barrier(where: Distributed) -> None:
@@ -99,3 +134,35 @@ def main_first(where: Distributed, build: Callable[[], T]) -> T:
         result = build()
     barrier(where)
     return result
+
+
+def share_of_mean(loss: torch.Tensor, count: int, where: Distributed) -> torch.Tensor:
+    """A mean over this process's `count` items, reweighted so that the processes' averaged
+    gradients are those of the mean over all processes' items (counts may differ between
+    processes: pseudo-boxes, cached regions). Unchanged in one process."""
+    if not where.active:
+        return loss
+    total = float(global_sum(count, where.world))
+    return loss * (count * where.world / total) if total else loss
+
+
+def all_rows(x: torch.Tensor, where: Distributed) -> torch.Tensor:
+    """(n, ...) rows of this process -> (world * n, ...) rows of every process in rank order
+    (each process gives n). This process's rows keep their graph, the others' are constants: a
+    loss over them that every process computes alike gets its whole gradient through
+    `whole_gradient`."""
+    if not where.active:
+        return x
+    rows = [torch.empty_like(x) for _ in range(where.world)]
+    dist.all_gather(rows, x.detach().contiguous())
+    rows[where.rank] = x
+    return torch.cat(rows)
+
+
+def whole_gradient(loss: torch.Tensor, where: Distributed) -> torch.Tensor:
+    """`loss` (computed alike on every process over `all_rows`) with its value kept and its
+    gradient multiplied by the number of processes: averaged over them, each process's part of
+    the gradient (through its own rows) adds up to the one-process gradient."""
+    if not where.active:
+        return loss
+    return loss + (where.world - 1) * (loss - loss.detach())

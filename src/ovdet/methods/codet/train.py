@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ovdet.data.captions import CaptionDataset
+from ovdet.data.pipeline import share
 from ovdet.errors import OvdetError
 from ovdet.losses.codet import image_caption_loss, region_word_loss
 from ovdet.losses.rkd import pms_loss
@@ -51,11 +52,19 @@ from ovdet.methods.codet.cooccur import (
     prototypes,
     region_weights,
 )
+from ovdet.methods.rkd.train import per_image_draws
 from ovdet.methods.vild.finetune import fine_tune_start
 from ovdet.methods.vild.model import ViLD
 from ovdet.methods.vild.train import FrozenFeatures, targets_on
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.train.common import check_batch_size, flushes_denormals, train_resumable, warmup_cosine
+from ovdet.train.distributed import (
+    Distributed,
+    all_rows,
+    check_split,
+    share_of_mean,
+    whole_gradient,
+)
 
 LOSS_FORMS = ("softmax", "bce")
 
@@ -164,9 +173,12 @@ def train_codet(
     stop: Callable[[int], bool] | None = None,
     clip: VisionLanguageModel | None = None,
     device: str | torch.device = "cpu",
+    where: Distributed | None = None,
 ) -> Path:
     """Fine-tune `cfg.init` into `out`; the model and each batch on `device` (the checkpoints
-    stay on the CPU).
+    stay on the CPU). `where`: this process's place among several (torchrun): each takes its
+    part of a detection batch's images and of a caption batch's concept groups; the
+    image-caption loss contrasts every process's images (gathered), as in one process.
 
     Args:
         gt: the detection training set (its base categories are the init's).
@@ -178,6 +190,9 @@ def train_codet(
             text embeddings.
     """
     out = Path(out)
+    where = where or Distributed(device=str(device))
+    check_split(cfg.batch_size, where)
+    check_split(cfg.groups, where, "concept groups of a caption batch")
     if len(concepts.labels) != len(captions):
         raise OvdetError(
             f"the concept index covers {len(concepts.labels)} images, the captions {len(captions)}"
@@ -192,6 +207,7 @@ def train_codet(
     phi = build_phi(cfg)
     model.aux = nn.ModuleDict({"phi": phi})  # training-only; loaders skip `aux.`
     model.to(device)
+    split = per_image_draws(spec, where)
     concept_text = concept_text.to(device)
     caption_text = caption_text.to(device) if caption_text is not None else None
     heads = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("aux.")]
@@ -206,25 +222,30 @@ def train_codet(
 
     check_batch_size(cfg.batch_size, len(dataset))
 
-    def box_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
+    def box_batch(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         picked = torch.randint(len(dataset), (cfg.batch_size,), generator=g).tolist()
+        generators = None  # torch's global generator: the shapes world's reproductions
+        if split:
+            picked, generators = share(picked, cfg.seed, step, where.rank, where.world)
         batch = [dataset[i] for i in picked]
         features, proposals = box_features.get(picked, batch)
-        return model.head_losses(features, proposals, *targets_on(batch, device))
+        targets = targets_on(batch, device)
+        return model.head_losses(features, proposals, *targets, generators=generators)
 
     def caption_batch(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-        drawn = [concepts.sample_group(cfg.group_size, g) for _ in range(cfg.groups)]
+        every = [concepts.sample_group(cfg.group_size, g) for _ in range(cfg.groups)]
+        drawn = share(every, cfg.seed, step, where.rank, where.world)[0] if split else every
         images = [i for _, group in drawn for i in group]
         emb, boxes = groups.embed(images)
-        emb = emb.view(cfg.groups, cfg.group_size, r, -1)
-        boxes = boxes.view(cfg.groups, cfg.group_size, r, 4)
+        emb = emb.view(len(drawn), cfg.group_size, r, -1)
+        boxes = boxes.view(len(drawn), cfg.group_size, r, 4)
         weights = [
             region_weights(cfg.pseudo, emb[k], boxes[k], concept_text[c], phi, cfg.text_guidance)
             for k, (c, _) in enumerate(drawn)
         ]
-        share = hard_share(cfg.prototype, step, cfg.steps)
-        if share > 0:  # the baselines' weights are one-hot already
-            weights = [harden(w, share) for w in weights]
+        hard = hard_share(cfg.prototype, step, cfg.steps)
+        if hard > 0:  # the baselines' weights are one-hot already
+            weights = [harden(w, hard) for w in weights]
         pseudo = [prototypes(emb[k], w) for k, w in enumerate(weights)]
         labels = torch.tensor([c for c, _ in drawn], device=device)
         labels = labels.repeat_interleave(cfg.group_size)
@@ -234,20 +255,20 @@ def train_codet(
             rw = pms_loss(logits, labels + 1, cfg.caption_weight)
         else:
             rw = cfg.caption_weight * region_word_loss(pseudo, concept_text, labels)
-        losses = {"region_word": rw}
-        if image_caption:
-            whole = emb[:, :, -1].reshape(len(images), -1)
+        losses = {"region_word": share_of_mean(rw, len(labels), where)}
+        if image_caption:  # contrasted with every process's images
+            whole = all_rows(emb[:, :, -1].reshape(len(images), -1), where)
+            every_image = [i for _, group in every for i in group]
+            ic = image_caption_loss(whole, caption_text[every_image])
             losses["image_caption"] = (
-                cfg.caption_weight
-                * cfg.image_caption_weight
-                * image_caption_loss(whole, caption_text[images])
+                cfg.caption_weight * cfg.image_caption_weight * whole_gradient(ic, where)
             )
         return losses
 
     def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         if cfg.caption_weight > 0 and step % 2 == 1:
             return caption_batch(step, g)
-        return box_batch(g)  # caption weight 0: a detection batch every step (the control)
+        return box_batch(step, g)  # caption weight 0: a detection batch every step (the control)
 
     if cfg.caption_weight == 0:
         name = "no caption batches"
@@ -268,5 +289,6 @@ def train_codet(
         same=tuple(spec),
         desc=f"train CoDet ({name})",
         stop=stop,
+        where=where,
     )
     return out

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from ovdet.data.captions import CaptionDataset
+from ovdet.data.pipeline import share
 from ovdet.errors import OvdetError
 from ovdet.losses.rkd import irm_loss, rkd_l1_loss
 from ovdet.methods.vild.finetune import fine_tune_start
@@ -44,6 +45,7 @@ from ovdet.methods.vild.model import CLASSIFICATIONS
 from ovdet.methods.vild.train import FrozenFeatures, targets_on
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.train.common import check_batch_size, flushes_denormals, train_resumable, warmup_cosine
+from ovdet.train.distributed import Distributed, check_split, share_of_mean
 from ovdet.train.feature_cache import ShardedCache
 
 
@@ -130,9 +132,11 @@ def train_rkd(
     clip: VisionLanguageModel | None = None,
     device: str | torch.device = "cpu",
     caption_regions: ShardedCache | None = None,
+    where: Distributed | None = None,
 ) -> Path:
     """Fine-tune `cfg.init` into `out`; the model and each batch on `device` (the caches and the
-    checkpoints stay on the CPU).
+    checkpoints stay on the CPU). `where`: this process's place among several (torchrun): each
+    takes its part of every step's batch (see `per_image_draws`).
 
     Args:
         gt: the detection training set (its base categories are the init's).
@@ -145,6 +149,8 @@ def train_rkd(
             `cfg.distill_captions`).
     """
     out = Path(out)
+    where = where or Distributed(device=str(device))
+    check_split(cfg.batch_size, where)
     if (pseudo is None) != (captions is None) or (pseudo is None) != (caption_text is None):
         raise OvdetError("PIS needs the captioned images, their pseudo-boxes and their vocabulary")
     if cfg.distill_captions and (pseudo is None or caption_regions is None):
@@ -167,6 +173,7 @@ def train_rkd(
         **({"temperature": cfg.sigmoid_temperature} if cfg.classification == "sigmoid" else {}),
     )
     model.to(device)
+    split = per_image_draws(spec, where)
     if caption_text is not None:
         caption_text = caption_text.to(device)
     trained = [p for p in model.parameters() if p.requires_grad]
@@ -192,19 +199,33 @@ def train_rkd(
 
     caption_cached = caption_regions.reader() if cfg.distill_captions else None
 
+    def mine(step: int, drawn: list[int]) -> tuple[list[int], list[torch.Generator] | None]:
+        """This process's images of the step's drawn ones, and their samplers (None: torch's
+        global generator, the shapes world's one-process reproductions)."""
+        if not split:
+            return drawn, None
+        return share(drawn, cfg.seed, step, where.rank, where.world)
+
     def distillation(
         features: torch.Tensor, picked: list[int], cache: Any
     ) -> dict[str, torch.Tensor]:
         boxes = [cache[str(i)]["boxes"].to(device) for i in picked]
         student, _ = model.text_head(features, boxes)  # W_D phi(r)
         teacher = torch.cat([cache[str(i)]["embeddings"] for i in picked]).to(device)
-        losses = {"l1": rkd_l1_loss(student, teacher, cfg.l1_weight)}
-        if cfg.irm_weight > 0:
-            losses["irm"] = grouped_irm(student, teacher, boxes, cfg)
+        l1 = rkd_l1_loss(student, teacher, cfg.l1_weight)
+        losses = {"l1": share_of_mean(l1, len(student), where)}
+        if cfg.irm_weight > 0:  # groups form within a process's images (official: per GPU)
+            groups = -(-len(picked) // cfg.irm_images)
+            irm = grouped_irm(student, teacher, boxes, cfg)
+            losses["irm"] = share_of_mean(irm, groups, where)
         return losses
 
     def backbone_pass(
-        memo: FrozenFeatures, picked: list[int], batch: list[Any], gt_boxes: list | None = None
+        memo: FrozenFeatures,
+        picked: list[int],
+        batch: list[Any],
+        gt_boxes: list | None = None,
+        generators: list[torch.Generator] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
         """(B, C, h, w) features, B (P, 4) proposal sets and the RPN's losses of a batch: the
         frozen backbone's (memoised, no losses), or with `train_backbone` a pass with a graph
@@ -213,36 +234,41 @@ def train_rkd(
             return *memo.get(picked, batch), {}
         model.backbone.eval()  # BatchNorm keeps the init's statistics (FrozenBN)
         pixels = torch.stack([s.pixels for s in batch]).to(device)
-        return model.propose(pixels, [s.size for s in batch], gt_boxes)
+        return model.propose(pixels, [s.size for s in batch], gt_boxes, generators)
 
-    def box_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
+    def box_batch(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         pool = distilled or list(range(len(dataset)))
-        picked = [pool[j] for j in torch.randint(len(pool), (cfg.batch_size,), generator=g)]
+        drawn = [pool[j] for j in torch.randint(len(pool), (cfg.batch_size,), generator=g)]
+        picked, generators = mine(step, drawn)
         batch = [dataset[i] for i in picked]
         targets = targets_on(batch, device)
-        features, proposals, losses = backbone_pass(box_features, picked, batch, targets[0])
-        losses |= model.head_losses(features, proposals, *targets)
+        features, proposals, losses = backbone_pass(
+            box_features, picked, batch, targets[0], generators
+        )
+        losses |= model.head_losses(features, proposals, *targets, generators=generators)
         if cached is not None:
             losses |= distillation(features, picked, cached)
         return losses
 
-    def caption_batch(g: torch.Generator) -> dict[str, torch.Tensor]:
-        picked = [labelled[j] for j in torch.randint(len(labelled), (cfg.batch_size,), generator=g)]
+    def caption_batch(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        drawn = [labelled[j] for j in torch.randint(len(labelled), (cfg.batch_size,), generator=g)]
+        picked, _ = mine(step, drawn)
         batch = [captions[i] for i in picked]
         features, _, _ = backbone_pass(caption_features, picked, batch)
         kept = [pseudo_boxes(entries[str(i)], cfg.pseudo_threshold) for i in picked]
         emb, _ = model.class_outputs(features, [b.to(device) for b, _ in kept])
         labels = torch.cat([lab for _, lab in kept]).to(device) + 1
         pms = cfg.pms_weight * model.classification_loss(emb, labels, caption_text)
-        losses = {"pms": pms}  # the detector's own form: BCE (sigmoid) or CE with background
+        # the detector's own form: BCE (sigmoid) or CE with background
+        losses = {"pms": share_of_mean(pms, len(labels), where)}
         if caption_cached is not None:
             losses |= distillation(features, picked, caption_cached)
         return losses
 
     def step_losses(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         if pseudo is not None and step % 2 == 1:
-            return caption_batch(g)
-        return box_batch(g)
+            return caption_batch(step, g)
+        return box_batch(step, g)
 
     parts = {
         "L1": cached is not None,
@@ -264,5 +290,15 @@ def train_rkd(
         same=tuple(spec),
         desc=f"train RKD ({name})",
         stop=stop,
+        where=where,
     )
     return out
+
+
+def per_image_draws(spec: dict[str, Any], where: Distributed) -> bool:
+    """Whether a fine-tuning run draws each image's samples from a generator of its own, seeded
+    by its place in the step's global batch (so several processes, each taking its part of the
+    batch, train what one process taking all of it trains): with a transformers backbone, or
+    several processes. The shapes world's backbone in one process keeps torch's global
+    generator, on which its reproductions' tables were measured."""
+    return where.active or "backbone" in spec
