@@ -411,6 +411,8 @@ def test_a_bad_backbone_is_one_line_before_any_data_loads(tmp_path, tiny_clip_di
         (["--backbone", resnet, "--neck", "c5"], "argument --neck: invalid choice"),
         (["--backbone", "shapes", "--lsj"], "--lsj needs the real-scale data pipeline"),
         (["--backbone", resnet, "--precision", "fp16"], "fp16 needs a CUDA device"),
+        (["--backbone", resnet, "--aspect-groups", "--lsj"], "use it without --lsj"),
+        (["--backbone", "shapes", "--short-side", "96"], "--short-side needs the real-scale"),
     ]
     for extra, message in cases:
         code, err = run([*base, *extra], capsys)

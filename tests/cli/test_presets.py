@@ -28,9 +28,12 @@ def test_every_preset_builds_its_trainers_config(name):
     args = build_parser().parse_args(argv)
     cfg = dataclass_from_args(_config_class(command), args)  # the trainer's own checks pass
     assert preset["differs"] and preset["description"]
-    if command == "vild":
+    if name == "vild-r50-fpn-lvis":
         assert cfg.backbone == "microsoft/resnet-50" and cfg.side == 1024 and cfg.lsj
         assert args.mask and args.novel == "lvis" and cfg.sampling == "repeat-factor"
+    if name == "vild-text-r50-c4-coco-ovd":  # detectron2's 800 / 1333, grouped
+        assert cfg.neck == "c4" and (cfg.short_side, cfg.side) == (800, 1333)
+        assert cfg.aspect_groups and not cfg.lsj and args.image_weight == 0
 
 
 def test_typed_options_override_the_preset_and_print_config(capsys):

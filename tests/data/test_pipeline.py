@@ -99,3 +99,65 @@ def test_epoch_sampling_sees_every_image_once_per_pass_and_reshuffles():
     # a batch is a function of (seed, step) alone: resuming at step 3 draws the same
     assert global_batch(3, 3, batch, n, epochs=True) == drawn[12:16]
     assert global_batch(4, 0, batch, n, epochs=True) != drawn[:4]
+
+
+def test_short_side_resize_caps_the_long_side():
+    from ovdet.ops.letterbox import Letterbox
+
+    assert Letterbox.fit(480, 640, 1333, 800).resized == (800, 1067)  # detectron2's 800 / 1333
+    assert Letterbox.fit(200, 1000, 1333, 800).resized == (267, 1333)  # the long side's cap
+    assert Letterbox.fit(480, 640, 1024).resized == (768, 1024)  # no short side: the long side
+
+
+def _mixed_gt(sizes):
+    """Images of the given (h, w), one annotation each."""
+    gt = _gt(len(sizes), 0)
+    for im, (h, w) in zip(gt["images"], sizes, strict=True):
+        im["height"], im["width"] = h, w
+    return gt
+
+
+def test_aspect_groups_batch_one_orientation_cut_to_the_whole_batch(monkeypatch):
+    from ovdet.data.pipeline import aspect_groups
+
+    sizes = [(48, 64)] * 3 + [(30, 64)] * 3 + [(64, 40)] * 2  # 6 landscape, 2 portrait
+    data = CocoDetection(_mixed_gt(sizes), "/nonexistent", [1, 2], 128)
+    groups = aspect_groups(data)
+    assert groups.tolist() == [0] * 6 + [1] * 2
+    draws = [global_batch(1, step, 4, 8, groups=groups) for step in range(400)]
+    assert all(len({int(groups[i]) for i in d}) == 1 for d in draws)  # one group a step
+    portrait = sum(int(groups[d[0]]) for d in draws) / len(draws)
+    assert abs(portrait - 2 / 8) < 0.06  # groups drawn in proportion to their images
+
+    def square(self, i):  # the letterboxed square of image i: valid part random, padding 0
+        h, w = self.input_size(i)
+        pixels = torch.zeros(3, 128, 128)
+        pixels[:, :h, :w] = torch.rand(3, h, w, generator=torch.Generator().manual_seed(i))
+        return Sample(i, pixels, 1.0, (h, w), torch.tensor([[0.0, 0, 4, 4]]), torch.tensor([0]))
+
+    monkeypatch.setattr(CocoDetection, "__getitem__", square)
+    whole = StepBatches(data, 7, 4, groups=groups)
+    halves = [StepBatches(data, 7, 4, r, 2, groups=groups) for r in (0, 1)]
+    for step in range(12):
+        a = whole[step]
+        h = max(data.input_size(i)[0] for i in a.indices)
+        w = max(data.input_size(i)[1] for i in a.indices)
+        expected = (-(-h // 32) * 32, -(-w // 32) * 32)
+        # landscape inputs are 96 x 128 or 60 x 128, portrait 128 x 80
+        assert expected in ((96, 128), (64, 128), (128, 96))
+        assert all(tuple(s.pixels.shape[-2:]) == expected for s in a.samples)
+        parts = [p[step] for p in halves]  # every process cuts to the whole batch's extent
+        for x, y in zip(a.samples, parts[0].samples + parts[1].samples, strict=True):
+            assert torch.equal(x.pixels, y.pixels)
+        for i, s in zip(a.indices, a.samples, strict=True):  # only padding was cut
+            assert torch.equal(s.pixels, square(data, i).pixels[:, : expected[0], : expected[1]])
+
+
+def test_a_cut_refuses_an_image_larger_than_its_annotated_size():
+    import pytest
+
+    from ovdet.data.pipeline import cut
+    from ovdet.errors import FormatError
+
+    with pytest.raises(FormatError, match="more than its annotated width and height"):
+        cut(_sample(), (32, 64))  # the sample's valid part is 64 x 48

@@ -150,3 +150,64 @@ def test_rkd_and_codet_split_their_batches_over_two_gloo_processes(data):
         # 8e-7, CoDet 1.2e-6 (the weights moved by 2.5e-3)
         assert max_difference(one, two, ignore=("aux.phi.net.2.bias",)) < 1e-5, name
         assert max_difference(one, init, shared=True) > 1e-3, name  # they trained
+
+
+def test_aspect_groups_and_short_side_train_on_uncut_batches_and_detect(data, monkeypatch):
+    """Landscape and portrait copies of the scenes (padded with grey to 96 x 144 and 144 x 96):
+    every training batch is one orientation, cut to its extent (not the 128 square), the mask
+    head trains on the cut masks, and the checkpoint detects with the same resize rule."""
+    from ovdet.cli.main import main
+    from PIL import Image
+
+    from ovdet.io.images import load_image
+    from ovdet.methods.vild.detector import ViLDDetector
+    from ovdet.methods.vild.model import ViLD
+
+    gt = json.loads((data / "w/det-train/annotations.json").read_text())
+    wide = data / "wide"
+    (wide / "images").mkdir(parents=True, exist_ok=True)
+    for k, im in enumerate(gt["images"]):
+        image = load_image(data / "w/det-train" / im["file_name"])
+        padded = torch.full((3, 144, 144), 128, dtype=torch.uint8)
+        padded[:, :96, :96] = image
+        image = padded[:, :96] if k % 2 else padded[:, :, :96]  # landscape, portrait
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(wide / im["file_name"])
+        im["height"], im["width"] = image.shape[-2:]
+    for a in gt["annotations"]:  # the RLEs are of 96 x 96 images: the boxes as polygons
+        x, y, w, h = a["bbox"]
+        a["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    (wide / "annotations.json").write_text(json.dumps(gt))
+    shapes: list[tuple[int, int]] = []
+    losses = ViLD.losses
+
+    def recorded(self, pixels, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        shapes.append(tuple(pixels.shape[-2:]))
+        return losses(self, pixels, *args, **kwargs)
+
+    monkeypatch.setattr(ViLD, "losses", recorded)
+    out = data / "grouped"
+    args = [
+        "train", "vild", "--gt", str(wide / "annotations.json"), "--images", str(wide),
+        "--clip", "shapes-clip", "--backbone", str(data / "bb"), "--side", "128",
+        "--short-side", "64", "--aspect-groups", "--mask", "--steps", "6", "--batch-size", "2",
+        "--warmup", "1", "--fpn-channels", "16", "--templates", "single", "--freeze-at", "0",
+        "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    # 144 x 96 scaled by min(64 / 96, 128 / 144) to 96 x 64: the batch is that, not 128 x 128
+    assert set(shapes) == {(64, 96), (96, 64)}, shapes
+    spec = json.loads((out / "spec.json").read_text())
+    assert spec["short_side"] == 64
+    sizes = []
+    detect = ViLD.detect
+
+    def seen(self, pixels, image_sizes, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        sizes.extend(image_sizes)
+        return detect(self, pixels, image_sizes, *args, **kwargs)
+
+    monkeypatch.setattr(ViLD, "detect", seen)
+    detector = ViLDDetector(out, text_cache=None)
+    image = load_image(wide / gt["images"][1]["file_name"])
+    found = detector.detect(image, "circle, square, star")
+    assert found.image_size == (96, 144)
+    assert sizes == [(64, 96)]  # the training resize, not the long side's 85 x 128

@@ -313,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
                 "e.g. a ViLD-text run)"
             )
         proposer, spec = load_detector(args.proposals, device=args.device)
-        dataset = CocoDetection(gt, args.images, spec["base_ids"], cfg.side)
+        dataset = CocoDetection(gt, args.images, spec["base_ids"], cfg.side, short=cfg.short_side)
         folder, m = Path(args.out) / "distill-cache", cfg.distill_proposals
         cache = main_first(where, lambda: build_distill_cache(proposer, clip, dataset, folder, m))
     folder = train_vild(

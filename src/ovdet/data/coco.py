@@ -48,11 +48,12 @@ def letterbox(
     image: torch.Tensor,
     side: int,
     normalize: Callable[[torch.Tensor], torch.Tensor] | None = normalize_imagenet,
+    short: int = 0,
 ) -> tuple[torch.Tensor, Letterbox]:
     """(3, H, W) uint8 -> (1, 3, side, side) detector input (the image resized with bilinear
     antialiasing, padded black at the bottom and right, then `normalize`d: ImageNet's by
-    default, None leaves [0, 255]) and its letterbox."""
-    box = Letterbox.fit(*image.shape[-2:], side)
+    default, None leaves [0, 255]) and its letterbox (`short`: see `Letterbox.fit`)."""
+    box = Letterbox.fit(*image.shape[-2:], side, short)
     pixels = box.image(image)
     return (pixels if normalize is None else normalize(pixels)), box
 
@@ -71,6 +72,8 @@ class CocoDetection:
         normalize: (..., 3, H, W) [0, 255] pixels -> the model's input, applied after padding
             (default ImageNet's); None keeps pixels in [0, 255], padded black (a model that
             normalises them itself, e.g. CLIP's for Open-Vocabulary SAM).
+        short: resize the short side to this, the long side at most `side` (0: the long side
+            to `side`); the input stays a side x side square, padded.
     """
 
     def __init__(
@@ -82,9 +85,11 @@ class CocoDetection:
         cache: bool = True,
         masks: bool = False,
         normalize: Callable[[torch.Tensor], torch.Tensor] | None = normalize_imagenet,
+        short: int = 0,
     ) -> None:
         self.images = sorted(gt["images"], key=lambda im: im["id"])
         self.images_dir, self.side, self.cache = Path(images_dir), side, cache
+        self.short = short
         self.with_masks, self.normalize = masks, normalize
         index = {int(c): i for i, c in enumerate(category_ids)}
         unknown = set(index) - {c["id"] for c in gt["categories"]}
@@ -123,11 +128,22 @@ class CocoDetection:
 
     def __getitem__(self, i: int) -> Sample:
         im = self.images[i]
-        pixels, box = letterbox(self.image(i), self.side, self.normalize)
+        pixels, box = letterbox(self.image(i), self.side, self.normalize, self.short)
         xyxy = xywh_to_xyxy(torch.tensor(self.boxes[im["id"]], dtype=torch.float32).reshape(-1, 4))
         labels = torch.tensor(self.labels[im["id"]], dtype=torch.int64)
         masks = self.masks(i, box) if self.with_masks else None
         return Sample(im["id"], pixels[0], box.scale, box.resized, box.boxes(xyxy), labels, masks)
+
+    def input_size(self, i: int) -> tuple[int, int]:
+        """Image i's (h, w) inside the input, from the file's width and height (no decoding)."""
+        im = self.images[i]
+        if not (isinstance(im.get("width"), int) and isinstance(im.get("height"), int)):
+            raise FormatError(
+                f"image {im.get('id')!r} has no integer width and height in the annotation "
+                f"file (got {im.get('width')!r} x {im.get('height')!r}); aspect-ratio grouping "
+                "reads them"
+            )
+        return Letterbox.fit(im["height"], im["width"], self.side, self.short).resized
 
     def masks(self, i: int, box: Letterbox) -> torch.Tensor:
         """(G, S, S) bool masks of image i's annotations in the letterboxed input's pixels."""

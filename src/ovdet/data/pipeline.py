@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ovdet.data.coco import CocoDetection, Sample
-from ovdet.errors import OvdetError
+from ovdet.errors import FormatError, OvdetError
 
 SAMPLINGS = ("uniform", "repeat-factor", "epochs")
 T = TypeVar("T")
@@ -68,11 +68,16 @@ def global_batch(
     n: int,
     weights: torch.Tensor | None = None,
     epochs: bool = False,
+    groups: torch.Tensor | None = None,
 ) -> list[int]:
     """Step `step`'s B dataset indices, drawn with replacement: uniformly, or in proportion to
     `weights` (repeat factors: the with-replacement form of repeat-factor sampling); or, with
     `epochs`, without replacement: shuffled passes over the data, each image once per pass (the
-    pass's order a permutation seeded by (seed, pass); a batch may straddle two passes)."""
+    pass's order a permutation seeded by (seed, pass); a batch may straddle two passes).
+    `groups` ((N,) group ids, e.g. `aspect_groups`): the step first draws one group, in
+    proportion to its share of the images (or of their weights), then its B images within it."""
+    if epochs and groups is not None:
+        raise OvdetError("aspect-ratio groups draw with replacement: not with epoch sampling")
     if epochs:
         out = []
         for t in range(step * size, (step + 1) * size):
@@ -80,6 +85,11 @@ def global_batch(
             out.append(int(epoch_order(seed, epoch, n)[k]))
         return out
     g = torch.Generator().manual_seed(image_seed(seed, step, -1))
+    if groups is not None:
+        w = weights.double() if weights is not None else torch.ones(n, dtype=torch.float64)
+        totals = torch.zeros(int(groups.max()) + 1, dtype=torch.float64).index_add_(0, groups, w)
+        chosen = torch.multinomial(totals, 1, generator=g)
+        return torch.multinomial(w * (groups == chosen), size, True, generator=g).tolist()
     if weights is None:
         return torch.randint(n, (size,), generator=g).tolist()
     return torch.multinomial(weights, size, replacement=True, generator=g).tolist()
@@ -89,6 +99,37 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     """Pass `epoch`'s order of `n` images: a permutation seeded by (seed, epoch) alone."""
     g = torch.Generator().manual_seed(image_seed(seed, -2 - epoch, -1))
     return torch.randperm(n, generator=g)
+
+
+def aspect_groups(dataset: CocoDetection) -> torch.Tensor:
+    """(N,) each image's aspect-ratio group: 0 landscape or square (w >= h), 1 portrait, from the
+    annotation file's sizes (detectron2's grouping: a batch of one group pads little)."""
+    sizes = [dataset.input_size(i) for i in range(len(dataset))]
+    return torch.tensor([int(h > w) for h, w in sizes])
+
+
+def batch_extent(sizes: Sequence[tuple[int, int]], side: int, divisor: int = 32) -> tuple[int, int]:
+    """The (H, W) a batch of inputs of valid `sizes` is cut to: the largest h and w, rounded up
+    to a multiple of `divisor` (the backbone's largest stride), at most `side`."""
+    h = max(s[0] for s in sizes)
+    w = max(s[1] for s in sizes)
+    return min(side, -(-h // divisor) * divisor), min(side, -(-w // divisor) * divisor)
+
+
+def cut(sample: Sample, extent: tuple[int, int]) -> Sample:
+    """`sample`'s square input (and masks) cut to `extent` (H, W): only padding is removed
+    (refused in one line when the image is larger than its annotated width and height say)."""
+    h, w = extent
+    if sample.size[0] > h or sample.size[1] > w:
+        raise FormatError(
+            f"image {sample.image_id!r} is {sample.size[1]}x{sample.size[0]} in the input, more "
+            f"than its annotated width and height allow ({w}x{h}): fix its width and height"
+        )
+    masks = sample.masks[:, :h, :w] if sample.masks is not None else None
+    pixels = sample.pixels[:, :h, :w]
+    return Sample(
+        sample.image_id, pixels, sample.scale, sample.size, sample.boxes, sample.labels, masks
+    )
 
 
 @dataclass
@@ -172,7 +213,9 @@ class StepBatches(torch.utils.data.Dataset):
     """Item k is step k's `Batch` for `rank` of `world` processes (decoding and augmenting in
     the worker process that builds it). `dataset` is any map-style dataset (a `CocoDetection`,
     or Open-Vocabulary SAM's teacher-cached images); `augment` any picklable (sample, generator)
-    -> sample."""
+    -> sample. With `groups` (a `CocoDetection`'s `aspect_groups`), a step's images share a
+    group and their inputs are cut to the global batch's `batch_extent` (no jitter: it changes
+    the sizes the extent is computed from)."""
 
     def __init__(
         self,
@@ -184,6 +227,7 @@ class StepBatches(torch.utils.data.Dataset):
         augment: Callable[[Any, torch.Generator], Any] | None = None,
         weights: torch.Tensor | None = None,
         epochs: bool = False,
+        groups: torch.Tensor | None = None,
     ) -> None:
         if batch_size % world:
             raise OvdetError(
@@ -192,17 +236,28 @@ class StepBatches(torch.utils.data.Dataset):
         self.dataset, self.seed, self.batch_size = dataset, seed, batch_size
         self.rank, self.world = rank, world
         self.augment, self.weights, self.epochs = augment or Augment(), weights, epochs
+        self.groups = groups
         if epochs and weights is not None:
             raise OvdetError("epoch sampling takes no weights (repeat factors draw with them)")
 
     def __getitem__(self, step: int) -> Batch:
         picked = global_batch(
-            self.seed, step, self.batch_size, len(self.dataset), self.weights, self.epochs
+            self.seed,
+            step,
+            self.batch_size,
+            len(self.dataset),
+            self.weights,
+            self.epochs,
+            self.groups,
         )
         indices, generators = share(picked, self.seed, step, self.rank, self.world)
         # the model's samplers go on drawing from each image's generator
         pairs = zip(indices, generators, strict=True)
         samples = [self.augment(self.dataset[i], g) for i, g in pairs]
+        if self.groups is not None:  # every process cuts to the whole batch's extent
+            sizes = [self.dataset.input_size(i) for i in picked]
+            extent = batch_extent(sizes, self.dataset.side)
+            samples = [cut(s, extent) for s in samples]
         return Batch(step, indices, samples, generators)
 
     def __len__(self) -> int:  # steps are indexed directly; the sampler says which

@@ -40,10 +40,14 @@ class Letterbox:
     original: tuple[int, int]
 
     @classmethod
-    def fit(cls, h: int, w: int, side: int) -> Letterbox:
-        """The letterbox of an (h, w) image in a side x side input (refuses extreme aspects)."""
+    def fit(cls, h: int, w: int, side: int, short: int = 0) -> Letterbox:
+        """The letterbox of an (h, w) image in a side x side input (refuses extreme aspects):
+        the long side scaled to `side`, or with `short` the short side to `short` unless that
+        takes the long side past `side` (detectron2's ResizeShortestEdge, e.g. 800 / 1333)."""
         check_aspect(h, w)
         scale = side / max(h, w)
+        if short:
+            scale = min(scale, short / min(h, w))
         resized = (max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5)))
         return cls(side, scale, resized, (int(h), int(w)))
 

@@ -103,7 +103,8 @@ def detect_images(
     from ovdet.train.precision import Precision
 
     device = next(model.parameters()).device
-    fitted = [letterbox(image, spec["side"]) for image in images]
+    short = spec.get("short_side", 0)
+    fitted = [letterbox(image, spec["side"], short=short) for image in images]
     pixels = torch.cat([p for p, _ in fitted]).to(device)
     if spec.get("backbone"):  # a transformers backbone: its convolutions prefer channels-last
         pixels = channels_last(pixels)
@@ -179,7 +180,7 @@ class ViLDDetector:
                 labels=torch.zeros(0, dtype=torch.long),
                 data={"class_scores": torch.zeros(0, len(text))},
             )
-        pixels, box = letterbox(image, self.spec["side"])
+        pixels, box = letterbox(image, self.spec["side"], short=self.spec.get("short_side", 0))
         device = next(self.model.parameters()).device
         features = self.model.backbone(pixels.to(device))
         inside = box.boxes(regions.xyxy.float()).to(device)

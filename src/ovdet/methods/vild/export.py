@@ -63,6 +63,7 @@ def export_onnx(
         "names": list(vocab.names),
         "base_names": list(detector.base_names),
         "side": side,
+        "short_side": int(spec.get("short_side", 0)),  # the letterbox rule (see Letterbox.fit)
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
         "nms": nms,

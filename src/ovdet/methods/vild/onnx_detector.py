@@ -103,7 +103,7 @@ class OnnxDetector:
         return [torch.from_numpy(x) for x in self.session.run(None, feed)]
 
     def _detect(self, image: torch.Tensor) -> Regions:
-        pixels, box = letterbox(image, int(self.meta["side"]))
+        pixels, box = letterbox(image, int(self.meta["side"]), short=self.meta.get("short_side", 0))
         out = self.run(pixels, box.resized)
         if self.meta["nms"]:
             boxes, scores, labels = out

@@ -23,7 +23,14 @@ from typing import Any
 import torch
 
 from ovdet.data.coco import CocoDetection
-from ovdet.data.pipeline import SAMPLINGS, Augment, StepBatches, StepLoader, repeat_factors
+from ovdet.data.pipeline import (
+    SAMPLINGS,
+    Augment,
+    StepBatches,
+    StepLoader,
+    aspect_groups,
+    repeat_factors,
+)
 from ovdet.detect.build import (
     DEFAULT_OUT_FEATURES,
     NECKS,
@@ -55,7 +62,9 @@ class ViLDTrainConfig:
     weight_decay: float = 1e-4
     warmup: int = 100
     seed: int = 0
-    side: int = 128  # input side (letterboxed)
+    side: int = 128  # input side (letterboxed: the long side scaled to it)
+    short_side: int = 0  # >0: the short side scaled to this, the long side at most `side`
+    aspect_groups: bool = False  # one orientation a batch, cut to its largest input (not square)
     checkpoint_every: int = 250
     distill_proposals: int = 32  # M cached proposals per image for ViLD-image
     templates: str = "ensemble"
@@ -93,7 +102,15 @@ class ViLDTrainConfig:
                 "repeat_threshold",
                 "lr_batch",
             ),
-            nonnegative=("steps", "weight_decay", "warmup", "seed", "freeze_at", "workers"),
+            nonnegative=(
+                "steps",
+                "weight_decay",
+                "warmup",
+                "seed",
+                "freeze_at",
+                "workers",
+                "short_side",
+            ),
             # steps 0: the initial model
             choices={
                 "templates": sorted(TEMPLATE_SETS),
@@ -104,6 +121,12 @@ class ViLDTrainConfig:
         )
         if self.freeze_backbone and not self.init:
             raise OvdetError("freeze_backbone needs init: a checkpoint to take the backbone from")
+        if self.aspect_groups and (self.lsj or self.sampling == "epochs"):
+            raise OvdetError(
+                "--aspect-groups cuts each batch to its images' letterboxed extent and draws "
+                "with replacement: use it without --lsj (which trains on squares) and without "
+                f"--sampling epochs (got lsj={self.lsj}, sampling={self.sampling})"
+            )
 
 
 def build_distill_cache(
@@ -171,6 +194,7 @@ def train_vild(
         "clip": clip_name,
         "templates": cfg.templates,
         "side": cfg.side,
+        **({"short_side": cfg.short_side} if cfg.short_side else {}),  # the letterbox rule
         "base_names": names,
         "base_ids": order,
         "train": {k: v for k, v in asdict(cfg).items() if k != "workers"},  # not a result's
@@ -187,7 +211,9 @@ def train_vild(
         _init_backbone(model, cfg.init, spec)
     model.to(device)
     trained = [p for n, p in model.named_parameters() if p.requires_grad and not _frozen(n, cfg)]
-    dataset = CocoDetection(gt, images_dir, order, cfg.side, cache=not pipeline, masks=vild.mask)
+    dataset = CocoDetection(
+        gt, images_dir, order, cfg.side, cache=not pipeline, masks=vild.mask, short=cfg.short_side
+    )
     lr = cfg.lr * cfg.batch_size / cfg.lr_batch if cfg.scale_lr else cfg.lr
     opt = torch.optim.AdamW(trained, lr=lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
@@ -216,6 +242,7 @@ def train_vild(
                 Augment(flip=cfg.flip, lsj=cfg.lsj),
                 weights,
                 epochs=cfg.sampling == "epochs",
+                groups=aspect_groups(dataset) if cfg.aspect_groups else None,
             )
             loader.append(StepLoader(batches, start, cfg.steps, cfg.workers))
 
@@ -266,6 +293,7 @@ def uses_pipeline(cfg: ViLDTrainConfig, where: Distributed) -> bool:
     the pipeline's options are refused there (one line)."""
     pipeline = cfg.backbone != SHAPES or where.active
     only = {"workers": cfg.workers > 0, "flip": cfg.flip, "lsj": cfg.lsj}
+    only |= {"short-side": cfg.short_side > 0, "aspect-groups": cfg.aspect_groups}
     only["sampling"] = cfg.sampling != "uniform"
     if cfg.freeze_backbone and (cfg.flip or cfg.lsj):
         raise OvdetError(
