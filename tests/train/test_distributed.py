@@ -156,9 +156,9 @@ def test_aspect_groups_and_short_side_train_on_uncut_batches_and_detect(data, mo
     """Landscape and portrait copies of the scenes (padded with grey to 96 x 144 and 144 x 96):
     every training batch is one orientation, cut to its extent (not the 128 square), the mask
     head trains on the cut masks, and the checkpoint detects with the same resize rule."""
-    from ovdet.cli.main import main
     from PIL import Image
 
+    from ovdet.cli.main import main
     from ovdet.io.images import load_image
     from ovdet.methods.vild.detector import ViLDDetector
     from ovdet.methods.vild.model import ViLD
