@@ -15,6 +15,12 @@ Rows, each in its own process (peak memory is the row's own):
   `--tokens-per-name` word pieces per name, its " ." included (no BERT vocabulary here);
 - regionspot-100: ovdet RegionSpot (SAM ViT-B + CLIP ViT-B/16) naming 100 given boxes at
   640 x 480, with its SAM image encoder alone beside it (the goal's denominator);
+- regionspot-everything: the same RegionSpot naming SAM's everything-mode proposals (a 32 x 32
+  point grid, `EverythingConfig`'s defaults) with 80 names: one call after a warm-up;
+- ovsam-10: ovdet Open-Vocabulary SAM (SAM-B's prompt encoder and decoder on the SAM2CLIP adapter
+  over CLIP ViT-B/16 at 1024 px, the CLIP2SAM head, frozen CLIP's region features) naming 10 box
+  prompts with 80 names, loaded from checkpoint folders as a user's run is; SAM-B's encoder
+  alone beside it (what feature-crop runs instead of the adapter);
 - dense-300: ovdet's dense CLIP (ViT-B/16) naming 300 boxes of a 640 x 480 image.
 Each row: seconds per image (median of 3 after a warm-up, unless said), GFLOPs of one image
 (torch's FlopCounterMode; a multiply-add counts 2), achieved GFLOP/s as a share of the fp32
@@ -43,7 +49,7 @@ ROWS = (
     "vild-5", "vild-80", "vild-1203",
     "owlv2-5", "owlv2-80", "owlv2-1203", "owlv2-pipeline",
     "gdino-5", "gdino-80", "gdino-1203",
-    "regionspot-100", "dense-300",
+    "regionspot-100", "regionspot-everything", "ovsam-10", "dense-300",
 )  # fmt: skip
 GDINO_TEXT_LIMIT = 256
 
@@ -208,6 +214,102 @@ def row_regionspot(args: argparse.Namespace, boxes: int) -> dict:
     return {"s": timed(recognize, 3), "gflops": gflops(recognize), "sam_encoder_s": encoder}
 
 
+def row_everything(args: argparse.Namespace) -> dict:
+    from random_clip import build_random_clip
+    from recognize import random_sam  # benchmarks/recognize.py
+
+    from ovdet.methods.regionspot.model import RegionSpot, RegionSpotConfig
+    from ovdet.methods.regionspot.recognizer import FeatureExtractor
+    from ovdet.models.clip import ClipModel
+    from ovdet.models.sam import SamBackend
+    from ovdet.models.sam_everything import everything
+
+    sam = SamBackend(random_sam(), name="random SAM ViT-B")
+    model, tokenizer = build_random_clip("vit-b16")
+    clip = ClipModel(model, tokenizer, name="random ViT-B/16")
+    features = FeatureExtractor(sam, clip)
+    module = RegionSpot(RegionSpotConfig(token_dim=sam.token_dim, clip_dim=clip.embed_dim)).eval()
+    image = torch.randint(0, 256, (3, 480, 640), dtype=torch.uint8)
+    kept = []
+
+    @torch.inference_mode()
+    def detect() -> object:
+        state = sam.set_image(image)
+        proposals = everything(sam, state)
+        kept[:] = [len(proposals)]
+        f = features(image, proposals.xyxy, state)
+        return module(
+            f["tok_transformer"][None],
+            (f["xyxy"] * f["norm"])[None],
+            f["clip_map"].float()[None],
+            f["clip_global"][None],
+        )
+
+    encoder = timed(lambda: sam.set_image(image), 1)
+    return {"s": timed(detect, 1), "sam_encoder_s": encoder, "proposals": kept[0]}
+
+
+def ovsam_folders(root: Path) -> Path:
+    """A random-weight Open-Vocabulary SAM at SAM-B / CLIP ViT-B/16 sizes, written as the
+    trainers write their runs: SAM and CLIP folders, a SAM2CLIP run, a CLIP2SAM run."""
+    from dataclasses import asdict
+
+    from random_clip import save_random_clip
+    from recognize import random_sam
+    from safetensors.torch import save_file
+
+    from ovdet.methods.ovsam.clip2sam import Clip2Sam, Clip2SamConfig, build_head
+    from ovdet.methods.ovsam.sam2clip import Sam2ClipBackend, build_adapter
+    from ovdet.models.loader import load_model
+    from ovdet.models.sam import SamBackend
+
+    if (root / "ovsam" / "spec.json").is_file():
+        return root / "ovsam"
+    random_sam().save_pretrained(root / "sam-b")
+    save_random_clip(root / "clip-b16", "vit-b16")
+    sam = SamBackend.from_pretrained(str(root / "sam-b"))
+    clip = load_model(str(root / "clip-b16"))
+    adapter = build_adapter(clip, sam.model, 1024, 2)
+    s2c = {"kind": "sam2clip", "sam": str(root / "sam-b"), "clip": str(root / "clip-b16")}
+    s2c |= {"size": 1024, "blocks": 2}
+    (root / "sam2clip").mkdir(exist_ok=True)
+    save_file(adapter.state_dict(), root / "sam2clip" / "model.safetensors")
+    (root / "sam2clip" / "spec.json").write_text(json.dumps(s2c))
+    cfg = asdict(Clip2SamConfig())
+    head = build_head(Sam2ClipBackend(sam.model, clip, adapter), 1024, cfg)
+    weights = {
+        k: v.contiguous() for k, v in Clip2Sam(head, sam.model.mask_decoder).state_dict().items()
+    }
+    (root / "ovsam").mkdir(exist_ok=True)
+    save_file(weights, root / "ovsam" / "model.safetensors")
+    spec = {"kind": "ovsam", **cfg, "sam2clip": str(root / "sam2clip"), "templates": "single"}
+    spec["base_names"] = [f"thing {i}" for i in range(40)]
+    (root / "ovsam" / "spec.json").write_text(json.dumps(spec))
+    return root / "ovsam"
+
+
+def row_ovsam(args: argparse.Namespace, prompts: int) -> dict:
+    from recognize import random_boxes
+
+    from ovdet.methods.ovsam.clip2sam import OVSam
+    from ovdet.vocab.parse import parse_vocabulary
+
+    model = OVSam(ovsam_folders(args.cache), args.device, text_cache=None)
+    g = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (3, 480, 640), dtype=torch.uint8, generator=g)
+    xyxy = random_boxes(prompts, 480, 640, g)
+    vocab = parse_vocabulary(", ".join(f"thing {i}" for i in range(80)))
+
+    def recognize() -> object:
+        return model.recognize_regions(image, xyxy, vocab)
+
+    from ovdet.models.sam import SamBackend
+
+    sam = SamBackend.from_pretrained(str(args.cache / "sam-b"))
+    encoder = timed(lambda: sam.set_image(image), 3)
+    return {"s": timed(recognize, 3), "gflops": gflops(recognize), "sam_encoder_s": encoder}
+
+
 def row_dense(args: argparse.Namespace, boxes: int) -> dict:
     from random_clip import build_random_clip
     from recognize import random_boxes
@@ -237,8 +339,12 @@ def run_row(args: argparse.Namespace) -> dict:
         out = row_owlv2(args, int(value))
     elif kind == "gdino":
         out = row_gdino(args, int(value))
+    elif args.row == "regionspot-everything":
+        out = row_everything(args)
     elif kind == "regionspot":
         out = row_regionspot(args, int(value))
+    elif kind == "ovsam":
+        out = row_ovsam(args, int(value))
     else:
         out = row_dense(args, int(value))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
@@ -259,7 +365,9 @@ def describe(row: str, r: dict, peak: float) -> str:
     if "per_label_s" in r:
         note = f"80 x {r['per_label_s']:.2f} s per label (timed at {r['labels_timed']} labels)"
     if "sam_encoder_s" in r:
-        note = f"SAM encoder alone {r['sam_encoder_s']:.2f} s"
+        note = f"SAM-B encoder alone {r['sam_encoder_s']:.2f} s"
+    if "proposals" in r:
+        note += f"; {r['proposals']} proposals kept (random weights)"
     if "backbone_s" in r:
         note = f"backbone alone {r['backbone_s']:.2f} s"
     return f"| {row} | {r['s']:.2f} | {gf} | {share} | {r['peak_mib']} | {note} |"

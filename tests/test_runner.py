@@ -158,3 +158,31 @@ def test_a_leftover_run_of_another_signature_is_refused(folder, tmp_path):
             shard_size=2,
             progress=False,
         )
+
+
+def test_the_summary_measures_how_long_the_model_waited_for_images(folder, tmp_path, monkeypatch):
+    """Slow decoding and a fast model: the model waits most of the run; a slow model with
+    decoding ahead in threads: it hardly waits."""
+    import time
+
+    import ovdet.io.stream as stream
+
+    images = find_images(folder)
+    vocab = parse_vocabulary("a, b")
+    read = stream._read
+
+    class Slow(Boxes):
+        def detect_batch(self, images, vocab):
+            time.sleep(0.05 * len(images))
+            return super().detect_batch(images, vocab)
+
+    def slow_read(path):
+        time.sleep(0.05)
+        return read(path)
+
+    monkeypatch.setattr(stream, "_read", slow_read)
+    starved = run_detection(Boxes(), vocab, images, tmp_path / "a.json", {}, workers=0)
+    monkeypatch.setattr(stream, "_read", read)
+    fed = run_detection(Slow(), vocab, images, tmp_path / "b.json", {}, workers=2, batch_size=2)
+    # measured: 0.99 and 0.01 (sleeps of 50 ms an image)
+    assert starved.idle_share > 0.6 and fed.idle_share < 0.3, (starved, fed)

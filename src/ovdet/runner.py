@@ -45,10 +45,16 @@ class RunSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     fresh: int = 0
+    waited: float = 0.0  # seconds the detector waited for decoded images (local engine)
 
     @property
     def images_per_second(self) -> float:
         return self.fresh / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def idle_share(self) -> float:
+        """The share of this run's time the detector sat waiting for images to be decoded."""
+        return self.waited / self.seconds if self.seconds > 0 else 0.0
 
 
 def parts_folder(results: Path) -> Path:
@@ -106,6 +112,7 @@ def run_detection(
     todo = [i for i in range(len(images)) if _key(images, i) not in done]
     summary = RunSummary(results, images=len(images) - len(todo))
     paths = [images.paths[i] for i in todo]
+    waits = [0.0]  # the local engine's time blocked on the image stream
     if engine == "ray":
         if extra is not None:
             raise OvdetError("--engine ray takes detectors that propose their own boxes")
@@ -120,7 +127,7 @@ def run_detection(
         )
     elif engine == "local":
         batch = 1 if extra is not None or not hasattr(detector, "detect_batch") else batch_size
-        produced = _detect_local(detector, vocab, paths, todo, batch, workers, extra)
+        produced = _detect_local(detector, vocab, paths, todo, batch, workers, extra, waits)
     else:
         raise OvdetError(f"engine must be 'local' or 'ray', got {engine!r}")
     bar = tqdm(
@@ -153,6 +160,7 @@ def run_detection(
         summary.fresh += len(chunk)
     bar.close()
     summary.seconds = time.perf_counter() - start
+    summary.waited = waits[0]
     _merge(shards, results, summary)
     summary.images = len(images) - len(summary.skipped)
     shards.remove()
@@ -170,9 +178,11 @@ def _detect_local(
     batch: int,
     workers: int,
     extra: Callable[[int, torch.Tensor], dict[str, Any]] | None,
+    waits: list[float],
 ) -> Iterator[Produced]:
     """(position in `paths`, image, regions, None), or (position, None, None, reason) for an
-    image that cannot be read, in order; images decoded ahead, detected `batch` at a time."""
+    image that cannot be read, in order; images decoded ahead, detected `batch` at a time.
+    `waits[0]` adds up the seconds spent waiting for the next decoded image."""
     pending: list[StreamedImage] = []
 
     def flush() -> Iterator[Produced]:
@@ -185,7 +195,7 @@ def _detect_local(
             yield s.index, s.image, regions, None
         pending.clear()
 
-    for s in stream_images(paths, workers=workers):
+    for s in _timed(stream_images(paths, workers=workers), waits):
         if s.error is not None:
             yield from flush() if pending else ()
             yield s.index, None, None, s.error
@@ -195,6 +205,17 @@ def _detect_local(
             yield from flush()
     if pending:
         yield from flush()
+
+
+def _timed(items: Iterator[StreamedImage], waits: list[float]) -> Iterator[StreamedImage]:
+    """`items`, adding the seconds each took to arrive to `waits[0]`."""
+    while True:
+        start = time.perf_counter()
+        item = next(items, None)
+        waits[0] += time.perf_counter() - start
+        if item is None:
+            return
+        yield item
 
 
 def _detect_many(detector: Any, vocab: Vocabulary, images: list[torch.Tensor]) -> list[Regions]:

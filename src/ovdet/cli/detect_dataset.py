@@ -85,7 +85,12 @@ def run_dataset(args: argparse.Namespace) -> int:
     console = Console()
     console.print(
         f"wrote {results}: {summary.detections} detections on {summary.images} images "
-        f"({summary.fresh} this run, {summary.images_per_second:.1f} img/s)"
+        f"({summary.fresh} this run, {summary.images_per_second:.1f} img/s"
+        + (
+            f", model idle {summary.idle_share:.0%} waiting for images)"
+            if args.engine == "local"
+            else ")"
+        )
     )
     if summary.skipped:
         from ovdet.io.atomic import write_json

@@ -42,12 +42,15 @@ TOKEN_SOURCES = ("transformer", "prompt", "mlp")
 
 @dataclass
 class SamImage:
-    """An embedded image: (1, C, h, w) embeddings, resize scale, resized and original (H, W)."""
+    """An embedded image: (1, C, h, w) embeddings, resize scale, resized and original (H, W),
+    and the features it was embedded from when a later step reads them too (Open-Vocabulary
+    SAM's CLIP levels)."""
 
     embeddings: torch.Tensor
     scale: float
     resized: tuple[int, int]
     size: tuple[int, int]
+    features: Any = None
 
 
 @dataclass

@@ -249,3 +249,27 @@ def test_eval_ovsam_on_a_coco_set_equals_the_rendered_scenes(tmp_path, capsys):
     assert main([str(a) for a in args]) == 0  # the later --out wins
     points = json.loads((tmp_path / "p.json").read_text())["rows"]
     assert points == [r for r in got if r["prompt"] == "point"] and len(points) == 5
+
+
+def test_recognition_reads_the_clip_levels_of_set_image_once(monkeypatch):
+    """One CLIP pass at SAM's side per image: the head reads the levels the adapter embedded,
+    and the names equal those of a second pass (the path it replaces)."""
+    from ovdet.methods.ovsam.evaluate import shapes_scenes
+
+    model = OVSam("shapes-ovsam", text_cache=None)
+    vocab, _ = shapes_vocabulary()
+    image, truth, _ = next(iter(shapes_scenes(1, world_seed=5)))
+    boxes = masks_to_boxes(truth).float()
+    features = model.backend.features
+    calls = []
+    levels = features.levels
+    monkeypatch.setattr(features, "levels", lambda x: calls.append(1) or levels(x))
+    once = model.recognize_regions(image, boxes, vocab)
+    assert len(calls) == 1
+    state = model.backend.set_image(image)
+    again = model.probabilities(image, boxes, vocab, state)
+    fresh = model.probabilities(image, boxes, vocab)  # levels computed a second time
+    assert len(calls) == 3
+    for key in ("head", "ovsam"):
+        torch.testing.assert_close(again[key], fresh[key], rtol=0, atol=0)
+    assert torch.equal(once.labels, fresh["ovsam"].argmax(1))

@@ -30,6 +30,7 @@ from ovdet.methods.ovsam.head import (
     geometric_ensemble,
     recognition_loss,
 )
+from ovdet.models.sam import SamImage
 from ovdet.recognize.inputs import ImageInput, as_image, as_regions
 from ovdet.types import Regions, Vocabulary
 from ovdet.vocab.parse import VocabularyInput, as_vocabulary
@@ -372,18 +373,26 @@ class OVSam:
 
     @torch.inference_mode()
     def probabilities(
-        self, image: torch.Tensor, xyxy: torch.Tensor, vocab: Vocabulary
+        self,
+        image: torch.Tensor,
+        xyxy: torch.Tensor,
+        vocab: Vocabulary,
+        state: SamImage | None = None,
     ) -> dict[str, torch.Tensor]:
         """(N, 4) boxes in image pixels -> (N, C) class probabilities of the head ("head"), of
         frozen CLIP pooled in the box ("clip", feature-crop) and their ensemble ("ovsam"), and
-        the (N, D) CLIP region embeddings ("embeddings", for free-text re-query)."""
+        the (N, D) CLIP region embeddings ("embeddings", for free-text re-query). `state`: the
+        image's `backend.set_image`, whose CLIP levels the head reads instead of a second pass."""
         from ovdet.ops.letterbox import Letterbox
         from ovdet.recognize.core import class_probabilities
 
         text = self._text_of(vocab)
         box = Letterbox.fit(*image.shape[-2:], self.backend.image_size)
-        x = box.image(image, "bilinear", self.backend.features.normalize, self.backend.device)
-        levels = self.backend.features.levels(x)
+        if state is not None and state.features is not None:
+            levels = state.features
+        else:
+            x = box.image(image, "bilinear", self.backend.features.normalize, self.backend.device)
+            levels = self.backend.features.levels(x)
         q = class_logits(self.model.head(levels, [box.boxes(xyxy.float())]), text)
         q = q[:, 1:].softmax(-1)  # over the vocabulary: the background only gates training
         region = self.dense.embed(image, xyxy)
@@ -409,7 +418,7 @@ class OVSam:
         regions = as_regions(regions, image)
         state = self.backend.set_image(image)
         masks = self.backend.predict_boxes(state, regions.xyxy).masks
-        return self._named(image, regions.xyxy, masks, vocab)
+        return self._named(image, regions.xyxy, masks, vocab, state)
 
     def segment_points(
         self, image: ImageInput, xy: torch.Tensor, vocab: VocabularyInput
@@ -420,11 +429,12 @@ class OVSam:
         image, vocab = as_image(image), as_vocabulary(vocab)
         xy = torch.as_tensor(xy, dtype=torch.float32).reshape(-1, 2)
 
-        masks = self.backend.point_masks(self.backend.set_image(image), xy)
-        return self._named(image, point_region_boxes(masks, xy, 4), masks, vocab)
+        state = self.backend.set_image(image)
+        masks = self.backend.point_masks(state, xy)
+        return self._named(image, point_region_boxes(masks, xy, 4), masks, vocab, state)
 
-    def _named(self, image, xyxy, masks, vocab) -> Regions:
-        found = self.probabilities(image, xyxy, vocab)
+    def _named(self, image, xyxy, masks, vocab, state: SamImage) -> Regions:
+        found = self.probabilities(image, xyxy, vocab, state)
         scores, labels = found["ovsam"].max(1)
         return Regions(
             xyxy,

@@ -123,15 +123,16 @@ def evaluate_scenes(
                 else:
                     masks[b] = b.point_masks(state, points)
                     boxes[b] = point_region_boxes(masks[b], points, 4)
-            feature = model.probabilities(image, boxes[sam], vocab)["clip"]
-            p = model.probabilities(image, boxes[model.backend], vocab)
+            ours = states[model.backend]  # its CLIP levels: read, not computed again
+            feature = model.probabilities(image, boxes[sam], vocab, ours)["clip"]
+            p = model.probabilities(image, boxes[model.backend], vocab, ours)
             our_masks = masks[model.backend]
             named = [("feature-crop", feature, masks[sam])]
             if baselines:
                 crop = class_probabilities(
                     crops.embed(image, boxes[sam]), text, model.clip.logit_scale
                 )
-                alone_names = model.probabilities(image, boxes[alone], vocab)["clip"]
+                alone_names = model.probabilities(image, boxes[alone], vocab, ours)["clip"]
                 named = [("image-crop", crop, masks[sam]), *named,
                          ("SAM2CLIP alone", alone_names, masks[alone])]  # fmt: skip
             named += [("head only", p["head"], our_masks), ("OV-SAM", p["ovsam"], our_masks)]

@@ -343,5 +343,6 @@ class Sam2ClipBackend(SamBackend):
     def set_image(self, image: torch.Tensor) -> SamImage:
         box = Letterbox.fit(*image.shape[-2:], self.image_size)
         x = box.image(image, "bilinear", self.features.normalize, self.device)  # CLIP's input
-        emb = self.adapter(self.features.levels(x))
-        return SamImage(emb, box.scale, box.resized, (int(image.shape[-2]), int(image.shape[-1])))
+        levels = self.features.levels(x)
+        size = (int(image.shape[-2]), int(image.shape[-1]))
+        return SamImage(self.adapter(levels), box.scale, box.resized, size, levels)
