@@ -55,6 +55,42 @@ def test_a_saved_backbone_loads_offline_with_its_stages_and_strides(tiny, kind, 
         assert not any(isinstance(m, nn.BatchNorm2d) for m in body.modules())
 
 
+@pytest.mark.parametrize("layer_type", ["basic", "bottleneck"])
+def test_inference_fusing_keeps_a_resnets_maps(tmp_path, layer_type):
+    """`fuse_for_inference` (BatchNorms folded into convolutions, ReLUs in place: what
+    ViLDDetector runs) gives the unfused maps, with statistics far from the identity."""
+    from transformers import ResNetBackbone, ResNetConfig
+
+    torch.manual_seed(0)
+    config = ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[2, 1, 1, 1], layer_type=layer_type
+    )
+    ResNetBackbone(config).save_pretrained(tmp_path)
+    body = load_hf_backbone(str(tmp_path), STAGES, freeze_at=0).eval()
+    with torch.no_grad():
+        for m in body.modules():
+            if isinstance(m, FrozenBatchNorm2d):
+                m.weight.uniform_(0.5, 2)
+                m.bias.normal_()
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 3)
+        x = torch.randn(2, 3, 64, 96)
+        want = body(x)
+        assert body.fuse_for_inference()
+        assert not any(isinstance(m, FrozenBatchNorm2d) for m in body.modules())
+        assert all(m.inplace for m in body.modules() if isinstance(m, nn.ReLU))
+        got = body(x)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_inference_fusing_leaves_other_backbones_alone(tiny):
+    body = load_hf_backbone(str(tiny["convnext"]), STAGES, freeze_at=0)
+    before = {k: v.clone() for k, v in body.state_dict().items()}
+    assert not body.fuse_for_inference()
+    assert body.state_dict().keys() == before.keys()
+
+
 def test_swin_loads_offline(tmp_path):
     folder = save_tiny_backbone(tmp_path / "swin", "swin")
     body = load_hf_backbone(str(folder), ["stage2", "stage4"], freeze_at=0)

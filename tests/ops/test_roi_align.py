@@ -19,10 +19,11 @@ def random_rois(n, b, h, w, seed):
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("sampling_ratio", [-1, 0, 1, 2])
 @pytest.mark.parametrize("output_size, scale", [((2, 2), 1.0), ((3, 4), 0.5), ((1, 1), 0.25)])
-def test_roi_align_matches_reference(method, aligned, sampling_ratio, output_size, scale):
+@pytest.mark.parametrize("h, w", [(9, 11), (10, 10)])  # a square map with non-square bins too
+def test_roi_align_matches_reference(method, aligned, sampling_ratio, output_size, scale, h, w):
     g = torch.Generator().manual_seed(1)
-    feat = torch.randn(2, 3, 9, 11, generator=g, dtype=torch.float64)
-    rois = random_rois(12, 2, 9 / scale, 11 / scale, seed=sampling_ratio + 5).double()
+    feat = torch.randn(2, 3, h, w, generator=g, dtype=torch.float64)
+    rois = random_rois(12, 2, h / scale, w / scale, seed=sampling_ratio + 5).double()
     got = roi_align(feat, rois, output_size, scale, sampling_ratio, aligned, method)
     want = roi_align_reference(feat, rois, output_size, scale, sampling_ratio, aligned)
     torch.testing.assert_close(got, want)

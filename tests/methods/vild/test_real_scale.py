@@ -144,8 +144,9 @@ def test_detect_and_eval_take_the_fpn_checkpoint_with_masks(fpn_run, tmp_path):
 
 
 def test_channels_last_inference_gives_the_same_detections(fpn_run):
-    """The fast path (a transformers backbone in channels-last memory, as ViLDDetector loads it)
-    against the contiguous one: the same detections above 0.05 to float rounding."""
+    """The fast path (a transformers backbone in channels-last memory with its BatchNorms folded
+    and ReLUs in place, as ViLDDetector loads it) against the plain one: the same detections
+    above 0.05 to float rounding."""
     from ovdet.methods.vild.detector import ViLDDetector
     from ovdet.recognize.inputs import as_image
 
@@ -154,6 +155,9 @@ def test_channels_last_inference_gives_the_same_detections(fpn_run):
     slow_model, spec = load_detector(folders[STEPS])
     conv = next(m for m in fast.model.backbone.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    from ovdet.detect.frozen_bn import FrozenBatchNorm2d  # and fused for inference
+
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in fast.model.backbone.modules())
     vocab = "circle, square, triangle, star, moon"
     text = fast.text.embed(vocab)
     compared = 0
