@@ -143,7 +143,8 @@ class ViLDDetector:
         compile: run the backbone through `torch.compile` (inductor; it needs a C++ compiler on
             a CPU, Triton on CUDA): the first image pays the compilation (about 30 s for a
             ResNet-50 + FPN on 2 CPU cores), later ones run faster (that backbone at 1024 px:
-            1.86 -> 1.25 s here, the same outputs); worth it for a dataset, not one photo.
+            1.34 -> 1.15 s here, fused either way; the same outputs); worth it for a dataset,
+            not one photo.
     """
 
     def __init__(
