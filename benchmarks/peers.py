@@ -77,12 +77,9 @@ def row_vild(args: argparse.Namespace, names: int) -> dict:
 
     model = build_vild(resnet50(args.cache), 80, args.device).eval()
     if not args.contiguous:  # as ViLDDetector runs a transformers backbone: fused, channels-last
-        from ovdet.detect.hf_backbone import HFBackbone
+        from ovdet.methods.vild.detector import prepare_for_inference
 
-        for body in model.backbone.modules():
-            if isinstance(body, HFBackbone):
-                body.fuse_for_inference()
-        model.backbone.to(memory_format=torch.channels_last)
+        prepare_for_inference(model)
     g = torch.Generator().manual_seed(1)
     pixels = torch.randn(1, 3, 1024, 1024, generator=g).to(args.device)
     if not args.contiguous:

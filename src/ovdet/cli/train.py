@@ -398,11 +398,11 @@ def run_rkd(args: argparse.Namespace) -> int:
     if args.captions:
         images = args.caption_images or str(Path(args.captions).parent)
         captions = CaptionDataset(load_captions(args.captions), images, spec["side"])
-        folder = out / "cache" / "pseudo"
+        pseudo = out / "cache" / "pseudo"
         pis = {
             "captions": captions,
             "pseudo": main_first(
-                where, lambda: build_pseudo_box_cache(labeler, captions, vocab, folder)
+                where, lambda: build_pseudo_box_cache(labeler, captions, vocab, pseudo)
             ),
             "caption_text": embed_vocabulary(clip, vocab, spec["templates"]),
         }

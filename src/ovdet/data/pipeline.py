@@ -31,16 +31,19 @@ def image_seed(seed: int, step: int, position: int) -> int:
     return (seed * 1_000_003 + step) * 4099 + position + 1
 
 
+def check_split(n: int, world: int, what: str = "global batch") -> None:
+    """Refuse (one line) a step's `n` items that do not split evenly over `world` processes."""
+    if n % world:
+        raise OvdetError(f"the {what} ({n}) must split evenly over {world} processes")
+
+
 def share(
     drawn: Sequence[T], seed: int, step: int, rank: int = 0, world: int = 1
 ) -> tuple[list[T], list[torch.Generator]]:
     """`rank`'s contiguous part of step `step`'s global list `drawn` (images, or groups of
     them), and a generator for each of its items seeded by the item's place in `drawn`: what the
     item's random choices draw from, whichever process takes it. `drawn` must split evenly."""
-    if len(drawn) % world:
-        raise OvdetError(
-            f"the global batch ({len(drawn)}) must split evenly over {world} processes"
-        )
+    check_split(len(drawn), world)
     per = len(drawn) // world
     positions = range(rank * per, (rank + 1) * per)
     generators = [torch.Generator().manual_seed(image_seed(seed, step, p)) for p in positions]
@@ -229,10 +232,7 @@ class StepBatches(torch.utils.data.Dataset):
         epochs: bool = False,
         groups: torch.Tensor | None = None,
     ) -> None:
-        if batch_size % world:
-            raise OvdetError(
-                f"the global batch ({batch_size}) must split evenly over {world} processes"
-            )
+        check_split(batch_size, world)
         self.dataset, self.seed, self.batch_size = dataset, seed, batch_size
         self.rank, self.world = rank, world
         self.augment, self.weights, self.epochs = augment or Augment(), weights, epochs

@@ -21,8 +21,6 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from ovdet.errors import OvdetError
-
 T = TypeVar("T")
 
 
@@ -41,12 +39,6 @@ class Distributed:
     @property
     def active(self) -> bool:
         return self.world > 1
-
-
-def check_split(n: int, where: Distributed, what: str = "global batch") -> None:
-    """Refuse (one line) a step's `n` items that do not split evenly over the processes."""
-    if n % where.world:
-        raise OvdetError(f"the {what} ({n}) must split evenly over {where.world} processes")
 
 
 def init_distributed(device: str = "cpu") -> Distributed:

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ovdet.data.captions import CaptionDataset
-from ovdet.data.pipeline import share
+from ovdet.data.pipeline import check_split
 from ovdet.errors import OvdetError
 from ovdet.losses.codet import image_caption_loss, region_word_loss
 from ovdet.losses.rkd import pms_loss
@@ -52,19 +52,12 @@ from ovdet.methods.codet.cooccur import (
     prototypes,
     region_weights,
 )
-from ovdet.methods.rkd.train import per_image_draws
-from ovdet.methods.vild.finetune import fine_tune_start
+from ovdet.methods.vild.finetune import fine_tune_start, process_share
 from ovdet.methods.vild.model import ViLD
 from ovdet.methods.vild.train import FrozenFeatures, targets_on
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.train.common import check_batch_size, flushes_denormals, train_resumable, warmup_cosine
-from ovdet.train.distributed import (
-    Distributed,
-    all_rows,
-    check_split,
-    share_of_mean,
-    whole_gradient,
-)
+from ovdet.train.distributed import Distributed, all_rows, share_of_mean, whole_gradient
 
 LOSS_FORMS = ("softmax", "bce")
 
@@ -191,8 +184,8 @@ def train_codet(
     """
     out = Path(out)
     where = where or Distributed(device=str(device))
-    check_split(cfg.batch_size, where)
-    check_split(cfg.groups, where, "concept groups of a caption batch")
+    check_split(cfg.batch_size, where.world)
+    check_split(cfg.groups, where.world, "concept groups of a caption batch")
     if len(concepts.labels) != len(captions):
         raise OvdetError(
             f"the concept index covers {len(concepts.labels)} images, the captions {len(captions)}"
@@ -207,7 +200,7 @@ def train_codet(
     phi = build_phi(cfg)
     model.aux = nn.ModuleDict({"phi": phi})  # training-only; loaders skip `aux.`
     model.to(device)
-    split = per_image_draws(spec, where)
+    mine = process_share(spec, where, cfg.seed)  # this process's images (groups) of a step
     concept_text = concept_text.to(device)
     caption_text = caption_text.to(device) if caption_text is not None else None
     heads = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("aux.")]
@@ -223,10 +216,8 @@ def train_codet(
     check_batch_size(cfg.batch_size, len(dataset))
 
     def box_batch(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-        picked = torch.randint(len(dataset), (cfg.batch_size,), generator=g).tolist()
-        generators = None  # torch's global generator: the shapes world's reproductions
-        if split:
-            picked, generators = share(picked, cfg.seed, step, where.rank, where.world)
+        drawn = torch.randint(len(dataset), (cfg.batch_size,), generator=g).tolist()
+        picked, generators = mine(step, drawn)
         batch = [dataset[i] for i in picked]
         features, proposals = box_features.get(picked, batch)
         targets = targets_on(batch, device)
@@ -234,7 +225,7 @@ def train_codet(
 
     def caption_batch(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         every = [concepts.sample_group(cfg.group_size, g) for _ in range(cfg.groups)]
-        drawn = share(every, cfg.seed, step, where.rank, where.world)[0] if split else every
+        drawn, _ = mine(step, every)
         images = [i for _, group in drawn for i in group]
         emb, boxes = groups.embed(images)
         emb = emb.view(len(drawn), cfg.group_size, r, -1)

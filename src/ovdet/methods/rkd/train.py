@@ -37,15 +37,15 @@ from typing import Any
 import torch
 
 from ovdet.data.captions import CaptionDataset
-from ovdet.data.pipeline import share
+from ovdet.data.pipeline import check_split
 from ovdet.errors import OvdetError
 from ovdet.losses.rkd import irm_loss, rkd_l1_loss
-from ovdet.methods.vild.finetune import fine_tune_start
+from ovdet.methods.vild.finetune import fine_tune_start, process_share
 from ovdet.methods.vild.model import CLASSIFICATIONS
 from ovdet.methods.vild.train import FrozenFeatures, targets_on
 from ovdet.models.vlm import VisionLanguageModel
 from ovdet.train.common import check_batch_size, flushes_denormals, train_resumable, warmup_cosine
-from ovdet.train.distributed import Distributed, check_split, share_of_mean
+from ovdet.train.distributed import Distributed, share_of_mean
 from ovdet.train.feature_cache import ShardedCache
 
 
@@ -136,7 +136,7 @@ def train_rkd(
 ) -> Path:
     """Fine-tune `cfg.init` into `out`; the model and each batch on `device` (the caches and the
     checkpoints stay on the CPU). `where`: this process's place among several (torchrun): each
-    takes its part of every step's batch (see `per_image_draws`).
+    takes its part of every step's batch (see `process_share`).
 
     Args:
         gt: the detection training set (its base categories are the init's).
@@ -150,7 +150,7 @@ def train_rkd(
     """
     out = Path(out)
     where = where or Distributed(device=str(device))
-    check_split(cfg.batch_size, where)
+    check_split(cfg.batch_size, where.world)
     if (pseudo is None) != (captions is None) or (pseudo is None) != (caption_text is None):
         raise OvdetError("PIS needs the captioned images, their pseudo-boxes and their vocabulary")
     if cfg.distill_captions and (pseudo is None or caption_regions is None):
@@ -173,7 +173,7 @@ def train_rkd(
         **({"temperature": cfg.sigmoid_temperature} if cfg.classification == "sigmoid" else {}),
     )
     model.to(device)
-    split = per_image_draws(spec, where)
+    mine = process_share(spec, where, cfg.seed)  # this process's images of a step
     if caption_text is not None:
         caption_text = caption_text.to(device)
     trained = [p for p in model.parameters() if p.requires_grad]
@@ -198,13 +198,6 @@ def train_rkd(
     check_batch_size(cfg.batch_size, len(distilled or dataset))
 
     caption_cached = caption_regions.reader() if cfg.distill_captions else None
-
-    def mine(step: int, drawn: list[int]) -> tuple[list[int], list[torch.Generator] | None]:
-        """This process's images of the step's drawn ones, and their samplers (None: torch's
-        global generator, the shapes world's one-process reproductions)."""
-        if not split:
-            return drawn, None
-        return share(drawn, cfg.seed, step, where.rank, where.world)
 
     def distillation(
         features: torch.Tensor, picked: list[int], cache: Any
@@ -293,12 +286,3 @@ def train_rkd(
         where=where,
     )
     return out
-
-
-def per_image_draws(spec: dict[str, Any], where: Distributed) -> bool:
-    """Whether a fine-tuning run draws each image's samples from a generator of its own, seeded
-    by its place in the step's global batch (so several processes, each taking its part of the
-    batch, train what one process taking all of it trains): with a transformers backbone, or
-    several processes. The shapes world's backbone in one process keeps torch's global
-    generator, on which its reproductions' tables were measured."""
-    return where.active or "backbone" in spec

@@ -72,12 +72,19 @@ def load_detector(
         }
     )
     model = model.to(device).eval()
-    if for_inference and spec.get("backbone"):
-        for body in model.backbone.modules():
-            if isinstance(body, HFBackbone):
-                body.fuse_for_inference()
-        model.backbone.to(memory_format=torch.channels_last)
+    if for_inference:
+        prepare_for_inference(model)
     return model, spec
+
+
+def prepare_for_inference(model: ViLD) -> None:
+    """A transformers backbone fused (`HFBackbone.fuse_for_inference`) and in channels-last
+    memory, in place; the shapes world's backbone is left as it is (channels-last already)."""
+    bodies = [m for m in model.backbone.modules() if isinstance(m, HFBackbone)]
+    for body in bodies:
+        body.fuse_for_inference()
+    if bodies:
+        model.backbone.to(memory_format=torch.channels_last)
 
 
 @torch.no_grad()

@@ -1,24 +1,42 @@
 """The start every ViLD-text fine-tuning method shares (RKD, CoDet): the init checkpoint's
 detector rebuilt under the new method's spec, its weights loaded, backbone and RPN frozen, and
-the detection dataset on the init's base categories."""
+the detection dataset on the init's base categories; and how their steps split over processes
+(`process_share`)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from ovdet.data.coco import CocoDetection
+from ovdet.data.pipeline import share
 from ovdet.errors import OvdetError
 from ovdet.methods.vild.detector import build_model, load_detector
 from ovdet.methods.vild.model import ViLD, ViLDConfig
 from ovdet.models.bundled import checkpoint_folder
 from ovdet.models.loader import load_model
 from ovdet.models.vlm import VisionLanguageModel
+from ovdet.train.distributed import Distributed
 from ovdet.vocab.embed import embed_vocabulary
 from ovdet.vocab.parse import vocabulary_from_categories
+
+T = TypeVar("T")
+Share = Callable[[int, list[T]], tuple[list[T], list[torch.Generator] | None]]
+
+
+def process_share(spec: dict[str, Any], where: Distributed, seed: int) -> Share:
+    """(step, the step's drawn items) -> this process's contiguous part and a sampler for each
+    item, seeded by its place in the global list (`data.pipeline.share`), so several processes
+    train what one process taking all of it trains. That holds with a transformers backbone or
+    several processes; the shapes world's backbone in one process keeps every item and torch's
+    global generator (samplers None), on which its reproductions' tables were measured."""
+    if not (where.active or "backbone" in spec):
+        return lambda step, drawn: (drawn, None)
+    return lambda step, drawn: share(drawn, seed, step, where.rank, where.world)
 
 
 def fine_tune_start(
